@@ -1,0 +1,166 @@
+"""Energy (kWh) and CO2e (g) per LLM call, and carbon-aware deployment choice, via ecologits.
+
+ecologits (offline, ~1 ms a call) models a request's energy from the model's (active) parameter
+count, the output tokens and the latency, and turns it into CO2e with the electricity mix of a
+zone (ISO 3166-1 alpha-3 code such as ``"FRA"``, ``"USA"``, or ``"WOR"`` for the world mix). Its
+results are ranges; we report the midpoint. CO2e is ecologits' total GWP: usage (electricity)
+plus the embodied share of the hardware.
+
+litellm model strings are mapped to ecologits' (provider, name): ``"anthropic/claude-..."``,
+``"gemini/..."`` -> ``google_genai``, ``"mistral/..."`` -> ``mistralai``, bare ``"gpt-4o"`` ->
+``openai``, ``"huggingface/org/model"`` -> ``huggingface_hub``. Unknown models give
+``(None, None)``; nothing here raises on unknown input.
+
+ecologits is imported lazily on first use (~0.4 s), never at import of this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from functools import lru_cache
+from typing import Any
+
+_PREFIX_PROVIDER = {
+    "openai": "openai",
+    "azure": "openai",
+    "text-completion-openai": "openai",
+    "anthropic": "anthropic",
+    "mistral": "mistralai",
+    "mistralai": "mistralai",
+    "gemini": "google_genai",
+    "vertex_ai": "google_genai",
+    "google_genai": "google_genai",
+    "cohere": "cohere",
+    "cohere_chat": "cohere",
+    "huggingface": "huggingface_hub",
+    "huggingface_hub": "huggingface_hub",
+}
+_NAME_PROVIDER = (
+    (("gpt-", "o1", "o3", "o4", "chatgpt", "text-davinci"), "openai"),
+    (("claude",), "anthropic"),
+    (("mistral", "ministral", "codestral", "magistral", "pixtral", "devstral"), "mistralai"),
+    (("gemini", "gemma"), "google_genai"),
+    (("command", "c4ai"), "cohere"),
+)
+_PROVIDERS = ("openai", "anthropic", "mistralai", "google_genai", "cohere", "huggingface_hub")
+
+
+@lru_cache(maxsize=1)
+def _eco() -> Any:
+    from ecologits import electricity_mix_repository, model_repository
+    from ecologits.tracers import utils
+
+    # after the import: ecologits installs its own Logger class; it warns once per model otherwise
+    logging.getLogger("ecologits").setLevel(logging.ERROR)
+
+    return utils, model_repository.models, electricity_mix_repository.electricity_mixes
+
+
+@lru_cache(maxsize=1024)
+def resolve_model(model: str, provider: str | None = None) -> tuple[str, str] | None:
+    """ecologits' (provider, model name) for a litellm model string, or None if unknown."""
+    _, models, _ = _eco()
+    name = model
+    candidates: list[str] = []
+    if provider:
+        candidates.append(_PREFIX_PROVIDER.get(provider, provider))
+    head, sep, rest = model.partition("/")
+    if sep and head in _PREFIX_PROVIDER:
+        candidates.append(_PREFIX_PROVIDER[head])
+        name = rest
+    low = name.lower()
+    for prefixes, prov in _NAME_PROVIDER:
+        if low.startswith(prefixes):
+            candidates.append(prov)
+    candidates += [p for p in _PROVIDERS if p not in candidates]
+    names = [name]
+    if sep and head not in _PREFIX_PROVIDER:  # e.g. "hosted_vllm/meta-llama/Meta-Llama-3-8B"
+        names.append(rest)
+    names.append(name.rsplit("/", 1)[-1])
+    for prov in candidates:
+        for n in names:
+            if models.find_model(prov, n) is not None:
+                return prov, n
+    return None
+
+
+def _mid(v: Any) -> float:
+    if hasattr(v, "min") and hasattr(v, "max"):
+        return (float(v.min) + float(v.max)) / 2
+    return float(v)
+
+
+def estimate_energy(
+    model: str,
+    provider: str | None,
+    completion_tokens: int,
+    latency_s: float,
+    zone: str | None,
+) -> tuple[float | None, float | None]:
+    """(kWh, gCO2e) of one call, midpoints of ecologits' ranges; (None, None) if unknown.
+
+    ``zone``: ecologits electricity-mix code (None: the provider's datacenter default).
+    Never raises.
+    """
+    try:
+        key = resolve_model(model, provider)
+        if key is None:
+            return None, None
+        utils, _, _ = _eco()
+        out = utils.llm_impacts(
+            provider=key[0],
+            model_name=key[1],
+            output_token_count=max(0, int(completion_tokens)),
+            request_latency=max(float(latency_s), 1e-3),
+            electricity_mix_zone=zone,
+        )
+        if out.errors or out.energy is None or out.gwp is None:
+            return None, None
+        kwh, co2e_g = _mid(out.energy.value), _mid(out.gwp.value) * 1000.0
+        if not (math.isfinite(kwh) and math.isfinite(co2e_g)):
+            return None, None
+        return kwh, co2e_g
+    except Exception:  # estimation must never break a request
+        return None, None
+
+
+def zone_intensity(zone: str | None) -> float | None:
+    """Carbon intensity of a zone's electricity mix in gCO2e/kWh (ecologits data), or None."""
+    if not zone:
+        return None
+    try:
+        mix = _eco()[2].find_electricity_mix(zone=zone.upper())
+    except Exception:
+        return None
+    return None if mix is None else float(mix.gwp) * 1000.0
+
+
+def pick_greenest(
+    deployments: list[tuple[str, str | None]],
+    healthy: set[str],
+    overrides: dict[str, float] | None = None,
+) -> str:
+    """Name of the healthy deployment with the lowest carbon intensity.
+
+    ``deployments``: (name, zone) in policy order. ``overrides``: gCO2e/kWh keyed by deployment
+    name or by zone (the policy's static values; a name wins over a zone), else ecologits' zone
+    data. Unknown intensity ranks last; ties keep policy order. If no deployment is healthy, the
+    greenest of all is returned (health may be stale; the caller's failover still applies).
+    Raises ValueError on an empty list.
+    """
+    if not deployments:
+        raise ValueError("pick_greenest: no deployments")
+    overrides = overrides or {}
+
+    def intensity(d: tuple[str, str | None]) -> float:
+        name, zone = d
+        if name in overrides:
+            return float(overrides[name])
+        if zone and zone in overrides:
+            return float(overrides[zone])
+        v = zone_intensity(zone)
+        return math.inf if v is None else v
+
+    pool = [d for d in deployments if d[0] in healthy] or list(deployments)
+    return min(pool, key=intensity)[0]
