@@ -1,0 +1,146 @@
+"""Load a policy TOML file, check every key, and fill prices, windows and abilities.
+
+Missing prices and context windows come from litellm's model map, missing abilities from the
+shipped ability table. Any problem raises one PolicyError naming the file, line, key and fix.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from policies import model_info
+from policies.errors import PolicyError
+from policies.locate import locate
+from policies.schema import LEDGER_KEYS, REQUIRED, ROUTER_KEYS, TIER_KEYS, Key, LedgerSettings
+from policies.schema import Policy, Tier
+
+DEMO_POLICY = "demo.toml"
+
+
+def shipped_policy_path(name: str = DEMO_POLICY) -> Path:
+    """Path of a policy shipped inside the package (``demo.toml`` is the embedded default)."""
+    return Path(str(resources.files("policies") / name))
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Read and validate a policy file; None loads the embedded demo policy."""
+    file = Path(path) if path is not None else shipped_policy_path()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError("file not found", file=file,
+                          fix="pass an existing policy TOML file (see policies/demo.toml)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read the file ({exc})", file=file) from None
+    return parse_policy(text, source=str(file))
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    """Validate policy TOML text; `source` names it in error messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"at line (\d+)", str(exc))
+        line = int(found.group(1)) if found else None
+        raise PolicyError(f"not valid TOML ({exc})", file=source, line=line,
+                          fix="check quotes, brackets and '=' on that line") from None
+    return _Checker(text, source).policy(raw)
+
+
+class _Checker:
+    """Walks the parsed TOML, raising PolicyError with the location of the first problem."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+
+    def fail(self, path: tuple[str | int, ...], problem: str, fix: str | None = None) -> PolicyError:
+        key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
+                      for i, p in enumerate(path)) or None
+        return PolicyError(problem, file=self.source, key=key, line=locate(self.text, path), fix=fix)
+
+    def section(self, raw: dict[str, Any], spec: dict[str, Key],
+                path: tuple[str | int, ...]) -> dict[str, Any]:
+        for name in raw:
+            if name not in spec:
+                raise self.fail((*path, name), "unknown key",
+                                fix=f"remove it or use one of: {', '.join(sorted(spec))}")
+        values: dict[str, Any] = {}
+        for name, key in spec.items():
+            if name not in raw:
+                if key.default is REQUIRED:
+                    raise self.fail(path, f"missing required key '{name}'",
+                                    fix=f"add {name} = <{key.describe()}>")
+                values[name] = key.default
+                continue
+            value = raw[name]
+            ok_type = isinstance(value, key.types) and not (
+                isinstance(value, bool) and bool not in key.types)
+            if not ok_type or (key.check is not None and not key.check(value)):
+                raise self.fail((*path, name), f"invalid value {value!r}",
+                                fix=f"use {key.describe()}")
+            values[name] = float(value) if float in key.types and isinstance(value, int) else value
+        return values
+
+    def policy(self, raw: dict[str, Any]) -> Policy:
+        top = self.section(raw, ROUTER_KEYS, ())
+        raw_tiers = top.pop("tiers")
+        if not raw_tiers or not all(isinstance(t, dict) for t in raw_tiers):
+            raise self.fail(("tiers",), "needs at least one [[tiers]] table",
+                            fix='add [[tiers]] tables with name = ... and model = ...')
+        tiers = tuple(self.tier(t, i) for i, t in enumerate(raw_tiers))
+        self.check_tiers(tiers)
+        ledger_raw = top.pop("ledger") or {}
+        ledger = LedgerSettings(**self.section(ledger_raw, LEDGER_KEYS, ("ledger",)))
+        return Policy(tiers=tiers, ledger=ledger, source=self.source, **top)
+
+    def tier(self, raw: dict[str, Any], index: int) -> Tier:
+        path: tuple[str | int, ...] = ("tiers", index)
+        v = self.section(raw, TIER_KEYS, path)
+        info = model_info.lookup(v["model"])
+        if (v["input_per_mtok"] is None) != (v["output_per_mtok"] is None):
+            raise self.fail(path, "sets only one of input_per_mtok / output_per_mtok",
+                            fix="set both, or neither to use litellm's prices")
+        if v["input_per_mtok"] is None:
+            if info is None or info.input_cost_per_token is None:
+                raise self.fail((*path, "model"), f"no known price for model {v['model']!r}",
+                                fix="set input_per_mtok and output_per_mtok on this tier")
+            v["input_per_mtok"] = info.input_cost_per_token * 1e6
+            v["output_per_mtok"] = (info.output_cost_per_token or 0.0) * 1e6
+        if v["context_window"] is None and info is not None:
+            v["context_window"] = info.max_input_tokens
+        for flag, known in (("supports_tools", info and info.supports_function_calling),
+                            ("supports_vision", info and info.supports_vision)):
+            if v[flag] is None:
+                v[flag] = True if info is None or known is None else bool(known)
+        if v["ability"] is None:
+            from classifiers import ability_for
+
+            ability = ability_for(v["model"])
+            if ability is None:
+                raise self.fail((*path, "model"), f"no known ability for model {v['model']!r}",
+                                fix="set ability = <number> on this tier, or fit one with "
+                                    "`tierwise calibrate`")
+            v["ability"] = ability
+        return Tier(**v)
+
+    def check_tiers(self, tiers: tuple[Tier, ...]) -> None:
+        seen: dict[str, int] = {}
+        for i, tier in enumerate(tiers):
+            if tier.name in seen:
+                raise self.fail(("tiers", i, "name"), f"duplicate tier name {tier.name!r}",
+                                fix=f"tier names must be unique (also used by tiers[{seen[tier.name]}])")
+            seen[tier.name] = i
+        for i in range(1, len(tiers)):
+            cheaper, tier = tiers[i - 1], tiers[i]
+            if tier.blended_per_mtok < cheaper.blended_per_mtok:
+                raise self.fail(
+                    ("tiers", i, "model"),
+                    f"tiers must be ordered cheapest first, but {tier.name!r} "
+                    f"(${tier.blended_per_mtok:g}/1M in+out) is cheaper than {cheaper.name!r} "
+                    f"(${cheaper.blended_per_mtok:g}/1M) before it",
+                    fix="reorder the [[tiers]] tables cheapest first")

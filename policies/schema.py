@@ -1,0 +1,150 @@
+"""The policy schema: what each key of a policy TOML means, its type, default and valid range.
+
+Policy is data. Every key is declared once here with its check, so an unknown key, a wrong type
+or an out-of-range number is reported with the key's name and the fix, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One allowed key: its type(s), default, an optional range check and a hint for the fix."""
+
+    types: tuple[type, ...]
+    default: Any = None
+    check: Callable[[Any], bool] | None = None
+    expect: str = ""
+
+    def describe(self) -> str:
+        names = "a number" if self.types == NUMBER else " or ".join(
+            _type_name(t) for t in self.types)
+        return f"{names}{' ' + self.expect if self.expect else ''}"
+
+
+def _type_name(t: type) -> str:
+    return {str: "a string", float: "a number", int: "an integer", bool: "true/false",
+            list: "a list", dict: "a table"}.get(t, t.__name__)
+
+
+def _positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _non_negative(v: float) -> bool:
+    return math.isfinite(v) and v >= 0
+
+
+def _probability(v: float) -> bool:
+    return 0 < v < 1
+
+
+def _finite(v: float) -> bool:
+    return math.isfinite(v)
+
+
+NUMBER = (int, float)
+
+ROUTER_KEYS: dict[str, Key] = {
+    "name": Key((str,), "policy"),
+    "alias": Key((str,), "auto", lambda v: bool(v.strip()), "(not empty)"),
+    "quality_target": Key(NUMBER, 0.8, _probability, "between 0 and 1, e.g. 0.8"),
+    "min_confidence": Key(NUMBER, 0.6, lambda v: 0.5 <= v < 1, "between 0.5 and 1, e.g. 0.6"),
+    "decision_noise": Key(NUMBER, 0.5, _positive, "> 0 (logit units), e.g. 0.5"),
+    "max_escalations": Key((int,), 2, lambda v: v >= 0, ">= 0"),
+    "coalesce": Key((bool,), True),
+    "timeout_s": Key(NUMBER, 60.0, _positive, "> 0 seconds"),
+    "state": Key((str,), "memory", lambda v: v == "memory" or v.startswith(("redis://", "rediss://")),
+                 '"memory" or a "redis://host:port/db" URL'),
+    "tiers": Key((list,), REQUIRED),
+    "ledger": Key((dict,), None),
+}
+
+TIER_KEYS: dict[str, Key] = {
+    "name": Key((str,), REQUIRED, lambda v: bool(v.strip()) and "/" not in v, "(not empty, no '/')"),
+    "model": Key((str,), REQUIRED, lambda v: bool(v.strip()), '(a litellm model, e.g. "openai/gpt-4o")'),
+    "api_base": Key((str,), None, lambda v: v == "builtin" or v.startswith(("http://", "https://")),
+                    '"builtin" or an http(s):// URL'),
+    "api_key_env": Key((str,), None, lambda v: v.replace("_", "").isalnum(),
+                       "(the NAME of an environment variable, not the key itself)"),
+    "ability": Key(NUMBER, None, _finite, "(finite, in logit units, e.g. 1.5)"),
+    "context_window": Key((int,), None, lambda v: v > 0, "> 0 tokens"),
+    "input_per_mtok": Key(NUMBER, None, _non_negative, ">= 0 USD per 1M input tokens"),
+    "output_per_mtok": Key(NUMBER, None, _non_negative, ">= 0 USD per 1M output tokens"),
+    "supports_tools": Key((bool,), None),
+    "supports_vision": Key((bool,), None),
+    "zone": Key((str,), None),
+    "timeout_s": Key(NUMBER, None, _positive, "> 0 seconds"),
+}
+
+LEDGER_KEYS: dict[str, Key] = {
+    "path": Key((str,), "tierwise-ledger.db", lambda v: bool(v.strip()), "(a file path)"),
+    "retention_days": Key(NUMBER, 30.0, _positive, "> 0 days"),
+    "store_prompts": Key((bool,), False),
+}
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One model tier, cheapest first in a policy. Prices are USD per 1M tokens."""
+
+    name: str
+    model: str
+    ability: float
+    input_per_mtok: float
+    output_per_mtok: float
+    context_window: int | None = None
+    api_base: str | None = None
+    api_key_env: str | None = None
+    supports_tools: bool = True
+    supports_vision: bool = True
+    zone: str | None = None
+    timeout_s: float | None = None
+
+    @property
+    def blended_per_mtok(self) -> float:
+        """One price to order tiers by: input and output per 1M tokens, added."""
+        return self.input_per_mtok + self.output_per_mtok
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    path: str = "tierwise-ledger.db"
+    retention_days: float = 30.0
+    store_prompts: bool = False
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A routing policy: tiers cheapest first and the rules that pick one for a request."""
+
+    tiers: tuple[Tier, ...]
+    name: str = "policy"
+    alias: str = "auto"
+    quality_target: float = 0.8
+    min_confidence: float = 0.6
+    decision_noise: float = 0.5
+    max_escalations: int = 2
+    coalesce: bool = True
+    timeout_s: float = 60.0
+    state: str = "memory"
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    source: str | None = None
+
+    def tier(self, name: str) -> Tier | None:
+        return next((t for t in self.tiers if t.name == name), None)
+
+    def tier_for_model(self, model: str) -> Tier | None:
+        """The tier a request pins by naming a tier or a tier's model."""
+        return self.tier(model) or next((t for t in self.tiers if t.model == model), None)
+
+    @property
+    def largest(self) -> Tier:
+        return self.tiers[-1]

@@ -1,0 +1,181 @@
+"""The `tierwise` command line: route, score, serve, and the training/reporting commands.
+
+Fast commands (route, score) never import litellm. Every expected failure prints one line
+naming the problem and the fix, and exits non-zero; no tracebacks for user mistakes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from policies import PolicyError
+from router.errors import TierwiseError
+
+
+def _policy_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", metavar="FILE", help="policy TOML (default: embedded demo)")
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from router.engine import Router
+
+    decision = Router(args.policy).route(args.text)
+    if args.json:
+        print(json.dumps(decision.to_dict()))
+    else:
+        print(f"tier: {decision.tier} ({decision.model})")
+        print(f"difficulty: {decision.difficulty:.3f} +/- {decision.uncertainty:.3f}")
+        print("p_sufficient: " + ", ".join(f"{k}={v:.2f}" for k, v in
+                                           decision.p_sufficient.items()))
+        print(f"confidence: {decision.confidence:.2f}")
+        for reason in decision.reasons:
+            print(f"  - {reason}")
+    return 0
+
+
+def _read_score_line(number: int, line: str) -> list[dict[str, Any]]:
+    from router.messages import as_messages
+
+    try:
+        item = json.loads(line)
+    except ValueError:
+        raise TierwiseError(f"line {number}: not valid JSON") from None
+    if not isinstance(item, dict):
+        raise TierwiseError(f"line {number}: expected a JSON object with 'prompt' or 'messages'")
+    if isinstance(item.get("prompt"), str):
+        return as_messages(item["prompt"])
+    if "messages" in item:
+        try:
+            return as_messages(item["messages"])
+        except TierwiseError as exc:
+            raise TierwiseError(f"line {number}: {exc.message}") from None
+    raise TierwiseError(f"line {number}: needs a 'prompt' string or a 'messages' list")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from policies import RequestFacts, decide
+    from router.engine import Router
+
+    router = Router(args.policy)
+    try:
+        handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+    except OSError as exc:
+        raise TierwiseError(f"cannot read {args.file}: {exc.strerror}") from None
+    with handle:
+        lines = [line for line in handle]
+    items: list[tuple[int, list[dict[str, Any]] | None, str | None]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append((number, _read_score_line(number, line), None))
+        except TierwiseError as exc:
+            items.append((number, None, exc.message))
+    good = [m for _, m, _ in items if m is not None]
+    scores = iter(router.scorer.score_batch(good) if good else [])
+    failures = 0
+    out = sys.stdout
+    for number, messages, error in items:
+        if messages is None:
+            failures += 1
+            print(f"tierwise score: {error}", file=sys.stderr)
+            out.write(json.dumps({"line": number, "error": error}) + "\n")
+            continue
+        score = next(scores)
+        decision = decide(router.policy, score, RequestFacts())
+        out.write(json.dumps({
+            "line": number, "difficulty": round(score.difficulty, 5),
+            "uncertainty": round(score.uncertainty, 5), "n_tokens": score.n_tokens,
+            "tier": decision.tier,
+            "p_sufficient": {k: round(v, 5) for k, v in decision.p_sufficient.items()},
+        }) + "\n")
+    return 1 if failures else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from router.proxy import create_app
+
+    app = create_app(args.policy)
+    print(f"tierwise: serving on http://{args.host}:{args.port} "
+          f"(policy: {args.policy or 'embedded demo'})", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _delegated(module: str, name: str) -> tuple[Callable[..., None], Callable[..., int]] | None:
+    """(add_arguments, run) from another package, if it is installed."""
+    try:
+        mod = __import__(module, fromlist=["_"])
+    except ImportError:
+        return None
+    add = getattr(mod, f"add_{name}_arguments", None)
+    run = getattr(mod, f"run_{name}", None)
+    return (add, run) if add and run else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tierwise", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("route", help="decide the tier for a prompt (no network call)")
+    p.add_argument("text")
+    p.add_argument("--json", action="store_true", help="print the decision as JSON")
+    _policy_arg(p)
+    p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("score", help="score a JSONL file of prompts (one JSON line out per line)")
+    p.add_argument("file", help="JSONL with 'prompt' or 'messages' per line; - for stdin")
+    _policy_arg(p)
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("serve", help="run the OpenAI-compatible proxy")
+    _policy_arg(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
+
+    for module, name, help_text in (
+        ("classifiers.commands", "train", "train the difficulty classifier"),
+        ("classifiers.commands", "eval", "routing-quality metrics on a labeled set"),
+        ("classifiers.commands", "calibrate", "fit a model's ability or a policy's target"),
+        ("router.report", "report", "efficiency digest from the ledger"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        hooks = _delegated(module, name)
+        if hooks is not None:
+            hooks[0](p)
+            p.set_defaults(func=hooks[1])
+        else:
+            p.set_defaults(func=lambda a, n=name: _unavailable(n))
+    return parser
+
+
+def _unavailable(name: str) -> int:
+    print(f"tierwise {name}: not available in this installation", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PolicyError as exc:
+        print(f"tierwise: invalid policy: {exc}", file=sys.stderr)
+        return 2
+    except TierwiseError as exc:
+        print(f"tierwise {args.command}: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
