@@ -260,8 +260,9 @@ def summarize(records: Iterable[RequestRecord]) -> dict[str, Any]:
     for key, attr in groups:
         counts: dict[str, int] = {}
         for r in recs:
-            k = getattr(r, attr) or ""
-            counts[k] = counts.get(k, 0) + 1
+            k = getattr(r, attr)
+            if k is not None:  # requests without a named deployment are not counted there
+                counts[k] = counts.get(k, 0) + 1
         out[key] = dict(sorted(counts.items()))
     reasons: dict[str, int] = {}
     for r in recs:
@@ -296,4 +297,3 @@ def summarize(records: Iterable[RequestRecord]) -> dict[str, Any]:
     out["first_ts"] = min((r.ts for r in recs), default=None)
     out["last_ts"] = max((r.ts for r in recs), default=None)
     return out
-

@@ -1,0 +1,308 @@
+"""The decision ledger: one SQLite row per request (the fields of ``RequestRecord``).
+
+Safe with several worker processes on one file: WAL journal, ``busy_timeout``, one short
+``BEGIN IMMEDIATE`` transaction per batch. ``append`` never touches the disk: it queues the row
+for a background writer thread that commits whatever has queued up as one batch, so the event
+loop never waits for SQLite. A committed row survives the process being killed (WAL,
+``synchronous=NORMAL``; an OS crash or power cut may lose the last commits).
+
+Retention is bounded by age (``retention_days``) and/or row count (``max_rows``); the writer
+prunes at most once a minute. Prompt text is dropped unless ``store_prompts`` is on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import math
+import queue
+import sqlite3
+import threading
+import time
+import weakref
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from router.accounting import RequestRecord, summarize
+
+log = logging.getLogger("tierwise.ledger")
+
+_BOOL = {"escalated", "coalesced", "cache_hit", "stream"}
+_COLS = [f.name for f in fields(RequestRecord)]
+_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER"}
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, "
+    + ", ".join(f"{c} {'INTEGER' if c in _BOOL else ''}" for c in _COLS)
+    + ")"
+)
+_INSERT = f"INSERT INTO requests ({', '.join(_COLS)}) VALUES ({', '.join('?' * len(_COLS))})"
+_STOP = object()
+_PRUNE_EVERY_S = 60.0
+
+
+class Ledger:
+    """SQLite decision ledger. See the module docstring for the concurrency model."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        retention_days: float | None = 30,
+        store_prompts: bool = False,
+        *,
+        max_rows: int | None = None,
+        busy_timeout_ms: int = 10_000,
+        max_queue: int = 100_000,
+    ) -> None:
+        self.path = Path(path)
+        self.retention_days = retention_days
+        self.store_prompts = store_prompts
+        self.max_rows = max_rows
+        self.busy_timeout_ms = busy_timeout_ms
+        self.dropped = 0  # rows dropped because the queue was full or the write failed
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._last_prune = 0.0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._init_db()
+        ref = weakref.ref(self)
+        atexit.register(lambda: (lg := ref()) is not None and lg.close())
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _init_db(self) -> None:
+        for attempt in range(50):  # several workers may start at once on a new file
+            try:
+                with self._connect() as conn:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute(_SCHEMA)
+                    conn.execute("CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts)")
+                conn.close()
+                return
+            except sqlite3.OperationalError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.05)
+
+    # -- writing ---------------------------------------------------------------------------
+    def append(self, record: RequestRecord) -> None:
+        """Queue one record for the writer thread. Never blocks; drops (and counts) if full."""
+        if self._closed:
+            raise RuntimeError(f"ledger {self.path} is closed")
+        row = self._row(record)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._writer, name="tierwise-ledger", daemon=True
+                    )
+                    self._thread.start()
+        try:
+            self._q.put_nowait(row)
+        except queue.Full:
+            self.dropped += 1
+
+    def _row(self, r: RequestRecord) -> tuple[Any, ...]:
+        d = r.to_dict()
+        d["escalations"] = json.dumps(d["escalations"])
+        if not self.store_prompts:
+            d["prompt_text"] = None
+        return tuple(int(d[c]) if c in _BOOL else d[c] for c in _COLS)
+
+    def _writer(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                batch = [self._q.get()]
+                while len(batch) < 5000:
+                    try:
+                        batch.append(self._q.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = any(item is _STOP for item in batch)
+                rows = [item for item in batch if item is not _STOP]
+                try:
+                    if rows:
+                        self._write(conn, rows)
+                    if time.monotonic() - self._last_prune > _PRUNE_EVERY_S:
+                        self._prune(conn)
+                except Exception:
+                    log.exception("ledger %s: write of %d rows failed", self.path, len(rows))
+                    self.dropped += len(rows)
+                finally:
+                    for _ in batch:
+                        self._q.task_done()
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        for attempt in range(5):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_INSERT, rows)
+                    conn.execute("COMMIT")
+                    return
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def _prune(self, conn: sqlite3.Connection, now: float | None = None) -> int:
+        self._last_prune = time.monotonic()
+        n = 0
+        if self.retention_days:
+            cutoff = (time.time() if now is None else now) - self.retention_days * 86400
+            n += conn.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
+        if self.max_rows is not None:
+            n += conn.execute(
+                "DELETE FROM requests WHERE id <= "
+                "(SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (int(self.max_rows),),
+            ).rowcount
+        return n
+
+    def prune(self, now: float | None = None) -> int:
+        """Apply retention now (the writer also does it once a minute); returns rows deleted."""
+        self.flush()
+        conn = self._connect()
+        try:
+            return self._prune(conn, now)
+        finally:
+            conn.close()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until this process's queued rows are committed; False on timeout."""
+        end = time.monotonic() + timeout
+        with self._q.all_tasks_done:
+            while self._q.unfinished_tasks:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._q.all_tasks_done.wait(left)
+        return True
+
+    def close(self) -> None:
+        """Commit what is queued and stop the writer. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._q.put(_STOP)
+            self._thread.join(timeout=30)
+
+    # -- reading ---------------------------------------------------------------------------
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if not self._closed:
+            self.flush()
+        conn = self._connect()
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+    def query(self, since: float | None = None) -> list[RequestRecord]:
+        """Records with ``ts >= since`` (all if None), oldest first."""
+        rows = self._read(
+            f"SELECT {', '.join(_COLS)} FROM requests WHERE ts >= ? ORDER BY ts, id",
+            (-math.inf if since is None else since,),
+        )
+        out = []
+        for row in rows:
+            d = dict(zip(_COLS, row, strict=True))
+            d["escalations"] = json.loads(d["escalations"] or "[]")
+            for c in _BOOL:
+                d[c] = bool(d[c])
+            out.append(RequestRecord.from_dict(d))
+        return out
+
+    def count(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM requests")[0][0])
+
+    def summary(self, since: float | None = None) -> dict[str, Any]:
+        """Totals for the report and dashboard, computed in SQL (same keys as
+        :func:`router.accounting.summarize`)."""
+        s = -math.inf if since is None else since
+        w = "WHERE ts >= ?"
+        (n, pt, ct, cost, base, saved, kwh, co2, co2tok, esc, coal, hits, t0, t1) = self._read(
+            "SELECT COUNT(*), TOTAL(prompt_tokens), TOTAL(completion_tokens), TOTAL(cost_usd), "
+            "TOTAL(baseline_cost_usd), TOTAL(saved_usd), TOTAL(energy_kwh), TOTAL(co2e_g), "
+            "TOTAL(CASE WHEN co2e_g IS NOT NULL THEN prompt_tokens + completion_tokens END), "
+            "TOTAL(escalated), TOTAL(coalesced), TOTAL(cache_hit), MIN(ts), MAX(ts) "
+            f"FROM requests {w}",
+            (s,),
+        )[0]
+        if n == 0:
+            return summarize([])
+        out: dict[str, Any] = {"requests": n}
+        for key, col in (
+            ("by_tier", "tier"),
+            ("by_outcome", "outcome"),
+            ("by_deployment", "deployment"),
+        ):
+            rows = self._read(
+                f"SELECT {col}, COUNT(*) FROM requests {w} AND {col} IS NOT NULL "
+                f"GROUP BY {col} ORDER BY {col}",
+                (s,),
+            )
+            out[key] = {k: c for k, c in rows}
+        reason = (
+            "CASE WHEN instr(value, ':') > 0 "
+            "THEN substr(value, 1, instr(value, ':') - 1) ELSE value END"
+        )
+        rows = self._read(
+            f"SELECT {reason} AS r, COUNT(*) FROM requests, json_each(requests.escalations) "
+            f"{w} GROUP BY r ORDER BY r",
+            (s,),
+        )
+        out["escalations_by_reason"] = {k: c for k, c in rows}
+        out.update(
+            prompt_tokens=int(pt),
+            completion_tokens=int(ct),
+            cost_usd=cost,
+            baseline_cost_usd=base,
+            saved_usd=saved,
+        )
+        out["saved_pct"] = 100 * saved / base if base else 0.0
+        out.update(energy_kwh=kwh, co2e_g=co2)
+        out["co2e_g_per_1k_tokens"] = co2 / (co2tok / 1000) if co2tok else None
+        toks, busy_ms = self._read(
+            "SELECT TOTAL(completion_tokens), TOTAL(latency_ms) FROM requests "
+            f"{w} AND outcome = 'ok' AND coalesced = 0 AND cache_hit = 0",
+            (s,),
+        )[0]
+        out["tokens_per_s"] = toks / (busy_ms / 1000) if busy_ms else None
+        for col in ("latency_ms", "ttft_ms", "decision_ms"):
+            m = self._read(f"SELECT COUNT({col}) FROM requests {w}", (s,))[0][0]
+            for q in (0.50, 0.99):
+                v = None
+                if m:
+                    v = self._read(
+                        f"SELECT {col} FROM requests {w} AND {col} IS NOT NULL "
+                        f"ORDER BY {col} LIMIT 1 OFFSET ?",
+                        (s, max(0, math.ceil(q * m) - 1)),
+                    )[0][0]
+                out[f"{col}_p{round(q * 100)}"] = v
+        out.update(
+            escalated=int(esc),
+            escalation_rate=esc / n,
+            coalesced=int(coal),
+            coalesced_rate=coal / n,
+            cache_hits=int(hits),
+            cache_hit_rate=hits / n,
+            first_ts=t0,
+            last_ts=t1,
+        )
+        return out
