@@ -1,0 +1,125 @@
+"""Prometheus metrics for tierwise (prometheus-client), on a registry of their own.
+
+Every ``Metrics`` owns a ``CollectorRegistry`` (never the global one), so several apps or tests
+can live in one process. ``render()`` returns the body and content type for ``GET /metrics``.
+With several worker processes each worker exposes its own counters; scrape each replica (or use
+prometheus-client's multiprocess mode, not wired here).
+
+| name | type | labels | meaning |
+| --- | --- | --- | --- |
+| `tierwise_requests_total` | counter | tier, outcome | requests finished (1) |
+| `tierwise_decision_seconds` | histogram | tier | scoring + tier choice time |
+| `tierwise_upstream_latency_seconds` | histogram | tier | latency to last byte |
+| `tierwise_ttft_seconds` | histogram | tier | time to first token |
+| `tierwise_tokens_total` | counter | tier, kind | tokens; kind = prompt, completion |
+| `tierwise_cost_usd_total` | counter | tier | cost of the tier that answered (2) |
+| `tierwise_baseline_cost_usd_total` | counter | tier | always-largest cost, same tokens |
+| `tierwise_saved_usd_total` | counter | tier | baseline - cost, where positive |
+| `tierwise_overspend_usd_total` | counter | tier | cost - baseline, where positive (3) |
+| `tierwise_energy_kwh_total` | counter | tier | estimated energy (ecologits) |
+| `tierwise_co2e_grams_total` | counter | tier | estimated CO2e, grams (ecologits) |
+| `tierwise_escalations_total` | counter | reason, from_tier, to_tier | escalation steps |
+| `tierwise_coalesced_total` | counter | tier | joined an identical in-flight call |
+| `tierwise_cache_hits_total` | counter | tier | answered from the response cache |
+| `tierwise_deployment_requests_total` | counter | tier, deployment, zone | serving deployment |
+| `tierwise_redis_fallback_total` | counter | operation | Redis down, local fallback used |
+
+(1) outcome: ok, upstream_error, client_error, cancelled. (2) litellm prices or the policy's
+override. (3) an escalation whose earlier billed attempts cost more than the baseline; net
+savings = saved - overspend = baseline - cost. Each counter also has a ``_created`` sample.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from router.accounting import RequestRecord
+
+DECISION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80)
+
+
+class Metrics:
+    """All tierwise Prometheus metrics; see the module docstring for the names."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ("tier",)) -> Counter:
+            return Counter(f"tierwise_{name}", doc, labels, registry=r)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(f"tierwise_{name}", doc, ("tier",), buckets=buckets, registry=r)
+
+        self.requests = counter("requests", "Requests finished", ("tier", "outcome"))
+        self.decision = histogram("decision_seconds", "Routing decision time", DECISION_BUCKETS)
+        self.latency = histogram(
+            "upstream_latency_seconds", "Request latency to last byte", LATENCY_BUCKETS
+        )
+        self.ttft = histogram("ttft_seconds", "Time to first token", LATENCY_BUCKETS)
+        self.tokens = counter("tokens", "Tokens", ("tier", "kind"))
+        self.cost = counter("cost_usd", "Cost of the answering tier, USD")
+        self.baseline = counter("baseline_cost_usd", "Cost of the always-largest tier, USD")
+        self.saved = counter("saved_usd", "Baseline minus cost, USD")
+        self.overspend = counter("overspend_usd", "Cost minus baseline where positive, USD")
+        self.energy = counter("energy_kwh", "Estimated energy, kWh")
+        self.co2e = counter("co2e_grams", "Estimated CO2e, grams")
+        self.escalations = counter(
+            "escalations", "Escalation steps", ("reason", "from_tier", "to_tier")
+        )
+        self.coalesced = counter("coalesced", "Requests coalesced onto an in-flight call")
+        self.cache_hits = counter("cache_hits", "Requests answered from the response cache")
+        self.deployments = counter(
+            "deployment_requests", "Requests by serving deployment", ("tier", "deployment", "zone")
+        )
+        self.redis_fallback = counter(
+            "redis_fallback", "Redis unavailable, local fallback used", ("operation",)
+        )
+
+    def observe(self, record: RequestRecord) -> None:
+        """Count one finished request (call once per ``RequestRecord``)."""
+        t = record.tier
+        self.requests.labels(t, record.outcome).inc()
+        self.latency.labels(t).observe(record.latency_ms / 1000)
+        if record.ttft_ms is not None:
+            self.ttft.labels(t).observe(record.ttft_ms / 1000)
+        self.tokens.labels(t, "prompt").inc(record.prompt_tokens)
+        self.tokens.labels(t, "completion").inc(record.completion_tokens)
+        self.cost.labels(t).inc(record.cost_usd)
+        self.baseline.labels(t).inc(record.baseline_cost_usd)
+        # counters cannot go down: a negative saving goes to the overspend counter
+        self.saved.labels(t).inc(max(record.saved_usd, 0.0))
+        self.overspend.labels(t).inc(max(-record.saved_usd, 0.0))
+        if record.energy_kwh is not None:
+            self.energy.labels(t).inc(record.energy_kwh)
+        if record.co2e_g is not None:
+            self.co2e.labels(t).inc(record.co2e_g)
+        for step in record.escalations:
+            reason, _, hop = step.partition(":")
+            src, _, dst = hop.partition("->")
+            self.escalations.labels(reason, src, dst).inc()
+        if record.coalesced:
+            self.coalesced.labels(t).inc()
+        if record.cache_hit:
+            self.cache_hits.labels(t).inc()
+        if record.deployment:
+            self.deployments.labels(t, record.deployment, record.zone or "").inc()
+
+    def observe_decision(self, seconds: float, tier: str) -> None:
+        """Record the routing decision time (call on every decision, including /v1/route)."""
+        self.decision.labels(tier).observe(seconds)
+
+    def observe_redis_fallback(self, operation: str) -> None:
+        """Count one fallback to local state because Redis was unavailable."""
+        self.redis_fallback.labels(operation).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """(body, content type) for ``GET /metrics`` in the Prometheus text format."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,107 @@
+"""The /metrics body parses with prometheus-client's own parser and matches the records."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from test_accounting_workload import make_records
+
+from router.metrics import Metrics
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, ctype = metrics.render()
+    assert ctype.startswith("text/plain") and "version=" in ctype
+    out = {}
+    for fam in text_string_to_metric_families(body.decode()):
+        assert fam.name.startswith("tierwise_")
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_match_records():
+    recs = make_records(250, seed=3)
+    m = Metrics()
+    for r in recs:
+        m.observe(r)
+    for t in ("small", "medium", "large"):
+        m.observe_decision(0.0004, t)
+    m.observe_redis_fallback("coalesce")
+    m.observe_redis_fallback("coalesce")
+    s = samples(m)
+
+    by = defaultdict(float)
+    for r in recs:
+        by["req", r.tier, r.outcome] += 1
+        by["cost", r.tier] += r.cost_usd
+        by["base", r.tier] += r.baseline_cost_usd
+        by["net", r.tier] += r.saved_usd
+        by["co2", r.tier] += r.co2e_g or 0
+        by["kwh", r.tier] += r.energy_kwh or 0
+        by["pt", r.tier] += r.prompt_tokens
+        by["ct", r.tier] += r.completion_tokens
+        by["coal", r.tier] += r.coalesced
+        by["hit", r.tier] += r.cache_hit
+        by["lat_n", r.tier] += 1
+        by["lat_sum", r.tier] += r.latency_ms / 1000
+        for step in r.escalations:
+            reason, hop = step.split(":")
+            by["esc", reason, *hop.split("->")] += 1
+
+    def get(name, **labels):
+        return s.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    for key, want in by.items():
+        kind, tier = key[0], key[1]
+        if kind == "req":
+            got = get("tierwise_requests_total", tier=tier, outcome=key[2])
+        elif kind == "esc":
+            got = get("tierwise_escalations_total", reason=tier, from_tier=key[2], to_tier=key[3])
+        elif kind == "net":
+            got = get("tierwise_saved_usd_total", tier=tier) - get(
+                "tierwise_overspend_usd_total", tier=tier
+            )
+        elif kind in ("pt", "ct"):
+            got = get(
+                "tierwise_tokens_total", tier=tier, kind="prompt" if kind == "pt" else "completion"
+            )
+        else:
+            name = {
+                "cost": "tierwise_cost_usd_total",
+                "base": "tierwise_baseline_cost_usd_total",
+                "co2": "tierwise_co2e_grams_total",
+                "kwh": "tierwise_energy_kwh_total",
+                "coal": "tierwise_coalesced_total",
+                "hit": "tierwise_cache_hits_total",
+                "lat_n": "tierwise_upstream_latency_seconds_count",
+                "lat_sum": "tierwise_upstream_latency_seconds_sum",
+            }[kind]
+            got = get(name, tier=tier)
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), key
+    assert sum(v for (n, _), v in s.items() if n == "tierwise_requests_total") == len(recs)
+    ttft = [r.ttft_ms for r in recs if r.ttft_ms is not None]
+    assert sum(v for (n, _), v in s.items() if n == "tierwise_ttft_seconds_count") == len(ttft)
+    assert get("tierwise_decision_seconds_count", tier="small") == 1
+    assert get("tierwise_decision_seconds_bucket", tier="small", le="0.0005") == 1
+    assert get("tierwise_decision_seconds_bucket", tier="small", le="0.00025") == 0
+    assert get("tierwise_redis_fallback_total", operation="coalesce") == 2
+    dep = recs[0]
+    assert (
+        get(
+            "tierwise_deployment_requests_total",
+            tier=dep.tier,
+            deployment=dep.deployment,
+            zone=dep.zone,
+        )
+        >= 1
+    )
+
+
+def test_registries_are_independent():
+    a, b = Metrics(), Metrics()
+    a.observe(make_records(1)[0])
+    assert sum(v for (n, _), v in samples(a).items() if n == "tierwise_requests_total") == 1
+    assert sum(v for (n, _), v in samples(b).items() if n == "tierwise_requests_total") == 0
