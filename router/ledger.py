@@ -31,13 +31,21 @@ log = logging.getLogger("tierwise.ledger")
 
 _BOOL = {"escalated", "coalesced", "cache_hit", "stream"}
 _COLS = [f.name for f in fields(RequestRecord)]
-_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER"}
+
+
+def _sql_type(annotation: Any) -> str:
+    a = str(annotation)
+    return "REAL" if "float" in a else "INTEGER" if ("int" in a or "bool" in a) else "TEXT"
+
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, "
-    + ", ".join(f"{c} {'INTEGER' if c in _BOOL else ''}" for c in _COLS)
+    + ", ".join(f"{f.name} {_sql_type(f.type)}" for f in fields(RequestRecord))
     + ")"
 )
 _INSERT = f"INSERT INTO requests ({', '.join(_COLS)}) VALUES ({', '.join('?' * len(_COLS))})"
+_ESC, _PROMPT = _COLS.index("escalations"), _COLS.index("prompt_text")
+_BOOL_IDX = [_COLS.index(c) for c in _BOOL]
 _STOP = object()
 _PRUNE_EVERY_S = 60.0
 
@@ -93,10 +101,12 @@ class Ledger:
 
     # -- writing ---------------------------------------------------------------------------
     def append(self, record: RequestRecord) -> None:
-        """Queue one record for the writer thread. Never blocks; drops (and counts) if full."""
+        """Queue one record for the writer thread. Never blocks; drops (and counts) if full.
+
+        Do not mutate the record afterwards: the writer reads it a little later.
+        """
         if self._closed:
             raise RuntimeError(f"ledger {self.path} is closed")
-        row = self._row(record)
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -105,16 +115,18 @@ class Ledger:
                     )
                     self._thread.start()
         try:
-            self._q.put_nowait(row)
+            self._q.put_nowait(record)  # converted to a row by the writer thread
         except queue.Full:
             self.dropped += 1
 
     def _row(self, r: RequestRecord) -> tuple[Any, ...]:
-        d = r.to_dict()
-        d["escalations"] = json.dumps(d["escalations"])
+        row = [getattr(r, c) for c in _COLS]
+        row[_ESC] = json.dumps(r.escalations)
+        for i in _BOOL_IDX:
+            row[i] = int(row[i])
         if not self.store_prompts:
-            d["prompt_text"] = None
-        return tuple(int(d[c]) if c in _BOOL else d[c] for c in _COLS)
+            row[_PROMPT] = None
+        return tuple(row)
 
     def _writer(self) -> None:
         conn = self._connect()
@@ -127,15 +139,16 @@ class Ledger:
                     except queue.Empty:
                         break
                 stop = any(item is _STOP for item in batch)
-                rows = [item for item in batch if item is not _STOP]
+                n = len(batch) - stop
                 try:
+                    rows = [self._row(item) for item in batch if item is not _STOP]
                     if rows:
                         self._write(conn, rows)
                     if time.monotonic() - self._last_prune > _PRUNE_EVERY_S:
                         self._prune(conn)
                 except Exception:
-                    log.exception("ledger %s: write of %d rows failed", self.path, len(rows))
-                    self.dropped += len(rows)
+                    log.exception("ledger %s: write of %d rows failed", self.path, n)
+                    self.dropped += n
                 finally:
                     for _ in batch:
                         self._q.task_done()
