@@ -1,0 +1,25 @@
+"""Shared state for budgets, rate limits, the response cache and cross-replica coalescing.
+
+``open_state("memory")`` gives one process's state; ``open_state("redis://host:port/0")`` shares
+it across replicas through Redis, falling back to local memory while Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from router.state.base import State, StateUnavailable
+from router.state.memory import MemoryState
+
+__all__ = ["MemoryState", "State", "StateUnavailable", "open_state"]
+
+
+def open_state(url: str = "memory", *, on_fallback: Callable[[str], None] | None = None) -> State:
+    """The backend for a policy's ``state`` setting ("memory" or a redis:// URL)."""
+    if url == "memory":
+        return MemoryState()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from router.state.redis_state import RedisState  # redis-py only when asked for
+
+        return RedisState(url, on_fallback=on_fallback)
+    raise ValueError(f"unknown state backend {url!r}; use 'memory' or a redis:// URL")
