@@ -83,8 +83,8 @@ async def test_stream_fans_out_to_late_and_waiting_readers(state: State) -> None
         while len(got) < 3:
             entries = await state.read("s", after, timeout_s=2)
             assert entries, "reader timed out"
-            for after, data in entries:
-                got.append(data)
+            got.extend(data for _, data in entries)
+            after = entries[-1][0]
         return got
 
     readers = [asyncio.create_task(follow()) for _ in range(5)]

@@ -111,7 +111,8 @@ class RedisState:
                     timeout_s: float | None = None) -> T:
         """Run one Redis call bounded in time; StateUnavailable if Redis cannot answer."""
         if self._skip():
-            raise StateUnavailable(f"redis is down (retry in {self._down_until - time.monotonic():.1f}s)")
+            wait = self._down_until - time.monotonic()
+            raise StateUnavailable(f"redis is down (next try in {wait:.1f}s)")
         try:
             result = await asyncio.wait_for(make(), timeout_s or self.op_timeout_s)
         except (RedisError, OSError, TimeoutError) as exc:
