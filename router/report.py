@@ -1,0 +1,405 @@
+"""The efficiency digest: ``tierwise report`` -> report.html (inline SVG charts) + summary.md.
+
+The panels (tier mix over time, cost vs the always-largest baseline, cumulative savings, CO2e per
+1K tokens, latency p50/p99, escalation/coalescing/cache rates) are built here once, as inline
+SVG strings, and reused by the live ``/dashboard`` (:mod:`router.dashboard`), which fetches the
+same panels as JSON. Pages make no network request of their own (a CSP meta tag enforces it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import math
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from router.accounting import RequestRecord, percentile, summarize
+
+COLORS = ["#2a9d8f", "#e9c46a", "#e76f51", "#264653", "#8ab17d", "#9b5de5", "#f4a261", "#577590"]
+W, H, ML, MR, MT, MB = 560, 230, 58, 12, 30, 26
+Series = tuple[str, str, list[float | None]]
+
+
+def _nice(v: float) -> float:
+    """Smallest ``4 * step`` >= v with a round step (1, 2, 2.5, 5 x 10^k)."""
+    if v <= 0 or not math.isfinite(v):
+        return 1.0
+    e = 10 ** math.floor(math.log10(v / 4))
+    return 4 * next(m * e for m in (1, 2, 2.5, 5, 10) if 4 * m * e >= v)
+
+
+def fmt(v: float | None, unit: str = "", digits: int = 3) -> str:
+    """Human number: ``fmt(0.0123, "$") == "$0.0123"``, ms >= 1000 as s; None -> an en dash."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if unit == "%":
+        return f"{v:.1f}%"
+    if unit == "ms" and abs(v) >= 1000:
+        v, unit = v / 1000, "s"
+    a = abs(v)
+    g = f"{v:#.{digits}g}" if digits == 3 else f"{v:.{digits}g}"
+    s = f"{v:,.0f}" if a >= 1000 else f"{v:.2f}" if a >= 1 else g if a else "0"
+    if a >= 1 and digits < 3 and "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return f"${s}" if unit == "$" else f"{s} {unit}".strip()
+
+
+def _frame(
+    ymax: float, unit: str, xs: Sequence[float], legend: Sequence[tuple[str, str]]
+) -> list[str]:
+    pw, ph = W - ML - MR, H - MT - MB
+    out = [f'<svg viewBox="0 0 {W} {H}" width="100%" role="img" class="chart">']
+    for i in range(5):
+        y = MT + ph - ph * i / 4
+        out.append(f'<line x1="{ML}" x2="{W - MR}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
+        out.append(
+            f'<text x="{ML - 6}" y="{y + 4:.1f}" class="yl">{fmt(ymax * i / 4, unit, 2)}</text>'
+        )
+    if xs:
+        span = xs[-1] - xs[0]
+        tf = "%H:%M" if span < 86400 else "%m-%d %H:%M" if span < 4 * 86400 else "%Y-%m-%d"
+        n = len(xs)
+        for i in sorted({round(k * (n - 1) / 4) for k in range(5)}):
+            x = ML + (i + 0.5) * pw / n
+            label = datetime.fromtimestamp(xs[i], UTC).strftime(tf)
+            out.append(f'<text x="{x:.1f}" y="{H - 8}" class="xl">{label}</text>')
+    lx = ML
+    for name, color in legend:
+        out.append(f'<rect x="{lx}" y="8" width="10" height="10" fill="{color}"/>')
+        out.append(f'<text x="{lx + 14}" y="17" class="lg">{html.escape(name)}</text>')
+        lx += 24 + 7 * len(name)
+    return out
+
+
+def line_chart(xs: Sequence[float], series: Sequence[Series], unit: str = "") -> str:
+    """SVG line chart of per-bucket values (None breaks the line); x = bucket start times."""
+    vals = [v for _, _, ys in series for v in ys if v is not None]
+    ymax = _nice(max(vals, default=0.0))
+    out = _frame(ymax, unit, xs, [(n, c) for n, c, _ in series])
+    pw, ph, n = W - ML - MR, H - MT - MB, max(len(xs), 1)
+    for name, color, ys in series:
+        d, pen = [], "M"
+        for i, v in enumerate(ys):
+            if v is None:
+                pen = "M"
+                continue
+            d.append(f"{pen}{ML + (i + 0.5) * pw / n:.1f},{MT + ph - ph * v / ymax:.1f}")
+            pen = "L"
+        out.append(
+            f'<path d="{" ".join(d)}" stroke="{color}" class="ln">'
+            f"<title>{html.escape(name)}</title></path>"
+        )
+    return "".join(out) + "</svg>"
+
+
+def bar_chart(xs: Sequence[float], series: Sequence[Series], unit: str = "") -> str:
+    """SVG stacked bar chart (one bar per bucket)."""
+    totals = [sum(ys[i] or 0 for _, _, ys in series) for i in range(len(xs))]
+    ymax = _nice(max(totals, default=0.0))
+    out = _frame(ymax, unit, xs, [(n, c) for n, c, _ in series])
+    pw, ph, n = W - ML - MR, H - MT - MB, max(len(xs), 1)
+    bw = pw / n
+    for i in range(len(xs)):
+        base = 0.0
+        for name, color, ys in series:
+            v = ys[i] or 0
+            if v:
+                y0, y1 = MT + ph - ph * base / ymax, MT + ph - ph * (base + v) / ymax
+                out.append(
+                    f'<rect x="{ML + i * bw + bw * 0.1:.1f}" y="{y1:.1f}" '
+                    f'width="{bw * 0.8:.1f}" height="{y0 - y1:.1f}" fill="{color}">'
+                    f"<title>{html.escape(name)}: {fmt(v, unit)}</title></rect>"
+                )
+            base += v
+    return "".join(out) + "</svg>"
+
+
+def _buckets(records: Sequence[RequestRecord], target: int = 36) -> tuple[list[float], float]:
+    if not records:
+        return [], 60.0
+    t0, t1 = records[0].ts, records[-1].ts
+    widths = [60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400]
+    w = next((x for x in widths if (t1 - t0) / x <= target), widths[-1])
+    start = math.floor(t0 / w) * w
+    return [start + i * w for i in range(int((t1 - start) // w) + 1)], float(w)
+
+
+def _tier_order(records: Sequence[RequestRecord]) -> list[str]:
+    per: dict[str, list[float]] = {}
+    for r in records:
+        toks = r.prompt_tokens + r.completion_tokens
+        if toks and not (r.coalesced or r.cache_hit):
+            per.setdefault(r.tier, []).append(r.cost_usd / toks)
+    tiers = {r.tier for r in records}
+    return sorted(tiers, key=lambda t: (percentile(per.get(t, []), 0.5) or math.inf, t))
+
+
+def panels(records: Sequence[RequestRecord]) -> dict[str, dict[str, str]]:
+    """The six panels as {id: {"title", "svg"}}; records must be sorted by ts."""
+    xs, w = _buckets(records)
+    groups: list[list[RequestRecord]] = [[] for _ in xs]
+    for r in records:
+        groups[min(int((r.ts - xs[0]) // w), len(xs) - 1)].append(r)
+
+    def per(fn: Any) -> list[float | None]:
+        return [fn(g) if g else None for g in groups]
+
+    tiers = _tier_order(records)
+    mix = [
+        (t, COLORS[i % len(COLORS)], [float(sum(r.tier == t for r in g)) for g in groups])
+        for i, t in enumerate(tiers)
+    ]
+    cum, run = [], 0.0
+    for g in groups:
+        run += sum(r.saved_usd for r in g)
+        cum.append(run)
+
+    def co2_per_k(g: list[RequestRecord]) -> float | None:
+        known = [r for r in g if r.co2e_g is not None]
+        tok = sum(r.prompt_tokens + r.completion_tokens for r in known)
+        return 1000 * sum(r.co2e_g or 0 for r in known) / tok if tok else None
+
+    def rate(attr: str) -> list[float | None]:
+        return per(lambda g: 100 * sum(bool(getattr(r, attr)) for r in g) / len(g))
+
+    def lat(q: float) -> list[float | None]:
+        return per(lambda g: percentile([r.latency_ms for r in g], q))
+
+    per_bucket = f"per {_dur(w)}"
+    spec = [
+        ("tier_mix", f"Tier mix (requests {per_bucket})", bar_chart(xs, mix)),
+        (
+            "cost",
+            f"Cost vs always-largest baseline ({per_bucket})",
+            line_chart(
+                xs,
+                [
+                    ("baseline", COLORS[2], per(lambda g: sum(r.baseline_cost_usd for r in g))),
+                    ("actual", COLORS[0], per(lambda g: sum(r.cost_usd for r in g))),
+                ],
+                "$",
+            ),
+        ),
+        ("savings", "Cumulative savings", line_chart(xs, [("saved", COLORS[0], cum)], "$")),
+        (
+            "co2e",
+            "CO2e per 1K tokens",
+            line_chart(xs, [("g / 1K tokens", COLORS[4], per(co2_per_k))], "g"),
+        ),
+        (
+            "latency",
+            "Latency p50 / p99",
+            line_chart(xs, [("p50", COLORS[0], lat(0.5)), ("p99", COLORS[2], lat(0.99))], "ms"),
+        ),
+        (
+            "rates",
+            "Escalation, coalescing and cache-hit rates",
+            line_chart(
+                xs,
+                [
+                    ("escalated", COLORS[2], rate("escalated")),
+                    ("coalesced", COLORS[3], rate("coalesced")),
+                    ("cache hit", COLORS[1], rate("cache_hit")),
+                ],
+                "%",
+            ),
+        ),
+    ]
+    return {k: {"title": t, "svg": s} for k, t, s in spec}
+
+
+def _dur(seconds: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= n and seconds % n == 0:
+            return f"{int(seconds // n)} {unit}"
+    return f"{seconds:g} s"
+
+
+def kpis(s: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """KPI tiles {id: (label, text)} from a summary (``summarize`` or ``Ledger.summary``)."""
+    return {
+        "requests": ("Requests", f"{s['requests']:,}"),
+        "cost": ("Cost", fmt(s["cost_usd"], "$")),
+        "baseline": ("Always-largest baseline", fmt(s["baseline_cost_usd"], "$")),
+        "saved": ("Saved", f"{fmt(s['saved_usd'], '$')} ({fmt(s['saved_pct'], '%')})"),
+        "co2e": ("CO2e", fmt(s["co2e_g"], "g")),
+        "co2e_per_1k": ("CO2e per 1K tokens", fmt(s["co2e_g_per_1k_tokens"], "g")),
+        "energy": ("Energy", fmt(s["energy_kwh"] * 1000, "Wh")),
+        "latency": (
+            "Latency p50 / p99",
+            f"{fmt(s['latency_ms_p50'], 'ms')} / {fmt(s['latency_ms_p99'], 'ms')}",
+        ),
+        "tokens_per_s": ("Output tokens/s", fmt(s["tokens_per_s"])),
+        "escalation": ("Escalated", fmt(100 * s["escalation_rate"], "%")),
+        "coalesced": ("Coalesced", fmt(100 * s["coalesced_rate"], "%")),
+        "cache": ("Cache hits", fmt(100 * s["cache_hit_rate"], "%")),
+    }
+
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2430}
+header{padding:14px 22px;background:#264653;color:#fff}header h1{margin:0;font-size:20px}
+header p{margin:2px 0 0;opacity:.8;font-size:12px}
+.kpis{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:10px;
+padding:14px 22px}
+.kpi{background:#fff;border-radius:8px;padding:10px 12px;box-shadow:0 1px 2px #0002}
+.kpi b{display:block;font-size:12px;font-weight:500;color:#5a6472}.kpi span{font-size:19px}
+.panels{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:14px;
+padding:0 22px 22px}.panel{background:#fff;border-radius:8px;padding:10px 12px;
+box-shadow:0 1px 2px #0002}.panel h2{font-size:14px;margin:0 0 4px}
+.chart .grid{stroke:#e3e6ea}.chart text{font-size:10px;fill:#5a6472}.chart .yl{text-anchor:end}
+.chart .xl{text-anchor:middle}.chart .lg{font-size:11px;fill:#1d2430}
+.chart .ln{fill:none;stroke-width:2}#status.err{color:#ffb4a2}
+"""
+
+
+def page_html(
+    title: str,
+    subtitle: str,
+    tiles: dict[str, tuple[str, str]],
+    charts: dict[str, dict[str, str]],
+    *,
+    script: str = "",
+    connect: str = "'none'",
+) -> str:
+    """One self-contained page (report or dashboard); CSP forbids any non-inline resource."""
+    csp = (
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+        f"img-src data:; connect-src {connect}"
+    )
+    k = "".join(
+        f'<div class="kpi"><b>{html.escape(label)}</b><span data-kpi="{i}">'
+        f"{html.escape(text)}</span></div>"
+        for i, (label, text) in tiles.items()
+    )
+    p = "".join(
+        f'<section class="panel"><h2>{html.escape(c["title"])}</h2>'
+        f'<div id="panel-{i}">{c["svg"]}</div></section>'
+        for i, c in charts.items()
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+        f'<header><h1>{html.escape(title)}</h1><p id="status">{html.escape(subtitle)}</p>'
+        f'</header><div class="kpis">{k}</div><div class="panels">{p}</div>'
+        f"{script}</body></html>"
+    )
+
+
+def _window(s: dict[str, Any]) -> str:
+    if not s["requests"]:
+        return "no requests in this window"
+    f = "%Y-%m-%d %H:%M UTC"
+    t0, t1 = (datetime.fromtimestamp(s[k], UTC).strftime(f) for k in ("first_ts", "last_ts"))
+    return f"{t0} to {t1}"
+
+
+def summary_md(records: Sequence[RequestRecord], title: str) -> str:
+    """The short markdown digest."""
+    s = summarize(records)
+    lines = [
+        f"# {title}",
+        "",
+        f"{s['requests']:,} requests, {_window(s)}.",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {label} | {text} |" for label, text in kpis(s).values()]
+    lines += ["", "| tier | requests | share | cost | saved |", "| --- | --- | --- | --- | --- |"]
+    for t in _tier_order(records):
+        rs = [r for r in records if r.tier == t]
+        lines.append(
+            f"| {t} | {len(rs):,} | {fmt(100 * len(rs) / len(records), '%')} | "
+            f"{fmt(sum(r.cost_usd for r in rs), '$')} | "
+            f"{fmt(sum(r.saved_usd for r in rs), '$')} |"
+        )
+    if s["escalations_by_reason"]:
+        esc = ", ".join(f"{k} {v:,}" for k, v in s["escalations_by_reason"].items())
+        lines += ["", f"Escalation steps by reason: {esc}."]
+    lines += [
+        "",
+        "Baseline: the largest tier's prices for the same tokens. Energy and CO2e: "
+        "ecologits estimates (midpoints), for the models it knows.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_report(
+    records: list[RequestRecord], out_dir: Path, title: str = "tierwise efficiency report"
+) -> tuple[Path, Path]:
+    """Write ``report.html`` (self-contained) and ``summary.md`` into ``out_dir``."""
+    records = sorted(records, key=lambda r: r.ts)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    s = summarize(records)
+    page = page_html(title, f"{s['requests']:,} requests, {_window(s)}", kpis(s), panels(records))
+    html_path, md_path = out_dir / "report.html", out_dir / "summary.md"
+    html_path.write_text(page, encoding="utf-8")
+    md_path.write_text(summary_md(records, title), encoding="utf-8")
+    return html_path, md_path
+
+
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``"7d"``, ``"12h"``, ``"30m"``, ``"2w"`` (ago) or an ISO date/time (UTC if naive)."""
+    now = time.time() if now is None else now
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*", text)
+    if m:
+        return now - float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"invalid --since {text!r}: use a duration like 30m, 12h, 7d, 2w "
+            "or an ISO date like 2026-11-01"
+        ) from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``tierwise report``."""
+    parser.add_argument(
+        "--ledger", default="tierwise-ledger.db", help="ledger SQLite file (default: %(default)s)"
+    )
+    parser.add_argument("--since", default="7d", help="window: 30m, 12h, 7d, 2w or an ISO date")
+    parser.add_argument("--out", default="tierwise-report", help="output directory")
+    parser.add_argument("--title", default="tierwise efficiency report")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``tierwise report``: 0 on success, 2 with a message on stderr for bad input."""
+    from router.ledger import Ledger
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as e:
+        print(f"tierwise report: {e}", file=sys.stderr)
+        return 2
+    path = Path(args.ledger)
+    if not path.is_file():
+        print(
+            f"tierwise report: ledger not found: {path} (pass --ledger PATH, the ledger file "
+            "set in the policy)",
+            file=sys.stderr,
+        )
+        return 2
+    ledger = Ledger(path, retention_days=None)
+    try:
+        records = ledger.query(since)
+    finally:
+        ledger.close()
+    html_path, md_path = render_report(records, Path(args.out), args.title)
+    print(f"{len(records)} requests -> {html_path} and {md_path}")
+    return 0
