@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from policies import model_info
+from policies.access_keys import access_settings
 from policies.errors import PolicyError
 from policies.locate import locate
 from policies.schema import LEDGER_KEYS, REQUIRED, ROUTER_KEYS, TIER_KEYS, Key, LedgerSettings
@@ -94,6 +95,7 @@ class _Checker:
                             fix='add [[tiers]] tables with name = ... and model = ...')
         tiers = tuple(self.tier(t, i) for i, t in enumerate(raw_tiers))
         self.check_tiers(tiers)
+        top.update(access_settings(self, top, {t.name for t in tiers}))
         ledger_raw = top.pop("ledger") or {}
         ledger = LedgerSettings(**self.section(ledger_raw, LEDGER_KEYS, ("ledger",)))
         return Policy(tiers=tiers, ledger=ledger, source=self.source, **top)

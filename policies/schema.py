@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from policies.access import AuthSettings, CacheSettings, LimitSettings
+
 REQUIRED = object()
 
 
@@ -65,6 +67,10 @@ ROUTER_KEYS: dict[str, Key] = {
                  '"memory" or a "redis://host:port/db" URL'),
     "tiers": Key((list,), REQUIRED),
     "ledger": Key((dict,), None),
+    # [auth], [limits], [cache]: checked in policies/access_keys.py
+    "auth": Key((dict,), None),
+    "limits": Key((dict,), None),
+    "cache": Key((dict,), None),
 }
 
 TIER_KEYS: dict[str, Key] = {
@@ -136,6 +142,9 @@ class Policy:
     timeout_s: float = 60.0
     state: str = "memory"
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
     source: str | None = None
 
     def tier(self, name: str) -> Tier | None:
