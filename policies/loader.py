@@ -16,8 +16,18 @@ from policies import model_info
 from policies.access_keys import access_settings
 from policies.errors import PolicyError
 from policies.locate import locate
-from policies.schema import LEDGER_KEYS, REQUIRED, ROUTER_KEYS, TIER_KEYS, Key, LedgerSettings
-from policies.schema import Policy, Tier
+from policies.schema import (
+    DEPLOYMENT_KEYS,
+    LEDGER_KEYS,
+    REQUIRED,
+    ROUTER_KEYS,
+    TIER_KEYS,
+    Deployment,
+    Key,
+    LedgerSettings,
+    Policy,
+    Tier,
+)
 
 DEMO_POLICY = "demo.toml"
 
@@ -62,7 +72,12 @@ class _Checker:
     def fail(self, path: tuple[str | int, ...], problem: str, fix: str | None = None) -> PolicyError:
         key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
                       for i, p in enumerate(path)) or None
-        return PolicyError(problem, file=self.source, key=key, line=locate(self.text, path), fix=fix)
+        line = None
+        for end in range(len(path), -1, -1):  # nested inline tables: fall back to the parent's line
+            line = locate(self.text, path[:end])
+            if line is not None:
+                break
+        return PolicyError(problem, file=self.source, key=key, line=line, fix=fix)
 
     def section(self, raw: dict[str, Any], spec: dict[str, Key],
                 path: tuple[str | int, ...]) -> dict[str, Any]:
@@ -98,6 +113,7 @@ class _Checker:
         top.update(access_settings(self, top, {t.name for t in tiers}))
         ledger_raw = top.pop("ledger") or {}
         ledger = LedgerSettings(**self.section(ledger_raw, LEDGER_KEYS, ("ledger",)))
+        top["response_checks"] = tuple(dict.fromkeys(top["response_checks"]))
         return Policy(tiers=tiers, ledger=ledger, source=self.source, **top)
 
     def tier(self, raw: dict[str, Any], index: int) -> Tier:
@@ -128,7 +144,27 @@ class _Checker:
                                 fix="set ability = <number> on this tier, or fit one with "
                                     "`tierwise calibrate`")
             v["ability"] = ability
+        v["deployments"] = self.deployments(v, path)
         return Tier(**v)
+
+    def deployments(self, tier: dict[str, Any], path: tuple[str | int, ...]
+                    ) -> tuple[Deployment, ...]:
+        """The tier's deployments; each inherits the tier's model, api_base and api_key_env."""
+        raw = tier["deployments"]
+        if raw is None:
+            return ()
+        out = []
+        for i, item in enumerate(raw):
+            where = (*path, "deployments", i)
+            if not isinstance(item, dict):
+                raise self.fail(where, "must be a table",
+                                fix='write deployments = [{ api_base = "https://..." }, ...]')
+            v = self.section(item, DEPLOYMENT_KEYS, where)
+            v["model"] = v["model"] or tier["model"]
+            v["api_base"] = v["api_base"] or tier["api_base"]
+            v["api_key_env"] = v["api_key_env"] or tier["api_key_env"]
+            out.append(Deployment(**v))
+        return tuple(out)
 
     def check_tiers(self, tiers: tuple[Tier, ...]) -> None:
         seen: dict[str, int] = {}

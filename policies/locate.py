@@ -17,15 +17,19 @@ def locate(text: str, path: tuple[str | int, ...]) -> int | None:
     """Line number (1-based) of `path`, e.g. ("tiers", 1, "model"); falls back to its table."""
     *table_path, key = path if path and isinstance(path[-1], str) else (*path, None)
     wanted = tuple(table_path)
-    counts: dict[str, int] = {}
+    counts: dict[tuple[str | int, ...], int] = {}
     context: tuple[str | int, ...] = ()
     table_line: int | None = 1 if not wanted else None
     for number, line in enumerate(text.splitlines(), start=1):
         if m := _ARRAY.match(line):
-            name = m.group(1)
+            # [[tiers.deployments]] belongs to the latest [[tiers]]: its index counts per parent.
+            parent: tuple[str | int, ...] = ()
+            for part in m.group(1).split(".")[:-1]:
+                parent = (*parent, part, counts.get((*parent, part), 1) - 1)
+            name = (*parent, m.group(1).split(".")[-1])
             index = counts.get(name, 0)
             counts[name] = index + 1
-            context = (*name.split("."), index)
+            context = (*name, index)
         elif m := _TABLE.match(line):
             context = tuple(m.group(1).split("."))
         elif (m := _KEY.match(line)) and context == wanted and m.group(1) == key:

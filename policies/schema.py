@@ -54,6 +54,8 @@ def _finite(v: float) -> bool:
 
 NUMBER = (int, float)
 
+RESPONSE_CHECKS = ("empty", "length", "json", "refusal")
+
 ROUTER_KEYS: dict[str, Key] = {
     "name": Key((str,), "policy"),
     "alias": Key((str,), "auto", lambda v: bool(v.strip()), "(not empty)"),
@@ -71,6 +73,10 @@ ROUTER_KEYS: dict[str, Key] = {
     "auth": Key((dict,), None),
     "limits": Key((dict,), None),
     "cache": Key((dict,), None),
+    # Non-stream answers failing one of these checks are re-asked on the next tier (escalation).
+    "response_checks": Key((list,), ("empty", "length", "json", "refusal"),
+                           lambda v: all(c in RESPONSE_CHECKS for c in v),
+                           'a list drawn from "empty", "length", "json", "refusal"'),
 }
 
 TIER_KEYS: dict[str, Key] = {
@@ -88,6 +94,20 @@ TIER_KEYS: dict[str, Key] = {
     "supports_vision": Key((bool,), None),
     "zone": Key((str,), None),
     "timeout_s": Key(NUMBER, None, _positive, "> 0 seconds"),
+    # Several deployments of one tier are balanced by litellm.Router (retries, cooldowns).
+    "deployments": Key((list,), None, lambda v: bool(v), "(a non-empty list of tables)"),
+    "retries": Key((int,), 1, lambda v: v >= 0, ">= 0 (litellm.Router retries across deployments)"),
+    "cooldown_s": Key(NUMBER, 30.0, _non_negative, ">= 0 seconds a failing deployment rests"),
+}
+
+DEPLOYMENT_KEYS: dict[str, Key] = {
+    "model": Key((str,), None, lambda v: bool(v.strip()), "(a litellm model; default: the tier's)"),
+    "api_base": Key((str,), None, lambda v: v == "builtin" or v.startswith(("http://", "https://")),
+                    '"builtin" or an http(s):// URL'),
+    "api_key_env": Key((str,), None, lambda v: v.replace("_", "").isalnum(),
+                       "(the NAME of an environment variable, not the key itself)"),
+    "weight": Key((int,), None, lambda v: v > 0, "> 0 (relative share of traffic)"),
+    "rpm": Key((int,), None, lambda v: v > 0, "> 0 requests per minute"),
 }
 
 LEDGER_KEYS: dict[str, Key] = {
@@ -95,6 +115,17 @@ LEDGER_KEYS: dict[str, Key] = {
     "retention_days": Key(NUMBER, 30.0, _positive, "> 0 days"),
     "store_prompts": Key((bool,), False),
 }
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment of a tier's model (a provider endpoint); unset fields come from the tier."""
+
+    model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    weight: int | None = None
+    rpm: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +144,9 @@ class Tier:
     supports_vision: bool = True
     zone: str | None = None
     timeout_s: float | None = None
+    deployments: tuple[Deployment, ...] = ()
+    retries: int = 1
+    cooldown_s: float = 30.0
 
     @property
     def blended_per_mtok(self) -> float:
@@ -145,6 +179,7 @@ class Policy:
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    response_checks: tuple[str, ...] = RESPONSE_CHECKS
     source: str | None = None
 
     def tier(self, name: str) -> Tier | None:
