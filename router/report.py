@@ -54,13 +54,15 @@ def _frame(
     ymax: float, unit: str, xs: Sequence[float], legend: Sequence[tuple[str, str]]
 ) -> list[str]:
     pw, ph = W - ML - MR, H - MT - MB
+    scale = 1.0
+    if unit == "ms" and ymax >= 1000:  # label the whole axis in seconds
+        scale, unit = 1000.0, "s"
     out = [f'<svg viewBox="0 0 {W} {H}" width="100%" role="img" class="chart">']
     for i in range(5):
         y = MT + ph - ph * i / 4
         out.append(f'<line x1="{ML}" x2="{W - MR}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        out.append(
-            f'<text x="{ML - 6}" y="{y + 4:.1f}" class="yl">{fmt(ymax * i / 4, unit, 2)}</text>'
-        )
+        label = fmt(ymax * i / 4 / scale, unit, 2)
+        out.append(f'<text x="{ML - 6}" y="{y + 4:.1f}" class="yl">{label}</text>')
     if xs:
         span = xs[-1] - xs[0]
         tf = "%H:%M" if span < 86400 else "%m-%d %H:%M" if span < 4 * 86400 else "%Y-%m-%d"
