@@ -39,7 +39,7 @@ def check_messages(messages: Any) -> None:
         if not isinstance(message, dict):
             raise InvalidRequestError(f"{where} must be an object", param=where)
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:  # a list/dict role is unhashable
             raise InvalidRequestError(f"{where}.role must be one of {sorted(ROLES)}, got {role!r}",
                                       param=f"{where}.role")
         content = message.get("content")
@@ -60,7 +60,8 @@ def check_messages(messages: Any) -> None:
 
 
 def _check_part(part: Any, where: str) -> None:
-    if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str) \
+            or part["type"] not in PART_TYPES:
         raise InvalidRequestError(f"{where} must be an object with type in {sorted(PART_TYPES)}",
                                   param=where)
     if part["type"] == "text" and not isinstance(part.get("text"), str):
