@@ -25,7 +25,9 @@ def locate(text: str, path: tuple[str | int, ...]) -> int | None:
             # [[tiers.deployments]] belongs to the latest [[tiers]]: its index counts per parent.
             parent: tuple[str | int, ...] = ()
             for part in m.group(1).split(".")[:-1]:
-                parent = (*parent, part, counts.get((*parent, part), 1) - 1)
+                # a plain [table] parent (e.g. [auth] of [[auth.keys]]) has no index
+                seen = counts.get((*parent, part))
+                parent = (*parent, part) if seen is None else (*parent, part, seen - 1)
             name = (*parent, m.group(1).split(".")[-1])
             index = counts.get(name, 0)
             counts[name] = index + 1
