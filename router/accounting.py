@@ -136,12 +136,9 @@ class RequestRecord:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def headers(self) -> dict[str, str]:
-        """The accounting part of the ``x-tierwise-*`` response headers."""
+        """The cost headers (contract names). The engine's ``Routing.headers()`` owns the
+        tier/model/difficulty/escalated/coalesced ones."""
         return {
-            "x-tierwise-tier": self.tier,
-            "x-tierwise-model": self.model,
-            "x-tierwise-escalated": "true" if self.escalated else "false",
-            "x-tierwise-coalesced": "true" if self.coalesced else "false",
             "x-tierwise-cost-usd": f"{self.cost_usd:.8f}",
             "x-tierwise-saved-usd": f"{self.saved_usd:.8f}",
         }

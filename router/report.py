@@ -12,8 +12,10 @@ import argparse
 import html
 import math
 import re
+import sqlite3
 import sys
 import time
+import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -373,11 +375,29 @@ def parse_since(text: str, now: float | None = None) -> float:
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``tierwise report``."""
     parser.add_argument(
-        "--ledger", default="tierwise-ledger.db", help="ledger SQLite file (default: %(default)s)"
+        "--ledger",
+        default=None,
+        help="ledger SQLite file (default: the policy's, else tierwise-ledger.db)",
     )
+    parser.add_argument("--policy", default=None, help="policy TOML whose [ledger] path to use")
     parser.add_argument("--since", default="7d", help="window: 30m, 12h, 7d, 2w or an ISO date")
     parser.add_argument("--out", default="tierwise-report", help="output directory")
     parser.add_argument("--title", default="tierwise efficiency report")
+
+
+def _policy_ledger_path(policy: Path) -> str:
+    """The ``[ledger] path`` of a policy file (only that key is read; the proxy validates)."""
+    try:
+        with policy.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"policy not found: {policy}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{policy}: invalid TOML ({e})") from None
+    path = (data.get("ledger") or {}).get("path", "tierwise-ledger.db")
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError(f"{policy}: [ledger] path must be a file path string")
+    return path
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -389,7 +409,14 @@ def run_report(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"tierwise report: {e}", file=sys.stderr)
         return 2
-    path = Path(args.ledger)
+    ledger_path = getattr(args, "ledger", None)
+    if ledger_path is None and getattr(args, "policy", None):
+        try:
+            ledger_path = _policy_ledger_path(Path(args.policy))
+        except (OSError, ValueError) as e:
+            print(f"tierwise report: {e}", file=sys.stderr)
+            return 2
+    path = Path(ledger_path or "tierwise-ledger.db")
     if not path.is_file():
         print(
             f"tierwise report: ledger not found: {path} (pass --ledger PATH, the ledger file "
@@ -397,11 +424,15 @@ def run_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    ledger = Ledger(path, retention_days=None)
     try:
-        records = ledger.query(since)
-    finally:
-        ledger.close()
+        ledger = Ledger(path, retention_days=None)
+        try:
+            records = ledger.query(since)
+        finally:
+            ledger.close()
+    except sqlite3.DatabaseError as e:
+        print(f"tierwise report: {path} is not a tierwise ledger ({e})", file=sys.stderr)
+        return 2
     html_path, md_path = render_report(records, Path(args.out), args.title)
     print(f"{len(records)} requests -> {html_path} and {md_path}")
     return 0

@@ -79,7 +79,7 @@ def test_build_record_cost_baseline_savings():
     assert r.escalated is True and r.energy_kwh > 0 and r.co2e_g > 0
     h = r.headers()
     assert float(h["x-tierwise-cost-usd"]) == pytest.approx(r.cost_usd, abs=1e-8)
-    assert h["x-tierwise-escalated"] == "true" and h["x-tierwise-coalesced"] == "false"
+    assert float(h["x-tierwise-saved-usd"]) == pytest.approx(r.saved_usd, abs=1e-8)
 
 
 @pytest.mark.parametrize("flag", ["coalesced", "cache_hit"])

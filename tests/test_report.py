@@ -142,6 +142,19 @@ def test_report_cli(ledger, tmp_path, capsys):
     missing = tmp_path / "nope.db"
     assert run_report(p.parse_args(["--ledger", str(missing)])) == 2
     assert "ledger not found" in capsys.readouterr().err and not missing.exists()
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not sqlite at all" * 100)
+    assert run_report(p.parse_args(["--ledger", str(junk)])) == 2
+    assert "is not a tierwise ledger" in capsys.readouterr().err
+    policy = tmp_path / "policy.toml"
+    shipped = (Path(__file__).parents[1] / "policies" / "openai-anthropic.toml").read_text()
+    assert 'path = "tierwise-ledger.db"' in shipped
+    policy.write_text(shipped.replace('path = "tierwise-ledger.db"', f'path = "{ledger.path}"'))
+    out2 = tmp_path / "from-policy"
+    assert run_report(p.parse_args(["--policy", str(policy), "--out", str(out2)])) == 0
+    assert (out2 / "summary.md").exists() and "500 requests" in capsys.readouterr().out
+    assert run_report(p.parse_args(["--policy", str(tmp_path / "none.toml")])) == 2
+    assert "policy not found" in capsys.readouterr().err
     assert parse_since("2026-11-01") == 1793491200.0
     assert parse_since("90m", now=10_000) == 10_000 - 5400
 
