@@ -1,0 +1,476 @@
+"""Proxy overhead, side by side, in one run: the upstream directly, tierwise, LiteLLM's proxy.
+
+    /tmp/v1/bin/python bench/proxy/run.py            # ~6 minutes, writes bench/RESULTS.md
+    /tmp/v1/bin/python bench/proxy/run.py --quick    # ~2 minutes, short cells
+
+Starts bench/proxy/upstream.py (instant answers, aiohttp, own process), then for each target
+(upstream direct, `tierwise serve` on bench/proxy/bench-policy.toml, LiteLLM's proxy from its own
+venv on bench/proxy/litellm-config.yaml; each one worker process) runs wrk (one thread, its own
+process, bench/proxy/chat.lua: a different prompt per request) at concurrency 1, 32 and 128,
+non-stream and stream. Per cell: requests/s, p50/p99 latency, added p50/p99 over the upstream
+at the same concurrency, and the server's CPU per request (from /proc). RSS of each server when
+ready (idle), and after its run. Raw numbers go to bench/proxy/results.json.
+
+Needs: wrk (apt), the tierwise venv running this script (aiohttp, starlette, uvicorn, litellm),
+LiteLLM's proxy in its own venv (--litellm-venv, default /tmp/litellm-proxy-venv:
+`pip install 'litellm[proxy]==1.108.7'`). Only 127.0.0.1 is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+UPSTREAM_PORT, TIERWISE_PORT, LITELLM_PORT, TW_PASS_PORT = 18701, 18702, 18703, 18704
+LITELLM_KEY = "sk-bench-master-key"
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                out.extend(int(x) for x in fh.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo.extend(_children(p))
+    return pids
+
+
+def rss_mb(pid: int) -> float:
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/statm") as fh:
+                total += int(fh.read().split()[1]) * PAGE
+        except OSError:
+            pass
+    return total / 2**20
+
+
+def cpu_s(pid: int) -> float:
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        except OSError:
+            pass
+    return total / CLK
+
+
+def http(method: str, url: str, body: dict | None = None, headers: dict | None = None,
+         timeout: float = 10.0) -> tuple[int, bytes, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    ready_url: str
+    chat_url: str
+    model: str
+    env: dict = field(default_factory=dict)
+    auth: str = ""
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
+    ready_s: float = 0.0
+    first_answer_s: float = 0.0
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.log = Path(f"/tmp/tierwise-bench-{self.name}.log")
+        env = {**os.environ, **self.env}
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, cwd=REPO, env=env, stdout=self.log.open("wb"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = t0 + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}); see {self.log}")
+            try:
+                if http("GET", self.ready_url, timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.log}")
+            time.sleep(0.02)
+        self.ready_s = time.monotonic() - t0
+        self.first_answer_s = time.monotonic() - t0  # refined by check()
+
+    def check(self) -> None:
+        """One non-stream and one stream request must come back whole (status, content, DONE)."""
+        headers = {"Authorization": f"Bearer {self.auth}"} if self.auth else {}
+        body = {"model": self.model, "max_tokens": 64,
+                "messages": [{"role": "user", "content": "sanity check"}]}
+        t0 = time.monotonic()
+        status, raw, _ = http("POST", self.chat_url, body, headers, timeout=60)
+        if self.first_answer_s:
+            self.first_answer_s += time.monotonic() - t0
+        if status != 200 or "simulated answer" not in raw.decode():
+            raise RuntimeError(f"{self.name}: bad answer {status}: {raw[:300]!r}")
+        status, raw, _ = http("POST", self.chat_url, {**body, "stream": True}, headers,
+                              timeout=60)
+        text = raw.decode()
+        if status != 200 or "data: [DONE]" not in text or "simulated" not in text or (
+                '"error"' in text):
+            raise RuntimeError(f"{self.name}: bad stream {status}: {raw[:300]!r}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pgid = os.getpgid(self.proc.pid)
+        os.killpg(pgid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def tierwise_source(src: str) -> dict:
+    """Environment that makes the tierwise servers import `src` code: HEAD is exported to /tmp
+    (the working tree is shared with engineers mid-edit) and put first on PYTHONPATH."""
+    if src == "worktree":
+        return {}
+    dest = Path("/tmp/tierwise-bench-src")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    paths = [p for p in ("router", "policies", "classifiers")
+             if sh(["git", "-C", str(REPO), "ls-tree", "HEAD", p])]
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD", *paths],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return {"PYTHONPATH": str(dest)}
+
+
+# ---------------------------------------------------------------------------------------------
+# load
+
+
+def settle(pid: int, limit: float = 30.0) -> float:
+    """Wait until the server has worked off the requests wrk abandoned at the end of the last
+    cell (its CPU use drops below 5% over 0.25 s); seconds waited."""
+    t0 = time.monotonic()
+    c = cpu_s(pid)
+    while time.monotonic() - t0 < limit:
+        time.sleep(0.25)
+        c2 = cpu_s(pid)
+        if c2 - c < 0.0125:
+            break
+        c = c2
+    return time.monotonic() - t0
+
+
+def wrk(server: Server, conc: int, seconds: float, stream: bool) -> dict:
+    env = {**os.environ, "BENCH_MODEL": server.model, "BENCH_STREAM": "1" if stream else "0",
+           "BENCH_AUTH": server.auth}
+    argv = ["wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--timeout", "30s",
+            "-s", str(HERE / "chat.lua"), server.chat_url]
+    pid = server.proc.pid if server.proc else 0
+    settle(pid)
+    c0 = cpu_s(pid)
+    out = subprocess.run(argv, env=env, capture_output=True, text=True,
+                         timeout=seconds + 60).stdout
+    c1 = cpu_s(pid)
+    m = re.search(r"^JSON (\{.*\})$", out, re.M)
+    if not m:
+        raise RuntimeError(f"wrk gave no summary for {server.name}: {out[-500:]}")
+    r = json.loads(m.group(1))
+    errors = sum(v for k, v in r.items() if k.startswith("err_"))
+    n = r["requests"]
+    return {"target": server.name, "stream": stream, "concurrency": conc,
+            "requests": n, "errors": errors, "rps": n / (r["duration_us"] / 1e6),
+            "p50_ms": r["p50_us"] / 1000, "p90_ms": r["p90_us"] / 1000,
+            "p99_ms": r["p99_us"] / 1000, "max_ms": r["max_us"] / 1000,
+            "server_cpu_ms_per_req": (c1 - c0) * 1000 / n if n else None,
+            "raw": r}
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def sh(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def machine() -> dict:
+    cpu = "?"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as fh:
+        mem_kb = int(fh.readline().split()[1])
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gb": round(mem_kb / 2**20, 1),
+            "kernel": platform.release(), "python": platform.python_version()}
+
+
+def versions(litellm_python: str) -> dict:
+    probe = ("import importlib.metadata as m,json;print(json.dumps({p:m.version(p) for p in "
+             "%r if __import__('importlib.util').util.find_spec(p.replace('-','_'))}))")
+    tw = sh([sys.executable, "-c", probe % ["litellm", "starlette", "uvicorn", "aiohttp",
+                                             "uvloop", "httptools", "orjson"]])
+    lp = sh([litellm_python, "-c", probe % ["litellm", "fastapi", "starlette", "uvicorn",
+                                             "uvloop", "httptools", "orjson"]]) \
+        if Path(litellm_python).exists() else "{}"
+    return {"tierwise_venv": json.loads(tw or "{}"), "litellm_proxy_venv": json.loads(lp or "{}"),
+            "wrk": sh(["wrk", "-v"]).splitlines()[0] if shutil.which("wrk") else "?",
+            "tierwise_commit": sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])}
+
+
+def table(rows: list[dict], base: dict) -> list[str]:
+    out = ["| target | mode | conc | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
+           "| server CPU ms/req | CPU ceiling req/s | errors |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        b = base.get((r["stream"], r["concurrency"]))
+        add50 = f"{r['p50_ms'] - b['p50_ms']:.2f}" if b and r["target"] != "upstream" else "-"
+        add99 = f"{r['p99_ms'] - b['p99_ms']:.2f}" if b and r["target"] != "upstream" else "-"
+        cpu = r["server_cpu_ms_per_req"] or 0.0
+        out.append(f"| {r['target']} | {'stream' if r['stream'] else 'json'} | "
+                   f"{r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
+                   f"{r['p99_ms']:.2f} | {add50} | {add99} | "
+                   f"{cpu:.2f} | {1000 / cpu if cpu else 0:.0f} | {r['errors']} |")
+    return out
+
+
+def write_results(path: Path, res: dict) -> None:
+    rows = res["cells"]
+    base = {(r["stream"], r["concurrency"]): r for r in rows if r["target"] == "upstream"}
+    m, v = res["machine"], res["versions"]
+    lines = [
+        "# Proxy overhead: tierwise vs LiteLLM's proxy, same machine, same run",
+        "",
+        f"Generated by `{res['command']}` on {res['date']} (UTC), "
+        f"{res['cell_seconds']} s per cell, in {res['wall_s']:.0f} s.",
+        "",
+        f"- Machine: {m['nproc']} cores, {m['cpu']}, {m['ram_gb']} GB RAM, "
+        f"Linux {m['kernel']}, Python {m['python']}",
+        f"- tierwise {'commit ' + v['tierwise_commit'] if res['src'] == 'head' else 'working tree at ' + v['tierwise_commit']}, venv: "
+        + ", ".join(f"{k} {x}" for k, x in v["tierwise_venv"].items()),
+        "- LiteLLM proxy venv: " + (", ".join(f"{k} {x}" for k, x in
+                                             v["litellm_proxy_venv"].items()) or "not run"),
+        f"- Load generator: {v['wrk']}, one thread, its own process, a different prompt per "
+        "request (bench/proxy/chat.lua); upstream: bench/proxy/upstream.py (aiohttp, instant "
+        "answers; stream = 8 SSE events)",
+        f"- tierwise scorer: {res['scorer']}",
+        "",
+        "Every server is one worker process on 127.0.0.1; wrk, the upstream and the server under "
+        "test share the 2 cores. *added* = the target's latency minus the upstream's own at the "
+        "same concurrency and mode. *server CPU ms/req* = CPU time of the server process(es) "
+        "during the cell / requests served: the cost that caps one worker's throughput. "
+        "*CPU ceiling* = 1000 / that: the req/s one worker could serve with a core to itself "
+        "(robust to other load on the machine, unlike req/s and latency).",
+        "",
+        f"Load average (1 min) at start / end of the run: {res['load'][0]} / {res['load'][1]} "
+        "(the machine is shared: anything above ~0.5 before the run means other work competed "
+        "for the 2 cores, and req/s and latency are noisier than CPU ms/req).",
+        "",
+        *table(rows, base),
+        "",
+    ]
+    lines += ["## Memory and start-up", "",
+              "| server | ready s | first answer s | RSS ready MB | RSS after run MB | "
+              "requests served |", "|---|---:|---:|---:|---:|---:|"]
+    for name, s in res["servers"].items():
+        lines.append(f"| {name} | {s['ready_s']:.2f} | {s['first_answer_s']:.2f} | "
+                     f"{s['rss_ready_mb']:.0f} | {s['rss_after_mb']:.0f} | {s['requests']} |")
+    lines += ["", "*ready* = process start until its health URL answers 200; *first answer* = "
+              "until the first routed chat answer (litellm is imported lazily on it).", ""]
+    lines += ["## Against the issue's targets", ""]
+    for line in res["verdicts"]:
+        lines.append(f"- {line}")
+    lines.append("")
+    if res.get("notes"):
+        lines += ["## Notes", "", *[f"- {n}" for n in res["notes"]], ""]
+    path.write_text("\n".join(lines))
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    def cell(target: str, stream: bool, conc: int) -> dict | None:
+        return next((r for r in rows if r["target"] == target and r["stream"] == stream
+                     and r["concurrency"] == conc), None)
+
+    out = []
+    for target in ("tierwise", "tierwise+passthrough"):
+        for stream in (False, True):
+            mode = "stream" if stream else "json"
+            t1, u1 = cell(target, stream, 1), cell("upstream", stream, 1)
+            t32, l32 = cell(target, stream, 32), cell("litellm-proxy", stream, 32)
+            if t1 and u1:
+                add = t1["p50_ms"] - u1["p50_ms"]
+                out.append(f"{target} {mode}: added p50 at concurrency 1 = {add:.2f} ms "
+                           f"(target <= 1 ms: {'MET' if add <= 1 else 'NOT MET'})")
+            if t32 and l32:
+                ratio = t32["rps"] / l32["rps"]
+                out.append(f"{target} {mode}: throughput at concurrency 32 = {ratio:.1f}x "
+                           f"LiteLLM proxy (target >= 5x: {'MET' if ratio >= 5 else 'NOT MET'})")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2 s cells (~2 minutes in all)")
+    ap.add_argument("--seconds", type=float, help="seconds per cell (default 10, quick 2)")
+    ap.add_argument("--concurrency", default="1,32,128")
+    ap.add_argument("--targets", default="upstream,tierwise,tierwise+passthrough,litellm-proxy")
+    ap.add_argument("--litellm-venv", default=os.environ.get("LITELLM_PROXY_VENV",
+                                                             "/tmp/litellm-proxy-venv"))
+    ap.add_argument("--out", default=str(REPO / "bench" / "RESULTS.md"))
+    ap.add_argument("--src", choices=["head", "worktree"], default="head",
+                    help="tierwise code to serve: the committed HEAD (exported with git archive; "
+                         "default) or the working tree as it is")
+    args = ap.parse_args()
+    seconds = args.seconds or (2 if args.quick else 10)
+    concs = [int(c) for c in args.concurrency.split(",")]
+    if not shutil.which("wrk"):
+        sys.exit("run.py: wrk not found; apt-get install -y wrk")
+    lpy = str(Path(args.litellm_venv) / "bin" / "python")
+    targets = args.targets.split(",")
+    notes: list[str] = []
+    if "litellm-proxy" in targets and not Path(lpy).exists():
+        notes.append(f"LiteLLM proxy skipped: no venv at {args.litellm_venv} "
+                     "(python -m venv it; pip install 'litellm[proxy]==1.108.7')")
+        targets.remove("litellm-proxy")
+    t_start = time.monotonic()
+    load0 = os.getloadavg()[0]
+    py = sys.executable
+    src_env = tierwise_source(args.src)
+    upstream = Server("upstream", [py, str(HERE / "upstream.py"), "--port", str(UPSTREAM_PORT)],
+                      f"http://127.0.0.1:{UPSTREAM_PORT}/healthz",
+                      f"http://127.0.0.1:{UPSTREAM_PORT}/v1/chat/completions", "bench-small")
+    offline = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    servers = {
+        "upstream": upstream,
+        "tierwise": Server(
+            "tierwise", [py, str(HERE / "tierwise_serve.py"), "--policy",
+                         str(HERE / "bench-policy.toml"), "--host", "127.0.0.1", "--port",
+                         str(TIERWISE_PORT), "--log-level", "warning"],
+            f"http://127.0.0.1:{TIERWISE_PORT}/healthz",
+            f"http://127.0.0.1:{TIERWISE_PORT}/v1/chat/completions", "auto",
+            env={**offline, **src_env}),
+        "tierwise+passthrough": Server(
+            "tierwise+passthrough", [py, str(HERE / "passthrough_proxy.py"), "--policy",
+                                     str(HERE / "bench-policy.toml"), "--port", str(TW_PASS_PORT)],
+            f"http://127.0.0.1:{TW_PASS_PORT}/healthz",
+            f"http://127.0.0.1:{TW_PASS_PORT}/v1/chat/completions", "auto",
+            env={**offline, **src_env}),
+        "litellm-proxy": Server(
+            "litellm-proxy", [str(Path(args.litellm_venv) / "bin" / "litellm"), "--config",
+                              str(HERE / "litellm-config.yaml"), "--host", "127.0.0.1",
+                              "--port", str(LITELLM_PORT), "--num_workers", "1",
+                              "--log_config", str(HERE / "log-config.json")],
+            f"http://127.0.0.1:{LITELLM_PORT}/health/liveliness",
+            f"http://127.0.0.1:{LITELLM_PORT}/v1/chat/completions", "bench",
+            env={**offline, "LITELLM_MASTER_KEY": LITELLM_KEY}, auth=LITELLM_KEY),
+    }
+    cells: list[dict] = []
+    info: dict[str, dict] = {}
+    scorer = "?"
+    try:
+        upstream.start()
+        upstream.check()
+        for name in targets:
+            s = servers[name]
+            if name != "upstream":
+                s.start()
+            rss_ready = rss_mb(s.proc.pid)
+            s.check()
+            if name.startswith("tierwise"):
+                log = s.log.read_text() if s.log else ""
+                scorer = ("stand-in (classifiers.default_scorer not in the tree yet; text length,"
+                          " ~2 us)" if "stand-in scorer" in log else "classifiers.default_scorer")
+            print(f"[{name}] ready {s.ready_s:.2f}s, first answer {s.first_answer_s:.2f}s, "
+                  f"RSS {rss_ready:.0f} MB", flush=True)
+            wrk(s, 32, 2 if not args.quick else 1, False)  # warm-up
+            wrk(s, 32, 2 if not args.quick else 1, True)
+            served = 0
+            for stream in (False, True):
+                for conc in concs:
+                    r = wrk(s, conc, seconds, stream)
+                    served += r["requests"]
+                    cells.append(r)
+                    print(f"[{name}] {'stream' if stream else 'json  '} c={conc:<3} "
+                          f"{r['rps']:7.0f} req/s  p50 {r['p50_ms']:7.2f} ms  p99 "
+                          f"{r['p99_ms']:7.2f} ms  cpu {r['server_cpu_ms_per_req'] or 0:.2f} ms/req"
+                          f"  errors {r['errors']}", flush=True)
+            info[name] = {"ready_s": s.ready_s if name != "upstream" else upstream.ready_s,
+                          "first_answer_s": s.first_answer_s, "rss_ready_mb": rss_ready,
+                          "rss_after_mb": rss_mb(s.proc.pid), "requests": served}
+            if name != "upstream":
+                s.stop()
+    finally:
+        for s in servers.values():
+            s.stop()
+    if any(r["errors"] for r in cells):
+        notes.append("some cells had errors (column errors): see bench/proxy/results.json")
+    if "tierwise+passthrough" in targets:
+        notes.append("tierwise+passthrough = bench/proxy/passthrough_proxy.py: the same Router."
+                     "decide() and policy, the upstream called through router/passthrough.py "
+                     "instead of litellm, raw SSE passed through. It shows what wiring the "
+                     "pass-through into router/engine.py + router/proxy.py buys; it is NOT the "
+                     "shipped `tierwise serve` path until that wiring lands (issue 4 owns those "
+                     "files).")
+    res = {"command": "python bench/proxy/run.py" + (" --quick" if args.quick else ""),
+           "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+           "cell_seconds": seconds, "wall_s": time.monotonic() - t_start,
+           "load": [round(load0, 2), round(os.getloadavg()[0], 2)], "src": args.src,
+           "machine": machine(), "versions": versions(lpy), "scorer": scorer,
+           "cells": cells, "servers": info, "verdicts": verdicts(cells), "notes": notes}
+    (HERE / "results.json").write_text(json.dumps(res, indent=1))
+    write_results(Path(args.out), res)
+    print(f"wrote {args.out} in {res['wall_s']:.0f} s")
+    for line in res["verdicts"]:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
