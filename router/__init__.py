@@ -3,6 +3,7 @@
     from router import route, complete, acomplete, Router
     route("What is 2+2?")            # -> Decision (no network)
     complete("What is 2+2?")         # -> litellm response with .tierwise routing info
+    app.add_middleware(TierwiseMiddleware, policy=...)   # routing inside a Starlette app
 """
 
 from policies import Decision, Policy, PolicyError, load_policy
@@ -14,10 +15,11 @@ from router.errors import (
     TierwiseError,
     UpstreamError,
 )
+from router.middleware import TierwiseMiddleware
 from router.sdk import acomplete, complete, route
 
 __all__ = [
     "ConfigurationError", "Decision", "InvalidRequestError", "NoEligibleTierError", "Policy",
-    "PolicyError", "Router", "Routing", "TierwiseError", "UpstreamError", "acomplete", "complete",
-    "load_policy", "route",
+    "PolicyError", "Router", "Routing", "TierwiseError", "TierwiseMiddleware", "UpstreamError",
+    "acomplete", "complete", "load_policy", "route",
 ]

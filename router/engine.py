@@ -1,22 +1,33 @@
-"""The Router: score a request, decide a tier, call it through litellm, escalate on failure.
+"""The Router: score a request, decide a tier, call it, escalate when the tier does not answer well.
 
-`Router.route` makes no network call. `Router.complete` / `Router.acomplete` are sync and async
-twins that return litellm's response with a `tierwise` attribute (a `Routing`) explaining what
-happened: the decision, the tier that answered, and every escalation on the way.
+`Router.route` / `Router.decide` make no network call. `Router.serve` is the request path shared by
+the proxy and the ASGI middleware: it works on OpenAI JSON dicts and returns an `Outcome` (a
+response dict or an async iterator of chunk dicts, plus the `Routing`). `Router.acomplete` and
+`Router.complete` are the SDK twins; they return litellm's response objects with a `tierwise`
+attribute.
+
+Escalation, bounded by the policy's `max_escalations` (one budget for all kinds):
+1. low confidence before the call and 2. context-window skips happen in `policies.decide`;
+3. a retryable upstream failure (429, 5xx, timeout, connection error) moves to the next tier;
+4. a non-stream answer failing a response check (router/checks.py) is re-asked on the next tier.
+A stream escalates only before its first byte: its first chunks are held back until the answer
+has begun, so an upstream that fails or ends empty before that still escalates.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policies import Decision, NoEligibleTier, Policy, decide, load_policy
-from router.errors import InvalidRequestError, NoEligibleTierError, UpstreamError
+from policies import Decision, NoEligibleTier, Policy, Tier, decide, load_policy
+from router.checks import check_response
+from router.coalesce import Coalescer, InProcessCoalescer, Solo, Subscription, coalesce_key
+from router.errors import InvalidRequestError, NoEligibleTierError, TierwiseError, UpstreamError
 from router.messages import as_messages, check_messages, request_facts
-from router.upstream import call_arguments, classify_failure, register_prices, upstream_error
+from router.upstream import Upstream, classify_failure, dump, upstream_error
 
 
 @dataclass
@@ -28,6 +39,12 @@ class Routing:
     model: str
     escalations: list[str] = field(default_factory=list)
     coalesced: bool = False
+    # A response check the final answer failed with no tier left to escalate to.
+    failed_check: str | None = None
+    usage: dict[str, Any] | None = None
+    # Filled by accounting listeners (issue 5); headers carry them when set.
+    cost_usd: float | None = None
+    saved_usd: float | None = None
 
     @property
     def escalated(self) -> bool:
@@ -35,22 +52,48 @@ class Routing:
 
     def headers(self) -> dict[str, str]:
         """The x-tierwise-* response headers (names are a contract, see DESIGN.md)."""
-        return {
+        headers = {
             "x-tierwise-tier": self.tier,
             "x-tierwise-model": self.model,
             "x-tierwise-difficulty": f"{self.decision.difficulty:.4f}",
             "x-tierwise-escalated": ",".join(self.escalations) if self.escalations else "no",
             "x-tierwise-coalesced": "yes" if self.coalesced else "no",
         }
+        if self.cost_usd is not None:
+            headers["x-tierwise-cost-usd"] = f"{self.cost_usd:.8f}"
+        if self.saved_usd is not None:
+            headers["x-tierwise-saved-usd"] = f"{self.saved_usd:.8f}"
+        if self.failed_check:
+            headers["x-tierwise-check-failed"] = self.failed_check
+        return headers
+
+
+@dataclass
+class Outcome:
+    """The result of `Router.serve`: exactly one of `response` / `stream` is set."""
+
+    routing: Routing
+    response: dict[str, Any] | None = None
+    stream: AsyncIterator[dict[str, Any]] | None = None
+
+
+# Called once per answered request with its Routing (usage filled in). For non-stream requests
+# listeners run before the response is returned, so a listener that sets routing.cost_usd /
+# saved_usd puts them into the headers; for streams they run when the stream ends. A coalesced
+# follower has routing.coalesced True: charge the upstream cost only for the leader.
+Listener = Callable[[Routing], None]
 
 
 class Router:
     """Routes OpenAI-style chat requests across the tiers of one policy."""
 
-    def __init__(self, policy: Policy | str | Path | None = None, *, scorer: Any = None) -> None:
+    def __init__(self, policy: Policy | str | Path | None = None, *, scorer: Any = None,
+                 coalescer: Coalescer | None = None) -> None:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         self._scorer = scorer
-        self._prices_registered = False
+        self.upstream = Upstream(self.policy)
+        self.coalescer: Coalescer = coalescer or InProcessCoalescer()
+        self.listeners: list[Listener] = []
 
     @property
     def scorer(self) -> Any:
@@ -60,23 +103,20 @@ class Router:
             self._scorer = default_scorer()
         return self._scorer
 
+    # --- decisions (no network) ---------------------------------------------------------------
+
     def route(self, prompt_or_messages: str | Sequence[dict[str, Any]], **fields: Any) -> Decision:
         """Decide the tier for a prompt or messages list (plus request fields); no network."""
         return self.decide({**fields, "messages": as_messages(prompt_or_messages)})
 
-    def decide(self, body: dict[str, Any]) -> Decision:
-        """Decide the tier for a full request body; a tier name as `model` pins that tier."""
+    def decide(self, body: dict[str, Any], pin: str | None = None) -> Decision:
+        """Decide the tier for a full request body. A tier name (or a tier's model) as `model`,
+        or as `pin` (the x-tierwise-tier header), pins that tier."""
         check_messages(body.get("messages"))
+        pinned = self._pinned(pin, "x-tierwise-tier") if pin else None
         model = body.get("model")
-        pinned = None
-        if model not in (None, self.policy.alias):
-            tier = self.policy.tier_for_model(str(model))
-            if tier is None:
-                names = [self.policy.alias, *(t.name for t in self.policy.tiers)]
-                raise InvalidRequestError(
-                    f"model {model!r} is neither the router alias nor a tier; use one of {names}",
-                    param="model", code="model_not_found")
-            pinned = tier.name
+        if pinned is None and model not in (None, self.policy.alias):
+            pinned = self._pinned(model, "model")
         facts = request_facts(body, pinned)
         score = self.scorer.score(body["messages"])
         try:
@@ -84,73 +124,202 @@ class Router:
         except NoEligibleTier as exc:
             raise NoEligibleTierError(f"no tier can serve this request: {exc}") from None
 
-    def _plan(self, body: dict[str, Any]) -> tuple[Decision, list[str]]:
-        decision = self.decide(body)
+    def _pinned(self, name: Any, param: str) -> str:
+        tier = self.policy.tier_for_model(str(name))
+        if tier is None:
+            names = [self.policy.alias, *(t.name for t in self.policy.tiers)]
+            raise InvalidRequestError(
+                f"{param} {name!r} is neither the router alias nor a tier; use one of {names}",
+                param=param, code="model_not_found")
+        return tier.name
+
+    def plan(self, decision: Decision) -> list[str]:
+        """The tiers to try in order: the chosen one, then the fallbacks the budget allows."""
         budget = self.policy.max_escalations - len(decision.escalations)
-        return decision, [decision.tier, *decision.fallbacks[:max(budget, 0)]]
+        return [decision.tier, *decision.fallbacks[:max(budget, 0)]]
 
-    def _prepare(self) -> None:
-        if not self._prices_registered:
-            register_prices(self.policy)
-            self._prices_registered = True
+    # --- the async request path (proxy, middleware, acomplete) --------------------------------
 
-    async def acomplete(self, prompt_or_messages: str | Sequence[dict[str, Any]],
-                        **fields: Any) -> Any:
-        """Route and call through litellm (async); the response has `.tierwise`."""
-        body = {**fields, "messages": as_messages(prompt_or_messages)}
-        decision, plan = self._plan(body)
-        self._prepare()
-        from router.upstream import litellm_module
-
-        litellm = litellm_module()
+    async def serve(self, body: dict[str, Any], *, pin: str | None = None,
+                    coalesce: bool = True) -> Outcome:
+        """Route and answer one chat request body; raises TierwiseError subclasses."""
+        decision = self.decide(body, pin)
+        plan = self.plan(decision)
+        stream = bool(body.get("stream"))
         escalations = list(decision.escalations)
+        joiner: Coalescer = (self.coalescer if coalesce and self.policy.coalesce
+                             else Solo(self.coalescer))  # type: ignore[arg-type]
+        checks = self.policy.response_checks
         for i, name in enumerate(plan):
-            tier = self.policy.tier(name)
-            assert tier is not None
+            tier = self._tier(name)
+            nxt = plan[i + 1] if i + 1 < len(plan) else None
+            sub = joiner.join(coalesce_key(body, tier.name), self._starter(tier, body, stream),
+                              stream=stream)
             try:
-                response = await litellm.acompletion(**call_arguments(tier, body, self.policy))
-            except (asyncio.CancelledError, KeyboardInterrupt):
+                if stream:
+                    started = await sub.wait_output()
+                else:
+                    response = await sub.response()
+            except asyncio.CancelledError:
+                sub.close()
                 raise
-            except Exception as exc:  # noqa: BLE001 - classified and re-raised below
-                self._escalate_or_raise(exc, plan, i, escalations)
+            except Exception as exc:  # noqa: BLE001 - classified: escalate or raise
+                sub.close()
+                self._escalate_or_raise(exc, name, nxt, escalations)
                 continue
-            response.tierwise = Routing(decision, tier.name, tier.model, escalations)
-            return response
-        raise UpstreamError("no tier answered", attempts=escalations)
-
-    def complete(self, prompt_or_messages: str | Sequence[dict[str, Any]], **fields: Any) -> Any:
-        """Route and call through litellm (sync twin of `acomplete`)."""
-        body = {**fields, "messages": as_messages(prompt_or_messages)}
-        decision, plan = self._plan(body)
-        self._prepare()
-        from router.upstream import litellm_module
-
-        litellm = litellm_module()
-        escalations = list(decision.escalations)
-        for i, name in enumerate(plan):
-            tier = self.policy.tier(name)
-            assert tier is not None
-            try:
-                response = litellm.completion(**call_arguments(tier, body, self.policy))
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # noqa: BLE001 - classified and re-raised below
-                self._escalate_or_raise(exc, plan, i, escalations)
+            routing = Routing(decision, tier.name, tier.model, escalations,
+                              coalesced=sub.coalesced)
+            if stream:
+                if not started and "empty" in checks and nxt is not None:
+                    sub.close()
+                    escalations.append(f"empty:{name}->{nxt}")
+                    continue
+                return Outcome(routing, stream=Relay(self, sub, body, routing))
+            sub.close()
+            failed = check_response(response, body, checks)
+            if failed and nxt is not None:
+                escalations.append(f"{failed}:{name}->{nxt}")
                 continue
-            response.tierwise = Routing(decision, tier.name, tier.model, escalations)
-            return response
-        raise UpstreamError("no tier answered", attempts=escalations)
+            routing.failed_check = failed
+            routing.usage = response.get("usage")
+            self._notify(routing)
+            return Outcome(routing, response=response)
+        raise UpstreamError("no tier answered", attempts=escalations)  # plan is never empty
+
+    def _tier(self, name: str) -> Tier:
+        tier = self.policy.tier(name)
+        if tier is None:  # decide() only names tiers of this policy
+            raise RuntimeError(f"tier {name!r} vanished from the policy")
+        return tier
+
+    def _starter(self, tier: Tier, body: dict[str, Any], stream: bool) -> Callable[[], Any]:
+        if stream:
+            return lambda: self.upstream.astream(tier, body)
+        return lambda: self.upstream.acall(tier, body)
+
+    def _notify(self, routing: Routing) -> None:
+        for listener in self.listeners:
+            listener(routing)
 
     @staticmethod
-    def _escalate_or_raise(exc: Exception, plan: list[str], i: int, escalations: list[str]) -> None:
-        from router.errors import TierwiseError
-
+    def _escalate_or_raise(exc: Exception, name: str, nxt: str | None,
+                           escalations: list[str]) -> None:
         if isinstance(exc, TierwiseError):
             raise exc
         retryable, status, reason = classify_failure(exc)
-        if not retryable or i + 1 >= len(plan):
-            raise upstream_error(exc, status, [*escalations, f"{reason}:{plan[i]}"]) from exc
-        escalations.append(f"{reason}:{plan[i]}->{plan[i + 1]}")
+        if not retryable or nxt is None:
+            raise upstream_error(exc, status, [*escalations, f"{reason}:{name}"]) from exc
+        escalations.append(f"{reason}:{name}->{nxt}")
+
+    # --- SDK ------------------------------------------------------------------------------------
+
+    async def acomplete(self, prompt_or_messages: str | Sequence[dict[str, Any]],
+                        **fields: Any) -> Any:
+        """Route and call (async); a litellm ModelResponse, or an async iterator of chunks,
+        with `.tierwise` (a Routing). Identical concurrent calls are coalesced."""
+        body = {**fields, "messages": as_messages(prompt_or_messages)}
+        outcome = await self.serve(body)
+        litellm = self.upstream.prepare()
+        if outcome.stream is not None:
+            return ChunkStream(outcome.stream, outcome.routing, litellm.ModelResponseStream)
+        response = litellm.ModelResponse(**outcome.response)
+        response.tierwise = outcome.routing
+        return response
+
+    def complete(self, prompt_or_messages: str | Sequence[dict[str, Any]], **fields: Any) -> Any:
+        """Route and call through litellm (blocking twin of `acomplete`, without coalescing)."""
+        body = {**fields, "messages": as_messages(prompt_or_messages)}
+        decision = self.decide(body)
+        plan = self.plan(decision)
+        escalations = list(decision.escalations)
+        for i, name in enumerate(plan):
+            tier = self._tier(name)
+            nxt = plan[i + 1] if i + 1 < len(plan) else None
+            try:
+                response = self.upstream.call(tier, body)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - classified: escalate or raise
+                self._escalate_or_raise(exc, name, nxt, escalations)
+                continue
+            routing = Routing(decision, tier.name, tier.model, escalations)
+            if not body.get("stream"):
+                routing.failed_check = check_response(dump(response), body,
+                                                      self.policy.response_checks)
+                if routing.failed_check and nxt is not None:
+                    escalations.append(f"{routing.failed_check}:{name}->{nxt}")
+                    continue
+                routing.usage = dump(response).get("usage")
+                self._notify(routing)
+            response.tierwise = routing
+            return response
+        raise UpstreamError("no tier answered", attempts=escalations)
+
+
+class Relay:
+    """A stream waiter's chunks for the client. `aclose()` (client gone) only unsubscribes this
+    waiter; it also works before the first chunk was asked for, unlike an async generator's."""
+
+    def __init__(self, router: Router, sub: Subscription, body: dict[str, Any],
+                 routing: Routing) -> None:
+        self._router = router
+        self._sub = sub
+        self._routing = routing
+        self._include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        self._events = sub.events(include_usage=True)
+        self._closed = False
+
+    def __aiter__(self) -> Relay:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        routing = self._routing
+        while True:
+            try:
+                chunk = await self._events.__anext__()
+            except StopAsyncIteration:
+                if not self._closed:
+                    self._close()
+                    self._router._notify(routing)
+                raise
+            except Exception as exc:  # noqa: BLE001 - bytes are out: no escalation, report in-band
+                self._close()
+                if isinstance(exc, TierwiseError):
+                    raise
+                _, status, reason = classify_failure(exc)
+                raise upstream_error(exc, status,
+                                     [*routing.escalations, f"{reason}:{routing.tier}"]) from exc
+            if chunk.get("usage"):
+                routing.usage = chunk["usage"]
+            if self._include_usage or chunk.get("choices"):
+                return chunk
+
+    def _close(self) -> None:
+        self._closed = True
+        self._sub.close()
+
+    async def aclose(self) -> None:
+        self._close()
+        await self._events.aclose()  # type: ignore[attr-defined]
+
+
+class ChunkStream:
+    """An async iterator of litellm chunk objects with `.tierwise` (acomplete with stream)."""
+
+    def __init__(self, chunks: AsyncIterator[dict[str, Any]], routing: Routing,
+                 chunk_type: type) -> None:
+        self._chunks = chunks
+        self._type = chunk_type
+        self.tierwise = routing
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        return self._type(**await self._chunks.__anext__())
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()  # type: ignore[attr-defined]
 
 
 def iter_text(stream: Any) -> Iterator[str]:

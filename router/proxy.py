@@ -1,111 +1,149 @@
 """The OpenAI-compatible proxy behind `tierwise serve`.
 
-POST /v1/chat/completions routes requests for the router alias (and passes pinned tiers),
-streaming or not, and answers with x-tierwise-* headers. Errors are OpenAI-shaped JSON.
+    POST /v1/chat/completions   route and answer (stream or not), with x-tierwise-* headers
+    GET  /v1/models             the router alias and every tier
+    POST /v1/route              the decision only, no upstream call
+    GET  /healthz               the process is up
+    GET  /readyz                the scorer and litellm are loaded (503 until then)
+
+Every error is OpenAI-shaped JSON (`{"error": {"message", "type", "param", "code"}}`), including
+404/405 for unknown paths and methods. /metrics and /dashboard (issue 5) are added by passing
+their routes as `extra_routes`.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from policies import Policy
 from router.engine import Router
-from router.errors import InvalidRequestError, TierwiseError
+from router.errors import TierwiseError
+from router.responder import (
+    PIN_HEADER,
+    ChatResponder,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    parse_body,
+    read_body,
+    send_error,
+)
 
 log = logging.getLogger("tierwise.proxy")
-
-MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def error_response(exc: TierwiseError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(exc.to_openai(), status_code=exc.status_code, headers=headers)
 
 
-async def read_json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object, or InvalidRequestError saying what is wrong with it."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidRequestError(f"request body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequestError("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidRequestError("request body must be a JSON object")
-    return body
-
-
-class Proxy:
-    """Request handlers bound to one Router."""
+class ChatCompletions:
+    """POST /v1/chat/completions as a pure ASGI endpoint (see router/responder.py for why)."""
 
     def __init__(self, router: Router) -> None:
         self.router = router
 
-    async def chat_completions(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            body = await read_json_body(request)
-            messages = body.get("messages")
-            fields = {k: v for k, v in body.items() if k != "messages"}
-            response = await self.router.acomplete(messages if messages is not None else [],
-                                                   **fields)
+            body = parse_body(await read_body(receive))
+        except ClientGone:
+            return
         except TierwiseError as exc:
-            return error_response(exc)
-        except Exception:  # a bug of ours: log it, never leak a traceback to the client
-            log.exception("unexpected error in /v1/chat/completions")
-            return JSONResponse({"error": {"message": "internal error in tierwise",
-                                           "type": "server_error", "param": None,
-                                           "code": None}}, status_code=500)
-        headers = response.tierwise.headers()
-        if body.get("stream"):
-            return StreamingResponse(_sse(response), media_type="text/event-stream",
-                                     headers=headers)
-        return JSONResponse(response.model_dump(exclude={"tierwise"}, exclude_none=True),
-                            headers=headers)
+            await send_error(send, exc)
+            return
+        await ChatResponder(self.router, scope, receive, send).respond(body)
+
+
+class Proxy:
+    """The non-chat handlers, bound to one Router."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.ready = False
+        self.started = time.monotonic()
 
     async def route(self, request: Request) -> Response:
         try:
-            body = await read_json_body(request)
-            decision = self.router.decide(body)
+            body = parse_body(await request.body())
+            decision = self.router.decide(body, request.headers.get(PIN_HEADER))
         except TierwiseError as exc:
             return error_response(exc)
         return JSONResponse(decision.to_dict())
 
     async def models(self, request: Request) -> Response:
         policy = self.router.policy
-        ids = [policy.alias, *(t.name for t in policy.tiers)]
-        return JSONResponse({"object": "list", "data": [
-            {"id": i, "object": "model", "created": 0, "owned_by": "tierwise"} for i in ids]})
+        data = [{"id": policy.alias, "object": "model", "created": 0, "owned_by": "tierwise"}]
+        data += [{"id": t.name, "object": "model", "created": 0, "owned_by": "tierwise",
+                  "tierwise_model": t.model} for t in policy.tiers]
+        return JSONResponse({"object": "list", "data": data})
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "policy": self.router.policy.name})
 
+    async def readyz(self, request: Request) -> Response:
+        stats = getattr(self.router.coalescer, "stats", {})
+        body = {"ready": self.ready, "policy": self.router.policy.name, "coalescing": stats}
+        return JSONResponse(body, status_code=200 if self.ready else 503)
 
-async def _sse(stream: Any) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in stream:
-            yield f"data: {chunk.model_dump_json(exclude_none=True)}\n\n".encode()
-    except Exception as exc:  # the status line is gone: report the failure in-band, then stop
-        log.warning("upstream stream failed: %s", type(exc).__name__)
-        error = {"error": {"message": "upstream stream failed", "type": "upstream_error"}}
-        yield f"data: {json.dumps(error)}\n\n".encode()
-    yield b"data: [DONE]\n\n"
+    def warm(self) -> None:
+        """Load what the first request would otherwise wait for: scorer, litellm, simulator."""
+        self.router.scorer.score([{"role": "user", "content": "warm up"}])
+        self.router.upstream.prepare()
+        if any(t.api_base == "builtin" or any(d.api_base == "builtin" for d in t.deployments)
+               for t in self.router.policy.tiers):
+            from router.simulator import builtin_base_url
+
+            builtin_base_url()
+        self.ready = True
+        log.info("ready after %.1f s", time.monotonic() - self.started)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # Warm in a thread: /healthz answers at once, /readyz turns 200 when warm.
+        task = asyncio.ensure_future(asyncio.to_thread(self.warm))
+        yield
+        if not task.done():
+            task.cancel()
 
 
-def create_app(policy: Policy | str | Path | None = None) -> Starlette:
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request_error")
+    message = (f"{request.method} {request.url.path}: "
+               f"{exc.detail if isinstance(exc, HTTPException) else 'error'}")
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
+                                   "param": None, "code": kind}}, status_code=status)
+
+
+def create_app(policy: Policy | str | Path | None = None, *, scorer: Any = None,
+               router: Router | None = None, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The proxy as an ASGI app; `policy` None serves the embedded demo."""
-    proxy = Proxy(Router(policy))
-    return Starlette(routes=[
-        Route("/v1/chat/completions", proxy.chat_completions, methods=["POST"]),
-        Route("/v1/route", proxy.route, methods=["POST"]),
-        Route("/v1/models", proxy.models, methods=["GET"]),
-        Route("/healthz", proxy.healthz, methods=["GET"]),
-    ])
+    router = router or Router(policy, scorer=scorer)
+    proxy = Proxy(router)
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", ChatCompletions(router), methods=["POST"]),
+            Route("/v1/route", proxy.route, methods=["POST"]),
+            Route("/v1/models", proxy.models, methods=["GET"]),
+            Route("/healthz", proxy.healthz, methods=["GET"]),
+            Route("/readyz", proxy.readyz, methods=["GET"]),
+            *extra_routes,
+        ],
+        exception_handlers={404: _http_error, 405: _http_error},
+        lifespan=proxy.lifespan,
+    )
+    app.state.router = router
+    app.state.proxy = proxy
+    return app

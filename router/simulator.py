@@ -150,11 +150,11 @@ def create_app() -> Starlette:
 class BackgroundServer:
     """Runs an ASGI app with uvicorn on 127.0.0.1 in a daemon thread; `url` once started."""
 
-    def __init__(self, app: Any, port: int = 0) -> None:
+    def __init__(self, app: Any, port: int = 0, lifespan: str = "off") -> None:
         import uvicorn
 
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off")
+                                lifespan=lifespan)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="tierwise-sim", daemon=True)
         self.url = ""

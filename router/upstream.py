@@ -1,12 +1,17 @@
 """Calls to a tier's model through litellm, and what a failure means for escalation.
 
 litellm is imported on the first call, not before: it takes seconds and ~200 MB, and routing
-decisions never need it.
+decisions never need it. `Upstream` is the one place that calls a tier: a single-deployment tier
+goes straight to `litellm.acompletion`; a tier with `deployments` goes through a `litellm.Router`
+(router/deployments.py), which owns retries and cooldowns inside the tier. Results come back as
+plain dicts (OpenAI JSON shapes), the form the proxy sends and coalescing shares.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
@@ -16,6 +21,9 @@ from router.errors import ConfigurationError, UpstreamError
 
 # Fields of the request body tierwise consumes itself instead of passing to the provider.
 _OWN_FIELDS = {"model"}
+# OpenAI body fields that litellm takes as its own arguments and would not forward; they travel
+# in extra_body so that every client field reaches an OpenAI-compatible provider.
+_LITELLM_OWN = {"metadata"}
 
 
 @lru_cache(maxsize=1)
@@ -32,43 +40,144 @@ def litellm_module() -> ModuleType:
 def register_prices(policy: Policy) -> None:
     """Tell litellm the tiers' prices so its cost functions know the policy's models."""
     litellm = litellm_module()
-    litellm.register_model({
-        tier.model: {
-            "input_cost_per_token": tier.input_per_mtok / 1e6,
-            "output_cost_per_token": tier.output_per_mtok / 1e6,
-            "max_input_tokens": tier.context_window,
-            "litellm_provider": tier.model.split("/", 1)[0] if "/" in tier.model else "openai",
-            "mode": "chat",
-        }
-        for tier in policy.tiers
-    })
+    models = {}
+    for tier in policy.tiers:
+        for model in {tier.model, *(d.model for d in tier.deployments)}:
+            models[model] = {
+                "input_cost_per_token": tier.input_per_mtok / 1e6,
+                "output_cost_per_token": tier.output_per_mtok / 1e6,
+                "max_input_tokens": tier.context_window,
+                "litellm_provider": model.split("/", 1)[0] if "/" in model else "openai",
+                "mode": "chat",
+            }
+    # litellm warns once per model it has no cache prices for: noise for a policy's own prices.
+    logger = logging.getLogger("LiteLLM")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        litellm.register_model(models)
+    finally:
+        logger.setLevel(level)
 
 
-def call_arguments(tier: Tier, body: dict[str, Any], policy: Policy) -> dict[str, Any]:
-    """litellm keyword arguments for sending `body` to `tier` (every client field passes)."""
-    kwargs = {k: v for k, v in body.items() if k not in _OWN_FIELDS}
-    kwargs["model"] = tier.model
-    kwargs["timeout"] = tier.timeout_s or policy.timeout_s
-    # tierwise owns failover between tiers; the OpenAI SDK's hidden retries would triple the
-    # wait before a failing tier is abandoned.
-    kwargs.setdefault("max_retries", 0)
-    if tier.api_base == "builtin":
+def endpoint_arguments(model: str, api_base: str | None, api_key_env: str | None,
+                       tier_name: str) -> dict[str, Any]:
+    """model / api_base / api_key for one endpoint ("builtin" is the simulated upstream)."""
+    kwargs: dict[str, Any] = {"model": model}
+    if api_base == "builtin":
         from router.simulator import builtin_base_url
 
         kwargs["api_base"] = builtin_base_url()
         kwargs["api_key"] = "tierwise-simulated"
-    elif tier.api_base:
-        kwargs["api_base"] = tier.api_base
-    if tier.api_key_env:
-        key = os.environ.get(tier.api_key_env)
+    elif api_base:
+        kwargs["api_base"] = api_base
+    if api_key_env:
+        key = os.environ.get(api_key_env)
         if not key:
             raise ConfigurationError(
-                f"tier {tier.name!r} needs the environment variable {tier.api_key_env} "
+                f"tier {tier_name!r} needs the environment variable {api_key_env} "
                 "(its provider API key), which is not set")
         kwargs["api_key"] = key
-    elif tier.api_base and tier.api_base != "builtin":
+    elif api_base and api_base != "builtin":
         kwargs.setdefault("api_key", "not-needed")
     return kwargs
+
+
+def request_arguments(body: dict[str, Any]) -> dict[str, Any]:
+    """The client's fields as litellm arguments, arranged so that litellm forwards all of them."""
+    kwargs = {k: v for k, v in body.items() if k not in _OWN_FIELDS and k not in _LITELLM_OWN}
+    extra = {k: body[k] for k in _LITELLM_OWN if k in body}
+    if extra:
+        kwargs["extra_body"] = {**(body.get("extra_body") or {}), **extra}
+    # litellm drops (`user` for unknown models) or refuses (UnsupportedParamsError) fields it does
+    # not list for a model; the client asked for them, so the provider should see them.
+    passed = [k for k in kwargs if k not in {"messages", "stream", "extra_body"}]
+    if passed:
+        kwargs["allowed_openai_params"] = passed
+    return kwargs
+
+
+def call_arguments(tier: Tier, body: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    """litellm keyword arguments for sending `body` to a single-deployment `tier`."""
+    kwargs = request_arguments(body)
+    kwargs.update(endpoint_arguments(tier.model, tier.api_base, tier.api_key_env, tier.name))
+    kwargs["timeout"] = tier.timeout_s or policy.timeout_s
+    # tierwise owns failover between tiers; the OpenAI SDK's hidden retries would triple the
+    # wait before a failing tier is abandoned.
+    kwargs.setdefault("max_retries", 0)
+    return kwargs
+
+
+class Upstream:
+    """Calls the tiers of one policy; returns OpenAI-shaped dicts (or an iterator of chunks)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._prices_registered = False
+        self._routers: dict[str, Any] = {}
+
+    def prepare(self) -> ModuleType:
+        litellm = litellm_module()
+        if not self._prices_registered:
+            register_prices(self.policy)
+            self._prices_registered = True
+        return litellm
+
+    def _router(self, tier: Tier) -> Any:
+        if tier.name not in self._routers:
+            from router.deployments import build_router
+
+            self._routers[tier.name] = build_router(tier, self.policy)
+        return self._routers[tier.name]
+
+    async def acall(self, tier: Tier, body: dict[str, Any]) -> dict[str, Any]:
+        """A non-stream call; the provider's response as a dict."""
+        response = await self._acompletion(tier, {**body, "stream": False})
+        return dump(response)
+
+    async def astream(self, tier: Tier, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Open a stream; HTTP errors raise here, before any chunk exists (so escalation can
+        still happen). Usage is always asked for so cost can be charged."""
+        options = {**(body.get("stream_options") or {}), "include_usage": True}
+        stream = await self._acompletion(tier, {**body, "stream": True, "stream_options": options})
+        return _chunks(stream)
+
+    async def _acompletion(self, tier: Tier, body: dict[str, Any]) -> Any:
+        litellm = self.prepare()
+        if tier.deployments:
+            kwargs = request_arguments(body)
+            return await self._router(tier).acompletion(model=tier.name, **kwargs)
+        return await litellm.acompletion(**call_arguments(tier, body, self.policy))
+
+    def call(self, tier: Tier, body: dict[str, Any]) -> Any:
+        """A blocking call (the sync SDK); returns litellm's own response object."""
+        litellm = self.prepare()
+        if tier.deployments:
+            return self._router(tier).completion(model=tier.name, **request_arguments(body))
+        return litellm.completion(**call_arguments(tier, body, self.policy))
+
+
+def dump(obj: Any) -> dict[str, Any]:
+    """A litellm response or chunk as the plain JSON dict a client would receive."""
+    data: dict[str, Any] = obj.model_dump(exclude_none=True)
+    for choice in data.get("choices") or []:
+        # litellm-internal bookkeeping, not part of the OpenAI wire format
+        choice.pop("provider_specific_fields", None)
+        for part in ("message", "delta"):
+            if isinstance(choice.get(part), dict):
+                choice[part].pop("provider_specific_fields", None)
+    return data
+
+
+async def _chunks(stream: Any) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for chunk in stream:
+            yield dump(chunk)
+    finally:
+        # A cancelled flight must give its HTTP connection back at once, not at GC time.
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def classify_failure(exc: BaseException) -> tuple[bool, int, str]:
@@ -77,11 +186,12 @@ def classify_failure(exc: BaseException) -> tuple[bool, int, str]:
     status = int(getattr(exc, "status_code", 0) or 0)
     if isinstance(exc, litellm.ContextWindowExceededError):
         return True, 400, "context_window"
-    if isinstance(exc, (litellm.Timeout,)):
+    cause = _transport_cause(exc)
+    if isinstance(exc, litellm.Timeout) or cause == "timeout":
         return True, 504, "timeout"
     if isinstance(exc, litellm.RateLimitError):
         return True, 429, "rate_limited"
-    if isinstance(exc, litellm.APIConnectionError) and not status:
+    if isinstance(exc, litellm.APIConnectionError) or cause == "connection":
         return True, 502, "connection_error"
     if status >= 500 or isinstance(exc, (litellm.InternalServerError,
                                          litellm.ServiceUnavailableError)):
@@ -89,6 +199,23 @@ def classify_failure(exc: BaseException) -> tuple[bool, int, str]:
     if status == 408 or status == 429:
         return True, status, f"upstream_{status}"
     return False, status or 502, f"upstream_{status or 'error'}"
+
+
+def _transport_cause(exc: BaseException) -> str | None:
+    """"timeout" / "connection" when the failure started below HTTP. litellm reports a refused
+    connection as InternalServerError (status 500); the exception chain still shows the truth."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        names = {c.__name__ for c in type(seen).__mro__}
+        if names & {"APITimeoutError", "TimeoutException", "TimeoutError", "ServerTimeoutError"}:
+            return "timeout"
+        if names & {"APIConnectionError", "ConnectError", "ClientConnectorError",
+                    "ConnectionError", "ServerDisconnectedError", "RemoteProtocolError"}:
+            return "connection"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def upstream_error(exc: BaseException, status: int, attempts: list[str]) -> UpstreamError:

@@ -17,3 +17,30 @@ def require_binary(name: str) -> str:
             pytest.fail(reason + "; CI must install it")
         pytest.skip(reason)
     return path
+
+
+# --- serving (issue 4): loopback upstream that misbehaves on purpose, servers in threads ---------
+# Owned by the serving engineer; helpers live in tests/upstreams.py.
+
+from collections.abc import Iterator  # noqa: E402
+
+from upstreams import MisbehavingUpstream  # noqa: E402
+
+from router.simulator import BackgroundServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def bad_upstream() -> Iterator[MisbehavingUpstream]:
+    """One misbehaving upstream per session (a uvicorn thread); `.url` is its base URL."""
+    upstream = MisbehavingUpstream()
+    server = BackgroundServer(upstream.app).start()
+    upstream.url = server.url  # type: ignore[attr-defined]
+    yield upstream
+    server.stop()
+
+
+@pytest.fixture
+def upstream(bad_upstream: MisbehavingUpstream) -> MisbehavingUpstream:
+    """The session's misbehaving upstream with its counters reset for this test."""
+    bad_upstream.reset()
+    return bad_upstream

@@ -1,0 +1,173 @@
+"""Answer one OpenAI chat request on raw ASGI (receive, send): shared by the proxy and middleware.
+
+Pure ASGI rather than Starlette responses because the request path needs two things those hide:
+watching for the client's disconnect while a non-stream answer is awaited (so a client that
+leaves stops waiting, and a coalesced call is cancelled when its last waiter is gone), and a
+guaranteed `aclose()` of the stream relay whatever happens to the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TypeVar
+
+from router.engine import Outcome, Relay, Router
+from router.errors import InvalidRequestError, TierwiseError
+from router.streaming import SSE_DONE, sse
+
+log = logging.getLogger("tierwise.serve")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+T = TypeVar("T")
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+PIN_HEADER = "x-tierwise-tier"
+COALESCE_HEADER = "x-tierwise-coalesce"
+INTERNAL_ERROR = {"error": {"message": "internal error in tierwise", "type": "server_error",
+                            "param": None, "code": None}}
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+def header(scope: Scope, name: str) -> str | None:
+    """A request header's value (ASGI header names are lower-case bytes)."""
+    key = name.encode()
+    for k, v in scope.get("headers") or []:
+        if k == key:
+            return str(v.decode("latin-1"))
+    return None
+
+
+async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The whole request body; InvalidRequestError beyond `limit`, ClientGone on disconnect."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise InvalidRequestError(f"request body is larger than {limit} bytes")
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request's JSON object, or InvalidRequestError saying what is wrong with it."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequestError("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("request body must be a JSON object")
+    return body
+
+
+async def send_json(send: Send, status: int, data: Any,
+                    headers: dict[str, str] | None = None) -> None:
+    payload = json.dumps(data, separators=(",", ":")).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw += [(k.encode(), v.encode("latin-1", "replace")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(send: Send, exc: TierwiseError) -> None:
+    await send_json(send, exc.status_code, exc.to_openai())
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    """Returns when the client has gone (the body was read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it (and raising ClientGone) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(wait_disconnect(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise ClientGone()
+
+
+class ChatResponder:
+    """Answers one chat completion request whose body has been read: route, call, respond."""
+
+    def __init__(self, router: Router, scope: Scope, receive: Receive, send: Send) -> None:
+        self.router = router
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+
+    async def respond(self, body: dict[str, Any]) -> None:
+        coalesce = (header(self.scope, COALESCE_HEADER) or "on").strip().lower() not in {
+            "off", "false", "0", "no"}
+        try:
+            outcome = await unless_disconnected(self.receive, self.router.serve(
+                body, pin=header(self.scope, PIN_HEADER), coalesce=coalesce))
+        except ClientGone:
+            return
+        except TierwiseError as exc:
+            await send_error(self.send, exc)
+            return
+        except Exception:  # a bug of ours: log it, never leak a traceback to the client
+            log.exception("unexpected error answering a chat request")
+            await send_json(self.send, 500, INTERNAL_ERROR)
+            return
+        if outcome.stream is None:
+            await send_json(self.send, 200, outcome.response, outcome.routing.headers())
+        else:
+            await self._stream(outcome)
+
+    async def _stream(self, outcome: Outcome) -> None:
+        relay = outcome.stream
+        assert isinstance(relay, Relay)
+        pump = asyncio.ensure_future(self._pump(outcome))
+        watcher = asyncio.ensure_future(wait_disconnect(self.receive))
+        try:
+            await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not pump.done():  # the client left: stop sending, leave the flight
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+            else:
+                pump.result()
+        finally:
+            watcher.cancel()
+            await relay.aclose()
+
+    async def _pump(self, outcome: Outcome) -> None:
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        headers += [(k.encode(), v.encode("latin-1", "replace"))
+                    for k, v in outcome.routing.headers().items()]
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        assert outcome.stream is not None
+        try:
+            async for chunk in outcome.stream:
+                await self.send({"type": "http.response.body", "body": sse(chunk),
+                                 "more_body": True})
+        except TierwiseError as exc:  # the status line is gone: report in-band, then stop
+            log.warning("stream failed after the first byte: %s", exc.message)
+            await self.send({"type": "http.response.body", "body": sse(exc.to_openai()),
+                             "more_body": True})
+        await self.send({"type": "http.response.body", "body": SSE_DONE})

@@ -1,0 +1,186 @@
+"""Loopback test doubles for what tierwise talks to: an OpenAI-compatible upstream that misbehaves
+on purpose (chosen by model name), a scorer steered by the prompt, and policy/server helpers.
+
+The upstream is a real HTTP server (Starlette under uvicorn on 127.0.0.1), so tierwise's real
+litellm calls, timeouts and connection errors are exercised; it counts every hit per model.
+
+Behaviour by model name (litellm sends "openai/<name>" as "<name>"):
+    ok-*       answers "[<model>] <n> answer to: <last user text>" (JSON when JSON is asked,
+               a tool call when tools are given); streams in several chunks
+    echo       the answer's content is the JSON body the upstream received
+    fail500 / fail503 / fail429 / fail400     that HTTP status
+    slow       waits 5 s before answering (for timeouts)
+    empty      an empty answer          length   finish_reason "length"
+    badjson    text that is not JSON    refuse   "I'm sorry, but I can't help with that."
+    midfail    streams two chunks, then drops the connection
+    herd       first byte after 0.5 s, then 12 chunks 40 ms apart (coalescing)
+    long       60 chunks 50 ms apart; records whether the stream ran to the end
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import textwrap
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from policies import Policy, parse_policy
+
+
+@dataclass(frozen=True)
+class Score:
+    difficulty: float
+    uncertainty: float
+    n_tokens: int
+
+
+class TaggedScorer:
+    """Difficulty from a "[[d=1.5]]" tag in the conversation (0 without one); n_tokens ~ chars/4.
+
+    Stands in for the classifier so a test can put a request exactly where it wants."""
+
+    _TAG = re.compile(r"\[\[d=(-?[0-9.]+)\]\]")
+
+    def score(self, messages: list[dict[str, Any]]) -> Score:
+        text = " ".join(m["content"] for m in messages if isinstance(m.get("content"), str))
+        found = self._TAG.search(text)
+        return Score(float(found.group(1)) if found else 0.0, 0.0, max(1, len(text) // 4))
+
+    def score_batch(self, batch: list[list[dict[str, Any]]]) -> list[Score]:
+        return [self.score(m) for m in batch]
+
+
+class MisbehavingUpstream:
+    """The app and its counters; `hits[model]` counts chat requests per model."""
+
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.finished_streams: Counter[str] = Counter()
+        self.aborted_streams: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.app = Starlette(routes=[
+            Route("/v1/chat/completions", self.chat, methods=["POST"])])
+
+    def reset(self) -> None:
+        with self._lock:
+            self.hits.clear()
+            self.bodies.clear()
+            self.finished_streams.clear()
+            self.aborted_streams.clear()
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        model = str(body.get("model"))
+        with self._lock:
+            self.hits[model] += 1
+            self.bodies.append(body)
+        status = {"fail500": 500, "fail503": 503, "fail429": 429, "fail400": 400}.get(model)
+        if status:
+            return JSONResponse({"error": {"message": f"{model} fails on purpose",
+                                           "type": "test_error", "param": None, "code": None}},
+                                status_code=status)
+        if model == "slow":
+            await asyncio.sleep(5)
+        message, finish = self._message(model, body)
+        if body.get("stream"):
+            return StreamingResponse(self._events(model, body, message, finish),
+                                     media_type="text/event-stream")
+        return JSONResponse({
+            "id": f"chatcmpl-{model}", "object": "chat.completion", "created": 1700000000,
+            "model": model, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}})
+
+    @staticmethod
+    def _message(model: str, body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        last = body["messages"][-1].get("content")
+        text = {
+            "empty": "",
+            "length": "This answer was cut off in the mid",
+            "badjson": "Sure! Here is the JSON you asked for: {answer: 42",
+            "refuse": "I'm sorry, but I can't help with that.",
+            "echo": json.dumps(body, sort_keys=True),
+        }.get(model, f"[{model}] answer to: {last}")
+        if body.get("tools") and model.startswith("ok"):
+            name = body["tools"][0]["function"]["name"]
+            return {"role": "assistant", "content": None, "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": name, "arguments": json.dumps({"city": "Paris"})}}]}, \
+                "tool_calls"
+        fmt = (body.get("response_format") or {}).get("type")
+        if fmt in {"json_object", "json_schema"} and model.startswith("ok"):
+            text = json.dumps({"answer": text})
+        return {"role": "assistant", "content": text}, "length" if model == "length" else "stop"
+
+    async def _events(self, model: str, body: dict[str, Any], message: dict[str, Any],
+                      finish: str) -> Any:
+        head = {"id": f"chatcmpl-{model}", "object": "chat.completion.chunk",
+                "created": 1700000000, "model": model}
+
+        def event(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+            return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n".encode()
+
+        delays = {"herd": (0.5, 0.04, 12), "long": (0.0, 0.05, 60)}.get(model, (0.0, 0.0, 4))
+        first, gap, pieces = delays
+        await asyncio.sleep(first)
+        try:
+            yield event({"role": "assistant", "content": ""})
+            if message.get("tool_calls"):
+                call = message["tool_calls"][0]
+                yield event({"tool_calls": [{**call, "index": 0}]})
+            else:
+                text = message["content"] or ""
+                size = max(1, -(-len(text) // pieces))
+                for k, start in enumerate(range(0, len(text), size)):
+                    if model == "midfail" and k == 2:
+                        raise ConnectionResetError("midfail drops the stream on purpose")
+                    yield event({"content": text[start:start + size]})
+                    if gap:
+                        await asyncio.sleep(gap)
+            yield event({}, finish)
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+                yield f"data: {json.dumps({**head, 'choices': [], 'usage': usage})}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+            with self._lock:
+                self.finished_streams[model] += 1
+        except (asyncio.CancelledError, GeneratorExit):
+            with self._lock:
+                self.aborted_streams[model] += 1
+            raise
+
+
+def tiers_toml(base_url: str, *tiers: tuple[str, str, float], extra: str = "") -> str:
+    """[[tiers]] tables on the test upstream: (name, upstream model, ability), cheapest first."""
+    out = ""
+    for i, (name, model, ability) in enumerate(tiers):
+        out += textwrap.dedent(f"""
+            [[tiers]]
+            name = "{name}"
+            model = "openai/{model}"
+            api_base = "{base_url}/v1"
+            ability = {ability}
+            input_per_mtok = {i + 1}
+            output_per_mtok = {2 * (i + 1)}
+            context_window = 100000
+            """)
+        out += extra
+    return out
+
+
+def make_policy(base_url: str, *tiers: tuple[str, str, float], header: str = "",
+                tier_extra: str = "") -> Policy:
+    """A policy on the test upstream. Abilities 3/4/5 with the default difficulty 0 route to the
+    first tier with high confidence."""
+    text = 'name = "test"\nquality_target = 0.7\ntimeout_s = 10\n' + header
+    return parse_policy(text + tiers_toml(base_url, *tiers, extra=tier_extra), source="test.toml")
