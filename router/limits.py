@@ -53,6 +53,7 @@ class Admission:
     estimated_tokens: int
     downgrade_to: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    charged: bool = False  # set once its cost is booked, so nothing is charged twice
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,293 @@
+"""The proxy's front door: an ASGI layer for auth, input limits, budgets, rate limits, cache.
+
+``protect(app, policy)`` wraps the proxy app (router.proxy.create_app) and, for
+``POST /v1/chat/completions``, in this order:
+
+1. authenticates the key (router.auth): 401;
+2. reads the body up to ``[limits] max_body_bytes`` and validates it (router.validation): 413/400;
+3. admits it against budgets and rate limits (router.limits): 429 with Retry-After, or pins the
+   downgrade tier (``x-tierwise-tier`` header) when a budget runs low;
+4. answers from the response cache (router.cache) or passes it on, storing the answer;
+5. bounds the time to the response's first byte (504 instead of a hung request);
+6. charges the cost and tokens of the answer when it is done: through a Router listener (sees
+   the tier and usage of streams too), else from the ``x-tierwise-cost-usd`` header.
+
+Other ``/v1/*`` paths and ``/dashboard`` are authenticated only; ``/healthz``, ``/readyz`` and
+``/metrics`` stay open for load balancers and Prometheus. Shared state (budgets, limits, cache)
+comes from the policy's ``state`` (router.state); the same state backs cross-replica coalescing
+(router.state.coalesce) when ``shared_coalescer`` is given to the Router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from policies import Policy
+from router.auth import Authenticator, Client
+from router.cache import ResponseCache, directives
+from router.errors import TierwiseError, UpstreamError
+from router.limits import Admission, Limiter, LimitExceeded, estimate_tokens
+from router.state import State, open_state
+from router.validation import BodyTooLarge, parse_body
+
+log = logging.getLogger("tierwise.guard")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CHAT_PATH = "/v1/chat/completions"
+PIN_HEADER = b"x-tierwise-tier"
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+
+# The admission of the request being served, for the Router listener that charges it.
+_CURRENT: contextvars.ContextVar[Admission | None] = contextvars.ContextVar(
+    "tierwise_admission", default=None)
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class Guard:
+    """ASGI middleware; see the module docstring. `state` defaults to the policy's."""
+
+    def __init__(self, app: ASGIApp, policy: Policy, *, state: State | None = None,
+                 router: Any = None, on_fallback: Callable[[str], None] | None = None,
+                 first_byte_timeout_s: float | None = None) -> None:
+        self.app = app
+        self.policy = policy
+        self.state = state if state is not None else open_state(policy.state,
+                                                                on_fallback=on_fallback)
+        self.auth = Authenticator(policy.auth)
+        self.limiter = Limiter(policy.limits, self.state, cheapest_tier=policy.tiers[0].name)
+        self.cache = ResponseCache(policy.cache, self.state)
+        self.first_byte_timeout_s = first_byte_timeout_s or (
+            policy.timeout_s * (policy.max_escalations + 1) + 5.0)
+        self._tasks: set[asyncio.Task[None]] = set()
+        if router is not None:
+            router.listeners.append(self._on_routing)
+
+    # -- ASGI --------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or not (
+                scope["path"].startswith("/v1/") or scope["path"].startswith("/dashboard")):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            client = self.auth.authenticate(headers)
+        except TierwiseError as exc:
+            await _send_error(send, exc, {"www-authenticate": "Bearer"})
+            return
+        scope.setdefault("state", {})["tierwise_client"] = client.id
+        if scope["path"] != CHAT_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._chat(scope, receive, send, client, headers)
+        except _ClientGone:
+            return
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send, client: Client,
+                    headers: dict[str, str]) -> None:
+        try:
+            raw = await _read_body(receive, self.policy.limits.max_body_bytes,
+                                   headers.get("content-length"))
+            body = parse_body(raw, self.policy.limits)
+            requested = body.get("max_completion_tokens", body.get("max_tokens"))
+            output = requested if isinstance(requested, int) else None
+            admission = await self.limiter.admit(client, estimate_tokens(len(raw), output))
+        except LimitExceeded as exc:
+            await _send_error(send, exc, exc.headers())
+            return
+        except TierwiseError as exc:
+            await _send_error(send, exc)
+            return
+        extra = dict(admission.headers)
+        if admission.downgrade_to is not None:
+            # pin the cheap tier: the request is answered instead of refused
+            scope = dict(scope)
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k != PIN_HEADER]
+            scope["headers"].append((PIN_HEADER, admission.downgrade_to.encode()))
+            extra["x-tierwise-downgraded"] = f"budget:{admission.downgrade_to}"
+        pin = next((v.decode("latin-1") for k, v in scope["headers"] if k == PIN_HEADER), None)
+        may_read, may_write = directives(headers.get("cache-control"))
+        key = self.cache.key(body, client.id, pin) if self.cache.enabled else None
+        if key is not None and may_read:
+            hit = await self.cache.get(key)
+            if hit is not None:
+                await self.limiter.charge(admission, 0.0, 0)
+                out = [(k.encode(), v.encode("latin-1")) for k, v in hit.headers]
+                out += _encode({**extra, "x-tierwise-cache": "hit", "x-tierwise-cost-usd": "0",
+                                "content-length": str(len(hit.body))})
+                await send({"type": "http.response.start", "status": hit.status, "headers": out})
+                await send({"type": "http.response.body", "body": hit.body})
+                return
+        if key is not None:
+            extra["x-tierwise-cache"] = "miss" if may_read else "bypass"
+        await self._forward(scope, raw, receive, send, admission, extra,
+                            key if key is not None and may_write else None)
+
+    async def _forward(self, scope: Scope, raw: bytes, receive: Receive, send: Send,
+                       admission: Admission, extra: dict[str, str], cache_key: str | None) -> None:
+        status = 0
+        resp_headers: dict[str, str] = {}
+        parts: list[bytes] = []
+        size = 0
+        started = asyncio.Event()
+        limit = self.cache.settings.max_entry_bytes
+
+        async def replay() -> Message:
+            nonlocal raw
+            if raw is not None:
+                message = {"type": "http.request", "body": raw, "more_body": False}
+                raw = None  # type: ignore[assignment]
+                return message
+            return await receive()
+
+        async def capture(message: Message) -> None:
+            nonlocal status, size
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                resp_headers.update((k.decode("latin-1").lower(), v.decode("latin-1"))
+                                    for k, v in message.get("headers") or [])
+                message = dict(message)
+                message["headers"] = [*message.get("headers", []), *_encode(extra)]
+                started.set()
+            elif message["type"] == "http.response.body" and cache_key is not None:
+                chunk = message.get("body") or b""
+                size += len(chunk)
+                if size <= limit:
+                    parts.append(chunk)
+            await send(message)
+
+        token = _CURRENT.set(admission)
+        call = asyncio.ensure_future(self.app(scope, replay, capture))  # copies the context
+        _CURRENT.reset(token)
+        waiter = asyncio.ensure_future(started.wait())
+        try:
+            await asyncio.wait({call, waiter}, timeout=self.first_byte_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not started.is_set() and not call.done():
+                call.cancel()
+                await asyncio.gather(call, return_exceptions=True)
+                log.warning("no response within %.0f s; answered 504", self.first_byte_timeout_s)
+                await _send_error(send, UpstreamError("no response from the upstream in time",
+                                                      status_code=504))
+                return
+            await call
+        finally:
+            waiter.cancel()
+            if not call.done():  # we were cancelled (server shutdown, client gone): stop the app
+                call.cancel()
+        if not admission.charged:
+            cost = _float(resp_headers.get("x-tierwise-cost-usd"))
+            if status == 200 and cost is not None:
+                await self.limiter.charge(admission, cost, None)
+                admission.charged = True
+        if cache_key is not None and size <= limit:
+            await self.cache.put(cache_key, status, resp_headers, b"".join(parts))
+
+    # -- charging ----------------------------------------------------------------------------
+
+    def _on_routing(self, routing: Any) -> None:
+        """Router listener: charge the request being served (runs inside its context)."""
+        admission = _CURRENT.get()
+        if admission is None or admission.charged:
+            return
+        admission.charged = True
+        usage = routing.usage or {}
+        tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+        cost = 0.0 if routing.coalesced else routing.cost_usd
+        if cost is None:
+            tier = self.policy.tier(routing.tier)
+            prompt = usage.get("prompt_tokens") or 0 if isinstance(usage, dict) else 0
+            completion = usage.get("completion_tokens") or 0 if isinstance(usage, dict) else 0
+            cost = ((prompt * tier.input_per_mtok + completion * tier.output_per_mtok) / 1e6
+                    if tier is not None else 0.0)
+        task = asyncio.get_running_loop().create_task(
+            self.limiter.charge(admission, cost, tokens if isinstance(tokens, int) else None))
+        self._tasks.add(task)
+        task.add_done_callback(self._charged)
+
+    def _charged(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not charge a request: %r", task.exception())
+
+    async def aclose(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.state.close()
+
+
+def protect(app: ASGIApp, policy: Policy, **kwargs: Any) -> Guard:
+    """Wrap an app in a Guard (see the module docstring)."""
+    return Guard(app, policy, **kwargs)
+
+
+def build_app(policy: Policy, *, scorer: Any = None,
+              on_fallback: Callable[[str], None] | None = None, **proxy_kwargs: Any) -> Guard:
+    """The whole proxy for `policy`: shared state from ``policy.state``, a Router that coalesces
+    across replicas when that state is Redis, the proxy app, and the Guard in front of it."""
+    from router.engine import Router
+    from router.proxy import create_app
+    from router.state.coalesce import SharedCoalescer
+
+    state = open_state(policy.state, on_fallback=on_fallback)
+    coalescer = None
+    if policy.state != "memory":
+        coalescer = SharedCoalescer(state, follow_timeout_s=policy.timeout_s * 2 + 10,
+                                    on_fallback=on_fallback)
+    router = Router(policy, scorer=scorer, coalescer=coalescer)
+    app = create_app(policy, router=router, **proxy_kwargs)
+    return Guard(app, policy, state=state, router=router)
+
+
+async def _read_body(receive: Receive, limit: int, content_length: str | None) -> bytes:
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise BodyTooLarge(f"request body is larger than {limit} bytes")
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone()
+        chunk = message.get("body") or b""
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body is larger than {limit} bytes")
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode("latin-1", "replace")) for k, v in headers.items()]
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+async def _send_error(send: Send, exc: TierwiseError,
+                      headers: dict[str, str] | None = None) -> None:
+    body = json.dumps(exc.to_openai()).encode()
+    out = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": exc.status_code,
+                "headers": out + _encode(headers or {})})
+    await send({"type": "http.response.body", "body": body})
