@@ -93,3 +93,26 @@ class LengthScorer:
 
     def score_batch(self, batch: list[list[dict[str, Any]]]) -> list[Any]:
         return [self.score(m) for m in batch]
+
+
+@contextmanager
+def guarded_proxy(policy_text: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+    """The full proxy (router.guard.build_app) for a policy, served on loopback and warm;
+    yields (base URL, the Guard)."""
+    import httpx
+
+    from policies import parse_policy
+    from router.guard import build_app
+
+    app = build_app(parse_policy(policy_text), scorer=LengthScorer(), **kwargs)
+    with serve(app) as url:
+        deadline = time.monotonic() + 60
+        while httpx.get(url + "/readyz", timeout=5).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the proxy did not get ready")
+            time.sleep(0.1)
+        yield url, app
+
+
+def chat(content: str = "hi", **fields: Any) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": "user", "content": content}], **fields}
