@@ -5,12 +5,15 @@ polls ``/dashboard/data`` (same origin; the CSP allows ``connect-src 'self'`` on
 seconds and swaps in the KPI texts and the panels' SVG, which the server renders with the same
 chart code as ``tierwise report``. The proxy mounts :func:`dashboard_routes`.
 
-Each poll reads the last ``window_s`` seconds of the ledger (default 24 h) in a worker thread.
+Each poll aggregates the last ``window_s`` seconds of the ledger (default 24 h) in SQL, in a
+worker thread: about 0.3 s per 100k requests in the window on these machines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 from router.accounting import summarize
 from router.ledger import Ledger
 from router.metrics import Metrics
-from router.report import kpis, page_html, panels
+from router.report import bucket_grid, kpis, page_html, panels
 
 _SCRIPT = """<script>
 (() => {
@@ -75,8 +78,10 @@ def dashboard_data(
     added from this process's counter.
     """
     now = time.time() if now is None else now
-    records = ledger.query(now - window_s)
-    s = summarize(records)
+    since = now - window_s
+    s = ledger.summary(since)
+    start, width, count = bucket_grid(s["first_ts"], s["last_ts"])
+    charts = panels(ledger.buckets(since, start, width, count), width)
     tiles = kpis(s)
     fb = _fallbacks(metrics)
     if fb is not None:
@@ -87,7 +92,7 @@ def dashboard_data(
         "generated_at": datetime.fromtimestamp(now, UTC).strftime("%H:%M:%S UTC"),
         "summary": s,
         "kpis": tiles,
-        "panels": panels(records),
+        "panels": charts,
     }
 
 
@@ -105,7 +110,7 @@ def dashboard_html(
     if not data_url.startswith("/") or data_url.startswith("//"):
         raise ValueError(f"data_url must be a same-origin path like /dashboard/data: {data_url!r}")
     tiles = data["kpis"] if data else kpis(summarize([]))
-    charts = data["panels"] if data else panels([])
+    charts = data["panels"] if data else panels([], 60.0)
     subtitle = data["subtitle"] if data else "loading…"
     script = _SCRIPT % {"url": json.dumps(data_url), "ms": int(refresh_s * 1000)}
     return page_html(title, subtitle, tiles, charts, script=script, connect="'self'")
@@ -126,14 +131,22 @@ def dashboard_routes(
     from starlette.routing import Route
 
     headers = {"cache-control": "no-store"}
+    cache: dict[str, Any] = {"at": -math.inf, "data": None}
+    lock = asyncio.Lock()
+
+    async def current() -> dict[str, Any]:
+        # one SQL pass per refresh interval however many pages poll
+        async with lock:
+            if time.monotonic() - cache["at"] >= refresh_s / 2:
+                cache["data"] = await run_in_threadpool(dashboard_data, ledger, metrics, window_s)
+                cache["at"] = time.monotonic()
+            return cache["data"]
 
     async def page(request: Request) -> HTMLResponse:
-        data = await run_in_threadpool(dashboard_data, ledger, metrics, window_s)
-        html = dashboard_html(data, data_url=f"{path}/data", refresh_s=refresh_s)
+        html = dashboard_html(await current(), data_url=f"{path}/data", refresh_s=refresh_s)
         return HTMLResponse(html, headers=headers)
 
     async def data(request: Request) -> JSONResponse:
-        d = await run_in_threadpool(dashboard_data, ledger, metrics, window_s)
-        return JSONResponse(d, headers=headers)
+        return JSONResponse(await current(), headers=headers)
 
     return [Route(path, page, methods=["GET"]), Route(f"{path}/data", data, methods=["GET"])]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import itertools
 import math
 import re
 import sqlite3
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from router.accounting import RequestRecord, percentile, summarize
+from router.ledger import empty_bucket
 
 COLORS = ["#2a9d8f", "#e9c46a", "#e76f51", "#264653", "#8ab17d", "#9b5de5", "#f4a261", "#577590"]
 W, H, ML, MR, MT, MB = 560, 230, 58, 12, 30, 26
@@ -124,98 +126,112 @@ def bar_chart(xs: Sequence[float], series: Sequence[Series], unit: str = "") -> 
     return "".join(out) + "</svg>"
 
 
-def _buckets(records: Sequence[RequestRecord], target: int = 36) -> tuple[list[float], float]:
-    if not records:
-        return [], 60.0
-    t0, t1 = records[0].ts, records[-1].ts
+def bucket_grid(t0: float | None, t1: float | None, target: int = 36) -> tuple[float, float, int]:
+    """(start, width, count) of round-width time buckets covering [t0, t1]."""
+    if t0 is None or t1 is None:
+        return 0.0, 60.0, 0
     widths = [60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400]
-    w = next((x for x in widths if (t1 - t0) / x <= target), widths[-1])
+    w = float(next((x for x in widths if (t1 - t0) / x <= target), widths[-1]))
     start = math.floor(t0 / w) * w
-    return [start + i * w for i in range(int((t1 - start) // w) + 1)], float(w)
+    return start, w, int((t1 - start) // w) + 1
+
+
+def bucket_records(
+    records: Sequence[RequestRecord], start: float, width: float, count: int
+) -> list[dict[str, Any]]:
+    """Per-bucket totals of records (the same numbers ``Ledger.buckets`` gets in SQL)."""
+    out = [empty_bucket(start + i * width) for i in range(count)]
+    lat: dict[int, list[float]] = {}
+    for r in records:
+        b = out[i := min(max(int((r.ts - start) // width), 0), count - 1)]
+        paid = not (r.coalesced or r.cache_hit)
+        t = b["tiers"].setdefault(r.tier, [0, 0.0, 0.0])
+        t[0] += 1
+        t[1] += r.cost_usd if paid else 0.0
+        t[2] += r.prompt_tokens + r.completion_tokens if paid else 0
+        b["n"] += 1
+        b["cost"] += r.cost_usd
+        b["baseline"] += r.baseline_cost_usd
+        b["saved"] += r.saved_usd
+        if r.co2e_g is not None:
+            b["co2e"] += r.co2e_g
+            b["co2e_tokens"] += r.prompt_tokens + r.completion_tokens
+        b["escalated"] += r.escalated
+        b["coalesced"] += r.coalesced
+        b["cache_hit"] += r.cache_hit
+        lat.setdefault(i, []).append(r.latency_ms)
+    for i, vals in lat.items():
+        out[i]["lat_p50"], out[i]["lat_p99"] = percentile(vals, 0.5), percentile(vals, 0.99)
+    return out
+
+
+def panels(buckets: Sequence[dict[str, Any]], width: float) -> dict[str, dict[str, str]]:
+    """The six panels as {id: {"title", "svg"}} from per-bucket totals."""
+    xs = [b["ts"] for b in buckets]
+    totals: dict[str, list[float]] = {}
+    for b in buckets:
+        for tier, (_, cost, toks) in b["tiers"].items():
+            acc = totals.setdefault(tier, [0.0, 0.0])
+            acc[0] += cost
+            acc[1] += toks
+    # cheapest tier first (bottom of the stack): mean paid cost per token, as in _tier_order
+    tiers = sorted(
+        totals, key=lambda t: (totals[t][0] / totals[t][1] if totals[t][1] else math.inf, t)
+    )
+
+    def per(fn: Any) -> list[float | None]:
+        return [fn(b) if b["n"] else None for b in buckets]
+
+    mix = [
+        (t, COLORS[i % len(COLORS)], [float(b["tiers"].get(t, [0])[0]) for b in buckets])
+        for i, t in enumerate(tiers)
+    ]
+    cum = list(itertools.accumulate(b["saved"] for b in buckets))
+    co2 = per(lambda b: 1000 * b["co2e"] / b["co2e_tokens"] if b["co2e_tokens"] else None)
+
+    def rate(key: str) -> list[float | None]:
+        return per(lambda b: 100 * b[key] / b["n"])
+
+    per_bucket = f"per {_dur(width)}"
+    cost = [
+        ("baseline", COLORS[2], per(lambda b: b["baseline"])),
+        ("actual", COLORS[0], per(lambda b: b["cost"])),
+    ]
+    lat = [
+        ("p50", COLORS[0], per(lambda b: b["lat_p50"])),
+        ("p99", COLORS[2], per(lambda b: b["lat_p99"])),
+    ]
+    rates = [
+        ("escalated", COLORS[2], rate("escalated")),
+        ("coalesced", COLORS[3], rate("coalesced")),
+        ("cache hit", COLORS[1], rate("cache_hit")),
+    ]
+    spec = [
+        ("tier_mix", f"Tier mix (requests {per_bucket})", bar_chart(xs, mix)),
+        ("cost", f"Cost vs always-largest baseline ({per_bucket})", line_chart(xs, cost, "$")),
+        ("savings", "Cumulative savings", line_chart(xs, [("saved", COLORS[0], cum)], "$")),
+        ("co2e", "CO2e per 1K tokens", line_chart(xs, [("g / 1K tokens", COLORS[4], co2)], "g")),
+        ("latency", "Latency p50 / p99", line_chart(xs, lat, "ms")),
+        ("rates", "Escalation, coalescing and cache-hit rates", line_chart(xs, rates, "%")),
+    ]
+    return {k: {"title": t, "svg": svg} for k, t, svg in spec}
 
 
 def _tier_order(records: Sequence[RequestRecord]) -> list[str]:
-    per: dict[str, list[float]] = {}
+    acc: dict[str, list[float]] = {}
     for r in records:
-        toks = r.prompt_tokens + r.completion_tokens
-        if toks and not (r.coalesced or r.cache_hit):
-            per.setdefault(r.tier, []).append(r.cost_usd / toks)
-    tiers = {r.tier for r in records}
-    return sorted(tiers, key=lambda t: (percentile(per.get(t, []), 0.5) or math.inf, t))
+        a = acc.setdefault(r.tier, [0.0, 0.0])
+        if not (r.coalesced or r.cache_hit):
+            a[0] += r.cost_usd
+            a[1] += r.prompt_tokens + r.completion_tokens
+    return sorted(acc, key=lambda t: (acc[t][0] / acc[t][1] if acc[t][1] else math.inf, t))
 
 
-def panels(records: Sequence[RequestRecord]) -> dict[str, dict[str, str]]:
-    """The six panels as {id: {"title", "svg"}}; records must be sorted by ts."""
-    xs, w = _buckets(records)
-    groups: list[list[RequestRecord]] = [[] for _ in xs]
-    for r in records:
-        groups[min(int((r.ts - xs[0]) // w), len(xs) - 1)].append(r)
-
-    def per(fn: Any) -> list[float | None]:
-        return [fn(g) if g else None for g in groups]
-
-    tiers = _tier_order(records)
-    mix = [
-        (t, COLORS[i % len(COLORS)], [float(sum(r.tier == t for r in g)) for g in groups])
-        for i, t in enumerate(tiers)
-    ]
-    cum, run = [], 0.0
-    for g in groups:
-        run += sum(r.saved_usd for r in g)
-        cum.append(run)
-
-    def co2_per_k(g: list[RequestRecord]) -> float | None:
-        known = [r for r in g if r.co2e_g is not None]
-        tok = sum(r.prompt_tokens + r.completion_tokens for r in known)
-        return 1000 * sum(r.co2e_g or 0 for r in known) / tok if tok else None
-
-    def rate(attr: str) -> list[float | None]:
-        return per(lambda g: 100 * sum(bool(getattr(r, attr)) for r in g) / len(g))
-
-    def lat(q: float) -> list[float | None]:
-        return per(lambda g: percentile([r.latency_ms for r in g], q))
-
-    per_bucket = f"per {_dur(w)}"
-    spec = [
-        ("tier_mix", f"Tier mix (requests {per_bucket})", bar_chart(xs, mix)),
-        (
-            "cost",
-            f"Cost vs always-largest baseline ({per_bucket})",
-            line_chart(
-                xs,
-                [
-                    ("baseline", COLORS[2], per(lambda g: sum(r.baseline_cost_usd for r in g))),
-                    ("actual", COLORS[0], per(lambda g: sum(r.cost_usd for r in g))),
-                ],
-                "$",
-            ),
-        ),
-        ("savings", "Cumulative savings", line_chart(xs, [("saved", COLORS[0], cum)], "$")),
-        (
-            "co2e",
-            "CO2e per 1K tokens",
-            line_chart(xs, [("g / 1K tokens", COLORS[4], per(co2_per_k))], "g"),
-        ),
-        (
-            "latency",
-            "Latency p50 / p99",
-            line_chart(xs, [("p50", COLORS[0], lat(0.5)), ("p99", COLORS[2], lat(0.99))], "ms"),
-        ),
-        (
-            "rates",
-            "Escalation, coalescing and cache-hit rates",
-            line_chart(
-                xs,
-                [
-                    ("escalated", COLORS[2], rate("escalated")),
-                    ("coalesced", COLORS[3], rate("coalesced")),
-                    ("cache hit", COLORS[1], rate("cache_hit")),
-                ],
-                "%",
-            ),
-        ),
-    ]
-    return {k: {"title": t, "svg": s} for k, t, s in spec}
+def record_panels(records: Sequence[RequestRecord]) -> dict[str, dict[str, str]]:
+    """``panels`` for a list of records (any order)."""
+    ts = [r.ts for r in records]
+    start, width, count = bucket_grid(min(ts, default=None), max(ts, default=None))
+    return panels(bucket_records(records, start, width, count), width)
 
 
 def _dur(seconds: float) -> str:
@@ -346,7 +362,9 @@ def render_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     s = summarize(records)
-    page = page_html(title, f"{s['requests']:,} requests, {_window(s)}", kpis(s), panels(records))
+    page = page_html(
+        title, f"{s['requests']:,} requests, {_window(s)}", kpis(s), record_panels(records)
+    )
     html_path, md_path = out_dir / "report.html", out_dir / "summary.md"
     html_path.write_text(page, encoding="utf-8")
     md_path.write_text(summary_md(records, title), encoding="utf-8")

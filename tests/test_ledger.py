@@ -17,6 +17,7 @@ from test_accounting_workload import make_records
 
 from router.accounting import Prices, build_record, summarize
 from router.ledger import Ledger
+from router.report import bucket_grid, bucket_records
 
 ROOT = Path(__file__).parents[1]
 
@@ -56,6 +57,19 @@ def test_roundtrip_and_summary(tmp_path):
         for k, v in s_py.items():
             assert s_sql[k] == (pytest.approx(v, rel=1e-9) if isinstance(v, float) else v), k
     assert led.summary(recs[-1].ts + 1)["requests"] == 0
+    start, width, count = bucket_grid(recs[150].ts, recs[-1].ts)
+    assert 10 <= count <= 40
+    sql_b = led.buckets(since, start, width, count)
+    py_b = bucket_records(recs[150:], start, width, count)
+    assert sum(b["n"] for b in sql_b) == 150
+    for a, b in zip(sql_b, py_b, strict=True):
+        assert a.keys() == b.keys() and a["tiers"].keys() == b["tiers"].keys()
+        for k, v in b.items():
+            if k == "tiers":
+                for t, vals in v.items():
+                    assert a[k][t] == pytest.approx(vals, rel=1e-9)
+            else:
+                assert a[k] == (pytest.approx(v, rel=1e-9) if isinstance(v, float) else v), k
     led.close()
     assert Ledger(tmp_path / "l.db").count() == 300  # persisted, reopened
 

@@ -191,7 +191,8 @@ def server(ledger):
     async def empty(request):  # the bare page: everything on it must come from polling
         return HTMLResponse(dashboard_html(data_url="/dashboard/data", refresh_s=1))
 
-    app = Starlette(routes=[*dashboard_routes(ledger, metrics), Route("/empty", empty)])
+    routes = dashboard_routes(ledger, metrics, refresh_s=1)
+    app = Starlette(routes=[*routes, Route("/empty", empty)])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -253,3 +254,16 @@ def test_dashboard_live_in_chromium(server, ledger, tmp_path, page):
         if os.environ.get("TIERWISE_UPDATE_SCREENSHOTS"):
             DOCS_IMG.mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, DOCS_IMG / "dashboard.png")
+
+
+def test_dashboard_shows_new_requests(server, ledger):  # last: it adds a row to the ledger
+    base, _ = server
+
+    def requests_shown() -> int:
+        with urllib.request.urlopen(f"{base}/dashboard/data") as r:
+            return json.loads(r.read())["summary"]["requests"]
+
+    before = requests_shown()
+    ledger.append(make_records(1, seed=99, end=time.time())[0])
+    time.sleep(0.6)  # the routes cache one aggregation for refresh_s / 2
+    assert requests_shown() == before + 1
