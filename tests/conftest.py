@@ -24,7 +24,13 @@ def require_binary(name: str) -> str:
 
 from collections.abc import Iterator  # noqa: E402
 
-from upstreams import MisbehavingUpstream  # noqa: E402
+from upstreams import (  # noqa: E402
+    TIERS,
+    MisbehavingUpstream,
+    TaggedScorer,
+    make_policy,
+    start_proxy,
+)
 
 from router.simulator import BackgroundServer  # noqa: E402
 
@@ -44,3 +50,14 @@ def upstream(bad_upstream: MisbehavingUpstream) -> MisbehavingUpstream:
     """The session's misbehaving upstream with its counters reset for this test."""
     bad_upstream.reset()
     return bad_upstream
+
+
+@pytest.fixture(scope="session")
+def proxy(bad_upstream: MisbehavingUpstream) -> Iterator[str]:
+    """URL of a proxy (uvicorn thread) whose tiers are the behaviours of the test upstream."""
+    from router.proxy import create_app
+
+    policy = make_policy(bad_upstream.url, *TIERS, header="max_escalations = 1\n")
+    server = start_proxy(create_app(policy, scorer=TaggedScorer()))
+    yield server.url
+    server.stop()

@@ -8,44 +8,19 @@ fail. The proxy runs once per session in a uvicorn thread, lifespan on (so /read
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from upstreams import MisbehavingUpstream, TaggedScorer, make_policy
+from upstreams import TIERS, MisbehavingUpstream, TaggedScorer, make_policy, start_proxy
 
 from router.proxy import create_app
-from router.simulator import BackgroundServer
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "weather for a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
-TIERS = [("small", "ok-small", 3.0), ("medium", "ok-medium", 4.0), ("large", "ok-large", 5.0),
-         ("echo", "echo", 6.0), ("herd", "herd", 7.0), ("long", "long", 8.0),
-         ("fail400", "fail400", 9.0), ("fail500", "fail500", 10.0)]
-
-
-def start_proxy(app: Any) -> BackgroundServer:
-    server = BackgroundServer(app, lifespan="on").start()
-    deadline = time.monotonic() + 60
-    while httpx.get(server.url + "/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "proxy never became ready"
-        time.sleep(0.05)
-    return server
-
-
-@pytest.fixture(scope="session")
-def proxy(bad_upstream: MisbehavingUpstream) -> Iterator[str]:
-    """URL of a proxy whose tiers are the behaviours of the test upstream."""
-    policy = make_policy(bad_upstream.url, *TIERS, header="max_escalations = 1\n")
-    server = start_proxy(create_app(policy, scorer=TaggedScorer()))
-    yield server.url
-    server.stop()
-
-
 @pytest.fixture
 def client(proxy: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=proxy + "/v1", api_key="unused", max_retries=0)

@@ -24,16 +24,24 @@ import json
 import re
 import textwrap
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from policies import Policy, parse_policy
+from router.simulator import BackgroundServer
+
+# The session proxy's tiers (tests/conftest.py `proxy`): pinning a tier picks a behaviour.
+TIERS = [("small", "ok-small", 3.0), ("medium", "ok-medium", 4.0), ("large", "ok-large", 5.0),
+         ("echo", "echo", 6.0), ("herd", "herd", 7.0), ("long", "long", 8.0),
+         ("slow", "slow", 9.0), ("fail400", "fail400", 10.0), ("fail500", "fail500", 11.0)]
 
 
 @dataclass(frozen=True)
@@ -184,3 +192,13 @@ def make_policy(base_url: str, *tiers: tuple[str, str, float], header: str = "",
     first tier with high confidence."""
     text = 'name = "test"\nquality_target = 0.7\ntimeout_s = 10\n' + header
     return parse_policy(text + tiers_toml(base_url, *tiers, extra=tier_extra), source="test.toml")
+
+
+def start_proxy(app: Any) -> BackgroundServer:
+    """Run an ASGI app under uvicorn (lifespan on) on loopback; returns once /readyz is 200."""
+    server = BackgroundServer(app, lifespan="on").start()
+    deadline = time.monotonic() + 60
+    while httpx.get(server.url + "/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "proxy never became ready"
+        time.sleep(0.05)
+    return server
