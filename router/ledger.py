@@ -94,6 +94,12 @@ class Ledger:
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.execute(_SCHEMA)
                     conn.execute("CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts)")
+                    have = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+                    for f in fields(RequestRecord):  # a ledger written by an older tierwise
+                        if f.name not in have:
+                            conn.execute(
+                                f"ALTER TABLE requests ADD COLUMN {f.name} {_sql_type(f.type)}"
+                            )
                 conn.close()
                 return
             except sqlite3.OperationalError:

@@ -216,6 +216,7 @@ def test_percentile_and_summarize():
 def test_importing_accounting_does_not_import_litellm_or_ecologits():
     code = (
         "import sys, router.accounting, router.energy, router.ledger, router.metrics;"
+        "import router.report, router.dashboard;"
         "print('litellm' in sys.modules, 'ecologits' in sys.modules)"
     )
     out = subprocess.run(

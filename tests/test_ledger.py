@@ -176,3 +176,17 @@ def test_committed_rows_survive_sigkill(tmp_path):
     ids = {r.request_id for r in Ledger(path).query()}
     assert {f"committed-{i}" for i in range(200)} <= ids
     assert any(i.startswith("late-") for i in ids)  # later batches committed too
+
+
+def test_older_ledger_gets_new_columns(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE requests (id INTEGER PRIMARY KEY, request_id TEXT, ts REAL)")
+    conn.execute("INSERT INTO requests (request_id, ts) VALUES ('old-1', 1.0)")
+    conn.commit()
+    conn.close()
+    led = Ledger(path, retention_days=None)
+    led.append(quick_record(1, ts=2.0))
+    assert led.count() == 2
+    assert led.query(since=1.5)[0].request_id == "r-1"
+    led.close()
