@@ -163,7 +163,12 @@ def test_committed_rows_survive_sigkill(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "flushed"
-        time.sleep(0.3)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # until some later batches are committed too
+            with sqlite3.connect(path) as conn:
+                if conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0] > 220:
+                    break
+            time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
