@@ -26,6 +26,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,6 +117,11 @@ class Server:
     first_answer_s: float = 0.0
 
     def start(self, timeout: float = 90.0) -> None:
+        port = int(self.ready_url.split(":")[2].split("/")[0])
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise RuntimeError(f"port {port} is already in use: stop what listens there "
+                                   f"(ss -ltnp | grep {port}) before benchmarking {self.name}")
         self.log = Path(f"/tmp/tierwise-bench-{self.name}.log")
         env = {**os.environ, **self.env}
         t0 = time.monotonic()
