@@ -45,6 +45,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CHAT_PATH = "/v1/chat/completions"
+ROUTE_PATH = "/v1/route"
 PIN_HEADER = b"x-tierwise-tier"
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 
@@ -90,6 +91,9 @@ class Guard:
             await _send_error(send, exc, {"www-authenticate": "Bearer"})
             return
         scope.setdefault("state", {})["tierwise_client"] = client.id
+        if scope["path"] == ROUTE_PATH and scope["method"] == "POST":
+            await self._checked(scope, receive, send, headers)
+            return
         if scope["path"] != CHAT_PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
@@ -97,6 +101,29 @@ class Guard:
             await self._chat(scope, receive, send, client, headers)
         except _ClientGone:
             return
+
+    async def _checked(self, scope: Scope, receive: Receive, send: Send,
+                       headers: dict[str, str]) -> None:
+        """/v1/route: the same body checks as a chat request, then the app."""
+        try:
+            raw = await _read_body(receive, self.policy.limits.max_body_bytes,
+                                   headers.get("content-length"))
+            parse_body(raw, self.policy.limits)
+        except _ClientGone:
+            return
+        except TierwiseError as exc:
+            await _send_error(send, exc)
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send, client: Client,
                     headers: dict[str, str]) -> None:
