@@ -1,0 +1,83 @@
+"""tierwise classifiers: how hard is a request?
+
+``DifficultyScorer().score(messages) -> Score`` predicts the difficulty d(x) of an OpenAI chat
+conversation in logit units, so that P(model m does well) = sigmoid(ability_m - d). Abilities of
+known models come from the shipped table (:func:`ability_for`). This module stays light to
+import: onnxruntime and tiktoken load on first use.
+
+``Score.uncertainty`` is the approximate posterior standard deviation of d (diagonal Laplace
+approximation of the weight posterior, in logit units): it grows when a prompt is made of tokens
+and n-grams the training data rarely saw. It does not include the irreducible item-level noise.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .scorer import DifficultyScorer
+
+__all__ = ["DifficultyScorer", "Score", "ability_for", "default_scorer", "known_abilities"]
+
+_MODEL_DIR = Path(__file__).resolve().parent / "model"
+
+
+@dataclass(frozen=True)
+class Score:
+    """Difficulty of one conversation."""
+
+    difficulty: float  # d(x), logit units: P(model m does well) = sigmoid(ability_m - d)
+    uncertainty: float  # >= 0, approximate posterior std of d, logit units
+    n_tokens: int  # o200k_base token count of the conversation's text
+
+
+def __getattr__(name: str):  # lazy: `from classifiers import DifficultyScorer`
+    if name == "DifficultyScorer":
+        from .scorer import DifficultyScorer
+
+        return DifficultyScorer
+    raise AttributeError(f"module 'classifiers' has no attribute {name!r}")
+
+
+_lock = threading.Lock()
+_default: DifficultyScorer | None = None
+
+
+def default_scorer() -> DifficultyScorer:
+    """The scorer of the shipped model, built on first call and cached (thread-safe)."""
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                from .scorer import DifficultyScorer
+
+                _default = DifficultyScorer()
+    return _default
+
+
+@lru_cache(maxsize=1)
+def _abilities() -> dict[str, float]:
+    path = _MODEL_DIR / "abilities.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {str(k): float(v) for k, v in data.get("abilities", {}).items()}
+
+
+def known_abilities() -> dict[str, float]:
+    """Ability of every model in the shipped table (canonical litellm-style names)."""
+    return dict(_abilities())
+
+
+def ability_for(model: str) -> float | None:
+    """Ability of ``model`` (e.g. "gpt-4o", "openai/gpt-4o", "mistral/mixtral-8x7b"), or None."""
+    from .names import lookup_key
+
+    table = _abilities()
+    key = lookup_key(model, table)
+    return table[key] if key is not None else None

@@ -1,0 +1,124 @@
+"""Write ``MODEL_CARD.md`` for a trained model directory from its JSON files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+LICENSES = {
+    "llmrouter_dcrouter": "MIT (ulab-uiuc/LLMRouter) - licenses/llmrouter_ulab.LICENSE",
+    "mmlu_pro": "Apache-2.0 (TIGER-AI-Lab/MMLU-Pro) - licenses/mmlu_pro.LICENSE",
+    "routerbench": "MIT (withmartian/routerbench) - licenses/routerbench.LICENSE",
+    "zeroeval_crux": "Apache-2.0 (yuchenlin/ZeroEval) - licenses/zeroeval.LICENSE",
+    "zeroeval_math-l5": "Apache-2.0 (yuchenlin/ZeroEval) - licenses/zeroeval.LICENSE",
+    "routerarena": "Apache-2.0 (RouteWorks/RouterArena) - licenses/routerarena.LICENSE",
+}
+
+
+def _fmt(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
+
+
+def validation_table(entries: list[dict]) -> str:
+    lines = [
+        "| held-out source | strong | weak | n | APGR | random | oracle APGR | CPT(20%) "
+        "| CPT(50%) | CPT(80%) | AUC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        lines.append(
+            f"| {e['source']} | {e['strong']} | {e['weak']} | {e['n']} | **{_fmt(e['apgr'])}** "
+            f"| 0.500 | {_fmt(e['oracle_apgr'])} | {_fmt(e['cpt20'])} | {_fmt(e['cpt50'])} "
+            f"| {_fmt(e['cpt80'])} | {_fmt(e['auc'])} |"
+        )
+    return "\n".join(lines)
+
+
+def write_card(model_dir: str | Path, extra_sections: str = "") -> Path:
+    d = Path(model_dir)
+    meta = json.loads((d / "model.json").read_text())
+    val = json.loads((d / "validation.json").read_text())
+    abil = json.loads((d / "abilities.json").read_text())["abilities"]
+    size = sum(p.stat().st_size for p in d.iterdir() if p.is_file() and p.suffix != ".md")
+    folds = [e for e in val if e["source"] != "alpaca_eval"]
+    evalonly = [e for e in val if e["source"] == "alpaca_eval"]
+    mean_apgr = float(np.mean([e["apgr"] for e in folds])) if folds else float("nan")
+    top = list(abil.items())
+    src_lines = "\n".join(
+        f"| {s} | {n} | {LICENSES.get(s, '?')} |" for s, n in sorted(meta["sources"].items())
+    )
+    dense = ", ".join(f"`{k}`" for k in meta["dense_features"])
+    text = f"""# tierwise difficulty model
+
+Predicts the difficulty d(x) of an OpenAI chat conversation in logit units, so that
+P(model m does well on x) = sigmoid(ability_m - d(x)) (a 1-parameter logistic IRT model).
+A router sends a request to the cheapest tier whose P clears the policy's quality target.
+
+## Training data
+
+- file: `data/{meta['data']}` (sha256 `{meta['data_sha256']}`)
+- rows: {meta['rows_total']} in the file, {meta['rows_used']} used; {meta['n_models']} models
+  after merging spellings (`classifiers/names.py`).
+- excluded (blind-set protection, `classifiers/data.py`): {json.dumps(meta['excluded'])}.
+  MMLU: the 7 `llmrouter_dcrouter` mmlu rows whose `original_split` is `test` are MMLU test
+  questions; the 500 `train` rows are MMLU auxiliary-train reading passages (RACE-style), kept.
+  GSM8K: the whole `llmrouter_dcrouter` gsm8k family is dropped: its rows say `train`, but their
+  provenance against GSM8K's test split cannot be verified from the data. RouterArena's
+  MMLU-Pro subset is dropped because MMLU-Pro reuses MMLU questions. No MT-Bench prompt is in the
+  pool. `data/alpaca-eval-nc.jsonl.gz` (CC BY-NC 4.0) is used for evaluation only, never training.
+
+| source | prompts used | license |
+|---|---|---|
+{src_lines}
+
+## Features (`classifiers/features.py`)
+
+o200k_base token ids of every message (tiktoken, loaded offline from litellm's bundled BPE file):
+token unigrams (200,019 ids) and hashed token bigrams (2^18 buckets), each occurrence weighted by
+its message's weight (last user turn 1.0, other turns 0.5, system 0.3), each block divided by
+sqrt(sum of squared weights); plus {len(meta['dense_features'])} structure features: {dense}.
+
+## Model
+
+Joint logistic IRT fit (`classifiers/irt.py`): L-BFGS over text weights and per-model
+abilities with soft labels, L2 = {meta['params']['l2']} on text weights, pair weights
+n_models(prompt)^-{meta['params']['prompt_weight_power']}. {meta['nonzero_weights']} non-zero
+weights, {meta['n_iter']} iterations. ONNX graph: Gather + Mul + ReduceSum (difficulty) and the
+same over a variance table (uncertainty = approximate posterior std of d, diagonal Laplace).
+Files: model.onnx + JSON tables, {size / 1e6:.2f} MB.
+
+## Validation: leave-one-source-out (router score = d; higher -> strong)
+
+Each row: the model is trained on all other sources and evaluated on the held-out source.
+Mean APGR over these pairs: **{mean_apgr:.3f}** (random router 0.500).
+
+{validation_table(folds)}
+
+Evaluation only (AlpacaEval instructions, CC BY-NC, model trained on all training rows):
+
+{validation_table(evalonly) if evalonly else "(not evaluated)"}
+
+## Abilities (top 10 of {len(top)}; full table in abilities.json)
+
+| model | ability |
+|---|---|
+""" + "\n".join(f"| {k} | {v:.3f} |" for k, v in top[:10]) + f"""
+
+Abilities live on one scale because models overlap across sources (e.g. Mixtral-8x7B-Instruct is
+in RouterBench and MMLU-Pro). Scale caveat: sources differ in chance rate (2-way Winogrande vs
+10-way MMLU-Pro), which a 1-PL model cannot separate from ability.
+
+{extra_sections}
+## License notices
+
+Derived from the data sources above; their license texts ship in `data/licenses/`
+(MIT: LLMRouter, RouterBench; Apache-2.0: MMLU-Pro, ZeroEval, RouterArena). AlpacaEval
+(CC BY-NC 4.0) was used only to evaluate.
+
+Reproduce: `tierwise train --data data/routing-train.jsonl.gz --out classifiers/model`.
+"""
+    path = d / "MODEL_CARD.md"
+    path.write_text(text)
+    return path

@@ -1,0 +1,128 @@
+"""Flatten an OpenAI chat ``messages`` list into weighted text segments.
+
+The whole conversation counts. Each message becomes one segment with a weight used for the
+bag-of-token features: the last user turn weighs 1.0 (it is what must be answered), earlier
+user/assistant/tool turns 0.5, system prompts 0.3 (often boilerplate). Tool calls contribute
+their function name and JSON arguments as text. Non-text parts (images, audio, files) contribute
+no text but are counted as structure. Never raises on odd content.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+W_LAST_USER = 1.0
+W_CONTEXT = 0.5
+W_SYSTEM = 0.3
+
+
+@dataclass
+class Conversation:
+    """Text segments (text, weight) plus structure counts of one conversation."""
+
+    segments: list[tuple[str, float]] = field(default_factory=list)
+    n_messages: int = 0
+    n_user: int = 0
+    n_images: int = 0
+    n_audio: int = 0
+    n_other_parts: int = 0
+    n_tool_calls: int = 0
+    n_tool_msgs: int = 0
+    has_system: bool = False
+    has_tools: bool = False
+    wants_json: bool = False
+
+
+def _content_text(content: Any, conv: Conversation) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        content = [content]
+    if not isinstance(content, (list, tuple)):
+        return str(content)
+    texts: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "text" or (kind is None and isinstance(part.get("text"), str)):
+            text = part.get("text")
+            if isinstance(text, str):
+                texts.append(text)
+        elif kind in ("image_url", "image", "input_image"):
+            conv.n_images += 1
+        elif kind in ("input_audio", "audio"):
+            conv.n_audio += 1
+        else:
+            conv.n_other_parts += 1
+    return "\n".join(texts)
+
+
+def _tool_calls_text(calls: Any) -> str:
+    if not isinstance(calls, (list, tuple)):
+        return ""
+    out: list[str] = []
+    for call in calls:
+        if not isinstance(call, dict):
+            continue
+        fn = call.get("function") or {}
+        if isinstance(fn, dict):
+            name = fn.get("name") or ""
+            args = fn.get("arguments") or ""
+            if not isinstance(args, str):
+                try:
+                    args = json.dumps(args)
+                except (TypeError, ValueError):
+                    args = str(args)
+            out.append(f"{name}({args})")
+    return "\n".join(out)
+
+
+def flatten(messages: Any, tools: Any = None, response_format: Any = None) -> Conversation:
+    """Turn a messages list (or a bare string) into a :class:`Conversation`."""
+    conv = Conversation()
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    if not isinstance(messages, (list, tuple)):
+        return conv
+    last_user = -1
+    for i, msg in enumerate(messages):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            last_user = i
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            continue
+        conv.n_messages += 1
+        role = msg.get("role")
+        text = _content_text(msg.get("content"), conv)
+        calls = msg.get("tool_calls")
+        if calls:
+            conv.n_tool_calls += len(calls) if isinstance(calls, (list, tuple)) else 1
+            extra = _tool_calls_text(calls)
+            text = f"{text}\n{extra}" if text else extra
+        if role == "user":
+            conv.n_user += 1
+            weight = W_LAST_USER if i == last_user else W_CONTEXT
+        elif role in ("system", "developer"):
+            conv.has_system = True
+            weight = W_SYSTEM
+        else:
+            if role in ("tool", "function"):
+                conv.n_tool_msgs += 1
+            weight = W_CONTEXT
+        if text:
+            conv.segments.append((text, weight))
+    conv.has_tools = bool(tools) or conv.n_tool_calls > 0 or conv.n_tool_msgs > 0
+    if isinstance(response_format, dict) and response_format.get("type") in (
+        "json_object",
+        "json_schema",
+    ):
+        conv.wants_json = True
+    return conv

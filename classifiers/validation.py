@@ -1,0 +1,103 @@
+"""Held-out validation: leave-one-source-out folds and the strong/weak pairs evaluated per source.
+
+Used by ``tierwise train`` (prints the numbers, writes them into the model card) and by
+``bench/quality.py``. Router score = predicted difficulty (higher -> strong model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .metrics import PairResult, evaluate_pair
+from .names import canonical
+
+# strong/weak pairs per source (canonical names); the first is the headline pair of that source
+EVAL_PAIRS: dict[str, list[tuple[str, str]]] = {
+    "routerbench": [
+        ("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"),
+        ("gpt-4-1106-preview", "gpt-3.5-turbo-1106"),
+        ("claude-2", "llama-2-70b-chat"),
+    ],
+    "mmlu_pro": [
+        ("gpt-4o-2024-05-13", "mixtral-8x7b-instruct-v0.1"),
+        ("meta-llama-3.1-70b-instruct", "meta-llama-3.1-8b-instruct"),
+        ("gemini-3.1-pro", "gpt-4o-2024-05-13"),
+    ],
+    "zeroeval_crux": [
+        ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18"),
+        ("claude-3-5-sonnet-20240620", "claude-3-haiku-20240307"),
+        ("meta-llama-3.1-70b-instruct", "meta-llama-3.1-8b-instruct"),
+    ],
+    "zeroeval_math-l5": [
+        ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18"),
+        ("claude-3-5-sonnet-20240620", "claude-3-haiku-20240307"),
+        ("meta-llama-3.1-70b-instruct", "meta-llama-3.1-8b-instruct"),
+    ],
+    "llmrouter_dcrouter": [
+        ("llama-3.3-nemotron-super-49b-v1", "meta-llama-3.1-8b-instruct"),
+        ("qwen2.5-7b-instruct", "mistral-7b-instruct-v0.3"),
+    ],
+    "routerarena": [("gemini-2.0-flash-001", "claude-3-haiku-20240307")],
+    "alpaca_eval": [
+        ("gpt-4-1106-preview", "gpt-3.5-turbo-1106"),
+        ("gpt-4-1106-preview", "claude-instant-1"),
+        ("claude-2", "vicuna-13b"),
+    ],
+}
+
+
+@dataclass
+class PairEval:
+    source: str
+    strong: str
+    weak: str
+    result: PairResult
+
+
+def pair_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray, ...]:
+    """(row index, q_strong, q_weak) over rows that have both models."""
+    idx, qs, qw = [], [], []
+    for i, row in enumerate(rows):
+        outs = {canonical(k): v for k, v in row["outcomes"].items() if v is not None}
+        if strong in outs and weak in outs:
+            idx.append(i)
+            qs.append(float(outs[strong]))
+            qw.append(float(outs[weak]))
+    return np.asarray(idx, np.int64), np.asarray(qs), np.asarray(qw)
+
+
+def evaluate_source(rows: list[dict], scores: np.ndarray, source: str) -> list[PairEval]:
+    """Contract metrics of ``scores`` on every configured pair of ``source``."""
+    out: list[PairEval] = []
+    for strong, weak in EVAL_PAIRS.get(source, []):
+        idx, qs, qw = pair_outcomes(rows, strong, weak)
+        if idx.size < 20:
+            continue
+        out.append(PairEval(source, strong, weak, evaluate_pair(scores[idx], qs, qw)))
+    return out
+
+
+def loso(
+    rows: list[dict],
+    fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    sources: list[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> list[PairEval]:
+    """Leave-one-source-out: ``fit_predict(train_mask, test_mask) -> scores of test rows``."""
+    src = np.asarray([r["source"] for r in rows])
+    results: list[PairEval] = []
+    for s in sources or sorted(set(src.tolist())):
+        test = src == s
+        scores = fit_predict(~test, test)
+        test_rows = [r for r, t in zip(rows, test, strict=True) if t]
+        res = evaluate_source(test_rows, scores, s)
+        for r in res:
+            log(
+                f"  fold {s:<20} {r.strong} vs {r.weak}: APGR {r.result.apgr:.3f} "
+                f"CPT50 {r.result.cpt50:.3f} AUC {r.result.auc:.3f} (n={r.result.n})"
+            )
+        results.extend(res)
+    return results
