@@ -41,7 +41,7 @@ __all__ = [
     "ContextWindowError", "ClientRequestError", "UpstreamTimeoutError",
     "UpstreamConnectionError", "BadResponseError", "StreamInterrupted",
     "Target", "resolve_target", "chat_completion", "open_chat_stream",
-    "stream_chat_completion", "ChatStream", "PassthroughClient", "default_client",
+    "stream_chat_completion", "stream_chunks", "ChatStream", "PassthroughClient", "default_client",
     "close_default_client", "classify",
 ]
 
@@ -335,6 +335,28 @@ class ChatStream:
         finally:
             self._response.release()
 
+    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """The stream's chunks as dicts (the shape router.upstream.Upstream.astream yields):
+        ``data:`` events parsed, comments and ``[DONE]`` skipped. An event that is not JSON
+        raises StreamInterrupted (reason ``bad_chunk``)."""
+        async for event in self:
+            for line in event.split(b"\n"):
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    continue
+                try:
+                    chunk = json.loads(payload)
+                except (ValueError, UnicodeDecodeError):
+                    exc = StreamInterrupted(
+                        f"upstream sent an event that is not JSON after {self.events - 1} "
+                        "events", events=self.events - 1)
+                    exc.reason = "bad_chunk"
+                    raise exc from None
+                if isinstance(chunk, dict):
+                    yield chunk
+
     def _note_usage(self, event: bytes) -> None:
         for line in event.split(b"\n"):
             if line.startswith(b"data:"):
@@ -509,3 +531,13 @@ async def stream_chat_completion(base_url: str, api_key: str | None, body: dict[
     async for event in default_client().stream_chat_completion(base_url, api_key, body,
                                                                timeout, **kwargs):
         yield event
+
+
+async def stream_chunks(base_url: str, api_key: str | None, body: dict[str, Any],
+                        timeout: float, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+    """Open a stream (errors raise on the first ``__anext__``, before any chunk) and yield its
+    chunks as dicts; the connection is released when the generator ends or is closed."""
+    stream = await default_client().open_chat_stream(base_url, api_key, body, timeout, **kwargs)
+    async with stream:
+        async for chunk in stream.chunks():
+            yield chunk

@@ -141,6 +141,17 @@ async def test_stream_yields_raw_events_and_usage(upstream):
     assert upstream.requests[-1][1]["stream"] is True
 
 
+async def test_stream_chunks_as_dicts(upstream):
+    stream = await pt.open_chat_stream(upstream.base, KEY, _body("ok"), 5)
+    chunks = [c async for c in stream.chunks()]
+    assert [json.loads(e[6:]) for e in STREAM[:-1]] == chunks
+    got = [c async for c in pt.stream_chunks(upstream.base, KEY, _body("crlf"), 5)]
+    assert got == chunks
+    with pytest.raises(pt.RateLimitedError):
+        async for _ in pt.stream_chunks(upstream.base, KEY, _body("429"), 5):
+            pass
+
+
 async def test_stream_function_and_crlf(upstream):
     events = [e async for e in pt.stream_chat_completion(upstream.base, KEY, _body("crlf"), 5)]
     assert events == STREAM
