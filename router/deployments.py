@@ -40,8 +40,8 @@ def build_router(tier: Tier, policy: Policy) -> Any:
     return litellm.Router(
         model_list=model_list(tier, policy),
         num_retries=tier.retries,
-        # One failure is enough to rest a deployment: the others carry the load meanwhile.
-        allowed_fails=1,
+        # A deployment rests after its first failure: the others carry the load meanwhile.
+        allowed_fails=0,
         cooldown_time=tier.cooldown_s,
         timeout=tier.timeout_s or policy.timeout_s,
         retry_after=0,

@@ -10,8 +10,9 @@ import time
 from typing import Any
 
 import pytest
-from upstreams import MisbehavingUpstream, TaggedScorer, make_policy
+from upstreams import MisbehavingUpstream, TaggedScorer, make_policy, tiers_toml
 
+from policies import parse_policy
 from router import Router, UpstreamError
 from router.checks import check_response
 
@@ -226,3 +227,34 @@ ALL = ("empty", "length", "json", "refusal")
 def test_check_response(response: dict[str, Any], body: dict[str, Any],
                         expected: str | None) -> None:
     assert check_response(response, body, ALL) == expected
+
+
+# --- deployments inside a tier: litellm.Router retries and cools down, tierwise escalates -------
+
+def pool_router(upstream: MisbehavingUpstream, *deployments: str) -> Router:
+    pool = tiers_toml(upstream.url, ("pool", "ok-a", 3.0)) + "deployments = [{}]\n".format(
+        ", ".join(f'{{ model = "openai/{m}" }}' for m in deployments)) + \
+        "retries = 1\ncooldown_s = 30\n"
+    large = tiers_toml(upstream.url, ("large", "ok-large", 4.0)).replace(
+        "input_per_mtok = 1", "input_per_mtok = 5")
+    policy = parse_policy('name = "pool"\nquality_target = 0.7\n' + pool + large)
+    return Router(policy, scorer=TaggedScorer())
+
+
+async def test_a_failing_deployment_is_retried_on_another_and_cooled_down(
+        upstream: MisbehavingUpstream) -> None:
+    router = pool_router(upstream, "fail500", "ok-b")
+    for i in range(6):
+        text, routing = await answer(router, ask(f"pool {i}", stream=bool(i % 2)))
+        assert routing.tier == "pool" and not routing.escalated, (i, routing.escalations)
+        assert text == f"[ok-b] answer to: pool {i}"
+    assert upstream.hits["ok-b"] == 6
+    assert upstream.hits["fail500"] <= 2  # cooled down after failing (once per call kind)
+
+
+async def test_a_tier_whose_deployments_all_fail_escalates(upstream: MisbehavingUpstream) -> None:
+    router = pool_router(upstream, "fail500", "fail503")
+    text, routing = await answer(router, ask("pool down"))
+    assert routing.tier == "large" and routing.escalations[0].endswith(":pool->large")
+    assert routing.escalations[0].startswith("upstream_5")
+    assert text == "[ok-large] answer to: pool down"
