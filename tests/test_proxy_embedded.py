@@ -1,0 +1,77 @@
+"""`tierwise serve` with no policy and no keys: the demo policy on the built-in simulated upstream.
+
+Runs the real command in a subprocess (as a new user would) and talks to it with the openai
+client: a routed answer, its headers, a stream, a pinned tier, and readiness within a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+MODEL = Path(__file__).resolve().parent.parent / "classifiers" / "model" / "model.onnx"
+
+pytestmark = pytest.mark.skipif(
+    not MODEL.is_file() and not os.environ.get("TIERWISE_REQUIRE_ALL"),
+    reason="the shipped difficulty model (classifiers/model/model.onnx) is not trained yet")
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    try:
+        while True:
+            assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
+            assert time.monotonic() - started < 60, "not ready within a minute"
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_demo_routes_and_answers_without_keys(demo: str) -> None:
+    client = openai.OpenAI(base_url=demo + "/v1", api_key="none", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "What is the capital of France?"}])
+    tier = raw.headers["x-tierwise-tier"]
+    assert tier in {"small", "medium", "large"}
+    assert raw.headers["x-tierwise-model"] == f"openai/sim-{tier}"
+    assert raw.parse().choices[0].message.content.startswith(f"[sim-{tier} #")
+    hard = ("Prove that every bounded monotone sequence of real numbers converges, then "
+            "derive the rate of convergence of Newton's method for a double root. " * 3)
+    raw_hard = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": hard}])
+    assert float(raw_hard.headers["x-tierwise-difficulty"]) > float(
+        raw.headers["x-tierwise-difficulty"])
+
+
+def test_demo_stream_and_pin(demo: str) -> None:
+    client = openai.OpenAI(base_url=demo + "/v1", api_key="none", max_retries=0)
+    chunks = list(client.chat.completions.create(
+        model="large", messages=[{"role": "user", "content": "hi"}], stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("[sim-large #") and text.endswith(".")
+    assert [m.id for m in client.models.list()] == ["auto", "small", "medium", "large"]
