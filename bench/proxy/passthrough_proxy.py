@@ -65,14 +65,15 @@ def plan_of(router: Router, decision) -> list[str]:  # type: ignore[no-untyped-d
 
 
 def _scorer():  # type: ignore[no-untyped-def]
-    try:
-        from classifiers import default_scorer
-    except ImportError:
-        from tierwise_serve import StandInScorer
+    from tierwise_serve import StandInScorer, scorer_available
 
-        print("tierwise-bench: stand-in scorer (classifiers.default_scorer not available)",
+    why = scorer_available()
+    if why is not None:
+        print(f"tierwise-bench: stand-in scorer (classifiers.default_scorer: {why})",
               file=sys.stderr, flush=True)
         return StandInScorer()
+    from classifiers import default_scorer
+
     return default_scorer()
 
 

@@ -431,8 +431,9 @@ def main() -> int:
             s.check()
             if name.startswith("tierwise"):
                 log = s.log.read_text() if s.log else ""
-                scorer = ("stand-in (classifiers.default_scorer not in the tree yet; text length,"
-                          " ~2 us)" if "stand-in scorer" in log else "classifiers.default_scorer")
+                m = re.search(r"stand-in scorer \((.*)\)", log)
+                scorer = (f"STAND-IN (text length, ~2 us), because {m.group(1)}" if m
+                          else "classifiers.default_scorer (the shipped model)")
             print(f"[{name}] ready {s.ready_s:.2f}s, first answer {s.first_answer_s:.2f}s, "
                   f"RSS {rss_ready:.0f} MB", flush=True)
             wrk(s, 32, 2 if not args.quick else 1, False)  # warm-up

@@ -1,11 +1,13 @@
-"""`tierwise serve` for the benchmark: exactly the CLI, plus a stand-in scorer while the shipped
-difficulty scorer (``classifiers.default_scorer``) is not in the tree yet.
+"""`tierwise serve` (or `route`) for the benchmark: exactly the CLI, plus a stand-in scorer while
+the shipped difficulty scorer (``classifiers.default_scorer()``) cannot load yet.
 
     python bench/proxy/tierwise_serve.py --policy bench/proxy/bench-policy.toml --port 18702
+    python bench/proxy/tierwise_serve.py route "What is 2+2?"
 
-With ``classifiers.default_scorer`` importable nothing is patched and this is ``tierwise serve``.
-Without it, the Router gets a stand-in scorer (difficulty from the text length, ~2 us) and a line
-"tierwise-bench: stand-in scorer" goes to stderr; run.py records which one ran in RESULTS.md.
+If ``classifiers.default_scorer()`` loads (the module exists and a trained model ships), nothing
+is patched and this is the `tierwise` CLI. Otherwise the Router gets a stand-in scorer
+(difficulty from the text length, ~2 us) and a line "tierwise-bench: stand-in scorer" goes to
+stderr; run.py records which one ran in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -33,19 +35,32 @@ class StandInScorer:
         return [self.score(m) for m in batch]
 
 
-def main() -> int:
+def scorer_available() -> str | None:
+    """None if the shipped scorer loads, else why not."""
     try:
-        from classifiers import default_scorer  # noqa: F401
-    except ImportError:
+        from classifiers import default_scorer
+
+        default_scorer()
+    except Exception as exc:  # noqa: BLE001 - ImportError, FileNotFoundError (no model), ...
+        return f"{type(exc).__name__}: {str(exc)[:120]}"
+    return None
+
+
+def main() -> int:
+    why = scorer_available()
+    if why is not None:
         from router import engine
 
         engine.Router.scorer = property(lambda self: self.__dict__.setdefault(  # type: ignore
             "_standin", StandInScorer()))
-        print("tierwise-bench: stand-in scorer (classifiers.default_scorer not available)",
+        print(f"tierwise-bench: stand-in scorer (classifiers.default_scorer: {why})",
               file=sys.stderr, flush=True)
     from router.cli import main as cli_main
 
-    return cli_main(["serve", *sys.argv[1:]])
+    argv = sys.argv[1:]
+    if not argv or argv[0] not in ("serve", "route", "score"):
+        argv = ["serve", *argv]
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,144 @@
+"""Start-up: `tierwise serve` time to ready and to the first routed answer, `tierwise route` wall
+time, and what their imports cost.
+
+    /tmp/v1/bin/python bench/proxy/startup.py [--repeats 5] [--src head|worktree]
+
+- serve: process start -> GET /healthz answers 200 ("ready"), then -> first POST
+  /v1/chat/completions with model "auto" answered ("first answer"), on bench/proxy/
+  bench-policy.toml (bench upstream) and on the embedded demo policy (built-in simulator).
+- route: `tierwise route "What is 2+2?"` wall time, process start to exit.
+- imports: `python -X importtime` of the route and serve paths, largest cumulative imports.
+Medians of --repeats runs. Like run.py, tierwise runs through bench/proxy/tierwise_serve.py,
+which is the real CLI, with a stand-in scorer only while the shipped one cannot load (say so in
+the output). Writes bench/proxy/startup.json and prints a markdown block for RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run as bench  # noqa: E402
+
+PORT = 18731
+
+
+def time_serve(policy: list[str], env: dict) -> tuple[float, float, str]:
+    py = sys.executable
+    argv = [py, str(HERE / "tierwise_serve.py"), *policy, "--port", str(PORT),
+            "--log-level", "warning"]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=bench.REPO, env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        while True:
+            try:
+                if bench.http("GET", f"http://127.0.0.1:{PORT}/healthz", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() - t0 > 60:
+                raise RuntimeError(f"serve did not come up: {proc.stderr.read()[-500:]!r}")
+            time.sleep(0.005)
+        ready = time.monotonic() - t0
+        status, raw, _ = bench.http("POST", f"http://127.0.0.1:{PORT}/v1/chat/completions",
+                                    {"model": "auto", "messages": [
+                                        {"role": "user", "content": "What is 2+2?"}]},
+                                    timeout=60)
+        first = time.monotonic() - t0
+        if status != 200:
+            raise RuntimeError(f"first answer failed {status}: {raw[:300]!r}")
+    finally:
+        os.killpg(os.getpgid(proc.pid), 15)
+        proc.wait(10)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+    m = re.search(r"stand-in scorer \((.*)\)", err)
+    return ready, first, (f"stand-in ({m.group(1)})" if m else "shipped")
+
+
+def time_route(env: dict, real_cli: bool) -> tuple[float, int]:
+    argv = ([str(Path(sys.executable).parent / "tierwise")] if real_cli else
+            [sys.executable, str(HERE / "tierwise_serve.py")]) + ["route", "What is 2+2?"]
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, cwd=bench.REPO, env={**os.environ, **env},
+                          capture_output=True, timeout=60)
+    return time.monotonic() - t0, proc.returncode
+
+
+def importtime(code: str, env: dict) -> list[tuple[float, str]]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=bench.REPO,
+                          env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=120)
+    rows = []
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
+        if m and len(m.group(3)) <= 3:  # top-level imports (and their first children)
+            rows.append((int(m.group(2)) / 1e6, m.group(4)))
+    return sorted(rows, reverse=True)[:8]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--src", choices=["head", "worktree"], default="head")
+    args = ap.parse_args()
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **bench.tierwise_source(args.src)}
+    py = sys.executable
+    upstream = bench.Server("upstream", [py, str(HERE / "upstream.py"), "--port",
+                                         str(bench.UPSTREAM_PORT)],
+                            f"http://127.0.0.1:{bench.UPSTREAM_PORT}/healthz",
+                            f"http://127.0.0.1:{bench.UPSTREAM_PORT}/v1/chat/completions", "x")
+    out: dict = {"repeats": args.repeats, "src": args.src, "load": os.getloadavg()[0]}
+    try:
+        upstream.start()
+        for label, policy in (("bench policy", ["--policy", str(HERE / "bench-policy.toml")]),
+                              ("embedded demo", [])):
+            runs = [time_serve(policy, env) for _ in range(args.repeats)]
+            out[f"serve {label}"] = {
+                "ready_s": statistics.median(r[0] for r in runs),
+                "first_answer_s": statistics.median(r[1] for r in runs),
+                "scorer": runs[0][2]}
+            print(f"serve ({label}): ready {out[f'serve {label}']['ready_s']:.2f} s, first "
+                  f"answer {out[f'serve {label}']['first_answer_s']:.2f} s "
+                  f"[scorer {runs[0][2]}]", flush=True)
+    finally:
+        upstream.stop()
+    runs = []
+    for _ in range(args.repeats):
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        runs.append(time.monotonic() - t0)
+    out["python -c pass"] = {"wall_s": statistics.median(runs)}
+    print(f"python -c pass: {out['python -c pass']['wall_s']:.3f} s (interpreter floor)")
+    for label, real in (("tierwise route (CLI)", True), ("route via bench wrapper", False)):
+        runs = [time_route(env, real) for _ in range(args.repeats)]
+        out[label] = {"wall_s": statistics.median(r[0] for r in runs),
+                      "exit_codes": sorted({r[1] for r in runs})}
+        print(f"{label}: {out[label]['wall_s']:.2f} s (exit {out[label]['exit_codes']})",
+              flush=True)
+    out["imports"] = {
+        "route path (router.cli + decide, no litellm)": importtime(
+            "import router.cli, router.engine, policies", env),
+        "serve path (router.proxy, uvicorn)": importtime("import router.proxy, uvicorn", env),
+        "litellm": importtime("import litellm", env),
+        "router.passthrough": importtime("import router.passthrough", env),
+    }
+    for k, rows in out["imports"].items():
+        print(f"imports, {k}: " + ", ".join(f"{n} {s:.2f}s" for s, n in rows[:5]))
+    (HERE / "startup.json").write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
