@@ -15,6 +15,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -43,7 +44,8 @@ def browser() -> str:
     return path
 
 
-DOCS_IMG = Path(__file__).parents[1] / "docs" / "img"
+ROOT = Path(__file__).parents[1]
+DOCS_IMG = ROOT / "docs" / "img"
 PANEL_TITLES = [
     "Tier mix",
     "Cost vs always-largest baseline",
@@ -268,7 +270,7 @@ def test_dashboard_live_in_chromium(browser, server, ledger, tmp_path, page):
             shutil.copy(shot, DOCS_IMG / "dashboard.png")
 
 
-def test_dashboard_shows_new_requests(server, ledger):  # last: it adds a row to the ledger
+def test_dashboard_shows_new_requests(server, ledger):  # after tests counting the ledger
     base, _ = server
 
     def requests_shown() -> int:
@@ -279,3 +281,29 @@ def test_dashboard_shows_new_requests(server, ledger):  # last: it adds a row to
     ledger.append(make_records(1, seed=99, end=time.time())[0])
     time.sleep(0.6)  # the routes cache one aggregation for refresh_s / 2
     assert requests_shown() == before + 1
+
+
+def test_tierwise_report_command(tmp_path):
+    led = Ledger(tmp_path / "cli.db")
+    for r in make_records(40, seed=8, end=time.time() - 10, span_s=3600):
+        led.append(r)
+    led.close()
+    cmd = [
+        sys.executable,
+        "-m",
+        "router",
+        "report",
+        "--ledger",
+        str(tmp_path / "cli.db"),
+        "--since",
+        "1d",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "40 requests" in out.stdout and (tmp_path / "out" / "report.html").exists()
+    bad = subprocess.run(
+        [*cmd[:-4], "--since", "yesterday"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert bad.returncode == 2 and "invalid --since 'yesterday'" in bad.stderr
