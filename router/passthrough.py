@@ -339,23 +339,33 @@ class ChatStream:
         """The stream's chunks as dicts (the shape router.upstream.Upstream.astream yields):
         ``data:`` events parsed, comments and ``[DONE]`` skipped. An event that is not JSON
         raises StreamInterrupted (reason ``bad_chunk``)."""
-        async for event in self:
-            for line in event.split(b"\n"):
-                if not line.startswith(b"data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    continue
-                try:
-                    chunk = json.loads(payload)
-                except (ValueError, UnicodeDecodeError):
-                    exc = StreamInterrupted(
-                        f"upstream sent an event that is not JSON after {self.events - 1} "
-                        "events", events=self.events - 1)
-                    exc.reason = "bad_chunk"
-                    raise exc from None
-                if isinstance(chunk, dict):
+        events = self._events()
+        try:
+            async for event in events:
+                for chunk in self._parse(event):
                     yield chunk
+        finally:  # a cancelled consumer gives the connection back now, not at GC time
+            await events.aclose()
+
+    def _parse(self, event: bytes) -> list[dict[str, Any]]:
+        out = []
+        for line in event.split(b"\n"):
+            if not line.startswith(b"data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                continue
+            try:
+                chunk = json.loads(payload)
+            except (ValueError, UnicodeDecodeError):
+                exc = StreamInterrupted(
+                    f"upstream sent an event that is not JSON after {self.events - 1} events",
+                    events=self.events - 1)
+                exc.reason = "bad_chunk"
+                raise exc from None
+            if isinstance(chunk, dict):
+                out.append(chunk)
+        return out
 
     def _note_usage(self, event: bytes) -> None:
         for line in event.split(b"\n"):

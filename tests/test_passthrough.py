@@ -272,3 +272,14 @@ def test_client_repr_has_no_key():
     assert KEY not in asyncio.run(run())
     assert issubclass(pt.StreamInterrupted, pt.PassthroughError)
     assert not issubclass(pt.PassthroughError, aiohttp.ClientError)
+
+
+async def test_chunks_early_close_releases_connection(upstream):
+    stream = await pt.open_chat_stream(upstream.base, KEY, _body("ok"), 5)
+    agen = stream.chunks()
+    first = await agen.__anext__()
+    assert first["choices"][0]["delta"]["role"] == "assistant"
+    await agen.aclose()
+    client = pt.default_client()
+    # the connection went back to the pool or was closed: nothing is left acquired
+    assert not client.session.connector._acquired  # type: ignore[union-attr]

@@ -169,7 +169,10 @@ def main() -> int:
         print(f"| {r['client']} | {r['cpu_ms_per_call']:.3f} | "
               f"{r['calls_per_s']:.0f} |" if r["calls_per_s"] else
               f"| {r['client']} | {r['cpu_ms_per_call']:.3f} | - |")
-    (HERE / "client_cpu.json").write_text(json.dumps(rows, indent=1))
+    if not args.only:
+        (HERE / "client_cpu.json").write_text(json.dumps(
+            {"load_average_end": os.getloadavg()[0], "concurrency": args.concurrency,
+             "rows": rows}, indent=1))
     return 0
 
 
