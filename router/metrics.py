@@ -2,8 +2,11 @@
 
 Every ``Metrics`` owns a ``CollectorRegistry`` (never the global one), so several apps or tests
 can live in one process. ``render()`` returns the body and content type for ``GET /metrics``.
-With several worker processes each worker exposes its own counters; scrape each replica (or use
-prometheus-client's multiprocess mode, not wired here).
+Several worker processes on one host: start them with ``PROMETHEUS_MULTIPROC_DIR`` set to an empty
+directory (set in the shell, before Python starts); every worker then writes its counters there
+and ``render()`` in any worker returns the sum over all of them (prometheus-client's multiprocess
+mode; ``_created`` samples are not exported then). Without it each worker reports only its own.
+Replicas on several hosts are scraped one by one.
 
 | name | type | labels | meaning |
 | --- | --- | --- | --- |
@@ -31,12 +34,15 @@ savings = saved - overspend = baseline - cost. Each counter also has a ``_create
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 
 from router.accounting import RequestRecord
@@ -122,4 +128,8 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """(body, content type) for ``GET /metrics`` in the Prometheus text format."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()  # the sum of every worker's files
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_accounting_workload import make_records
 
+from router.accounting import Prices, build_record
 from router.metrics import Metrics
 
 
@@ -105,3 +110,66 @@ def test_registries_are_independent():
     a.observe(make_records(1)[0])
     assert sum(v for (n, _), v in samples(a).items() if n == "tierwise_requests_total") == 1
     assert sum(v for (n, _), v in samples(b).items() if n == "tierwise_requests_total") == 0
+
+
+WORKER = """
+import sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from test_metrics import priced_records
+from router.metrics import Metrics
+m = Metrics()
+for r in priced_records({n}):
+    m.observe(r)
+if {render}:
+    sys.stdout.write(m.render()[0].decode())
+"""
+
+
+def priced_records(n: int) -> list:
+    """Records with policy prices: no litellm import, so worker processes start fast."""
+    return [
+        build_record(
+            request_id=str(i),
+            tier="small",
+            model="m",
+            prompt_tokens=100 + i,
+            completion_tokens=10,
+            baseline_model="big",
+            prices=Prices(1, 2),
+            baseline_prices=Prices(10, 20),
+            latency_ms=5.0,
+            with_energy=False,
+        )
+        for i in range(n)
+    ]
+
+
+def test_multiprocess_mode_sums_the_workers(tmp_path):
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+
+    def run(n: int, render: bool) -> str:
+        code = WORKER.format(root=str(root), tests=str(root / "tests"), n=n, render=render)
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return out.stdout
+
+    run(30, False)
+    run(20, False)
+    body = run(0, True)  # a third worker that served nothing answers the scrape
+    total = cost = 0.0
+    for fam in text_string_to_metric_families(body):
+        for s in fam.samples:
+            if s.name == "tierwise_requests_total":
+                total += s.value
+            if s.name == "tierwise_cost_usd_total":
+                cost += s.value
+    assert total == 50
+    want = sum(r.cost_usd for r in priced_records(30) + priced_records(20))
+    assert cost == pytest.approx(want, rel=1e-9)
