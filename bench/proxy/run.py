@@ -456,6 +456,12 @@ def main() -> int:
     finally:
         for s in servers.values():
             s.stop()
+    if max(load0, os.getloadavg()[0]) > 1.5:
+        notes.append(f"The machine was busy with other work during this run (load average "
+                     f"{load0:.1f} at start on {os.cpu_count()} cores): every server got a "
+                     "fraction of a core, so absolute req/s, latency and even CPU ms/req are "
+                     "inflated; compare rows with each other (same run, same conditions), and "
+                     "rerun on an idle machine for absolute numbers.")
     if any(r["errors"] for r in cells):
         notes.append("some cells had errors (column errors): see bench/proxy/results.json")
     if "tierwise+passthrough" in targets:
