@@ -38,7 +38,7 @@ async def _text(client: openai.AsyncOpenAI, model: str, text: str) -> tuple[str,
 
 async def _leave_early(proxy: str, body: dict[str, Any], stream: bool) -> None:
     """A client that reads a little (stream) or waits a little (non-stream), then hangs up."""
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=5.0 if stream else 0.3)) as http:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=30.0 if stream else 0.3)) as http:
         if stream:
             async with http.stream("POST", proxy + "/v1/chat/completions", json=body) as r:
                 assert r.status_code == 200
@@ -50,7 +50,7 @@ async def _leave_early(proxy: str, body: dict[str, Any], stream: bool) -> None:
 
 
 async def _readyz(proxy: str) -> dict[str, int]:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=30) as http:
         return dict((await http.get(proxy + "/readyz")).json()["coalescing"])
 
 
@@ -68,6 +68,7 @@ async def test_fifty_identical_requests_reach_the_upstream_once(
         await asyncio.sleep(0.1)  # the leader's call is in flight: the rest join it
         quitters = [asyncio.ensure_future(_leave_early(proxy, {**body, "stream": True}, True)),
                     asyncio.ensure_future(_leave_early(proxy, body, False))]
+        await asyncio.sleep(0.1)  # let them join before the crowd
         rest = [(_stream_text if i % 2 else _text)(client, "herd", prompt) for i in range(49)]
         results = await asyncio.gather(first, *rest)
         await asyncio.gather(*quitters)

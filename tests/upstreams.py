@@ -13,7 +13,7 @@ Behaviour by model name (litellm sends "openai/<name>" as "<name>"):
     empty      an empty answer          length   finish_reason "length"
     badjson    text that is not JSON    refuse   "I'm sorry, but I can't help with that."
     midfail    streams two chunks, then drops the connection
-    herd       first byte after 0.5 s, then 12 chunks 40 ms apart (coalescing)
+    herd       first byte after 1 s, then 12 chunks 50 ms apart (coalescing)
     long       60 chunks 50 ms apart; records whether the stream ran to the end
 """
 
@@ -138,7 +138,7 @@ class MisbehavingUpstream:
             choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
             return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n".encode()
 
-        delays = {"herd": (0.5, 0.04, 12), "long": (0.0, 0.05, 60)}.get(model, (0.0, 0.0, 4))
+        delays = {"herd": (1.0, 0.05, 12), "long": (0.0, 0.05, 60)}.get(model, (0.0, 0.0, 4))
         first, gap, pieces = delays
         await asyncio.sleep(first)
         try:
