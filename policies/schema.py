@@ -98,6 +98,9 @@ TIER_KEYS: dict[str, Key] = {
     "deployments": Key((list,), None, lambda v: bool(v), "(a non-empty list of tables)"),
     "retries": Key((int,), 1, lambda v: v >= 0, ">= 0 (litellm.Router retries across deployments)"),
     "cooldown_s": Key(NUMBER, 30.0, _non_negative, ">= 0 seconds a failing deployment rests"),
+    # "auto": OpenAI-protocol tiers (openai/, hosted_vllm/, builtin) skip litellm's translation
+    # and go through router/passthrough.py (~0.2 ms instead of ~4 ms CPU per call).
+    "transport": Key((str,), "auto", lambda v: v in ("auto", "litellm"), '"auto" or "litellm"'),
 }
 
 DEPLOYMENT_KEYS: dict[str, Key] = {
@@ -147,6 +150,7 @@ class Tier:
     deployments: tuple[Deployment, ...] = ()
     retries: int = 1
     cooldown_s: float = 30.0
+    transport: str = "auto"
 
     @property
     def blended_per_mtok(self) -> float:

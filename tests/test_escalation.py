@@ -16,12 +16,27 @@ from policies import parse_policy
 from router import Router, UpstreamError
 from router.checks import check_response
 
+TRANSPORT = {"value": "auto"}
+
+
+@pytest.fixture(autouse=True, params=["auto", "litellm"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every test runs on both call paths: the pass-through ("auto" for these openai/ tiers)
+    and litellm."""
+    TRANSPORT["value"] = request.param
+    return str(request.param)
+
+
+def transport_line() -> str:
+    return 'transport = "{}"\n'.format(TRANSPORT["value"])
+
 
 def router_for(upstream: MisbehavingUpstream, *models: str, header: str = "",
                tier_extra: str = "") -> Router:
     names = ["small", "medium", "large"][:len(models)]
     tiers = [(n, m, 3.0 + i) for i, (n, m) in enumerate(zip(names, models, strict=True))]
-    policy = make_policy(upstream.url, *tiers, header=header, tier_extra=tier_extra)
+    extra = tier_extra + transport_line()
+    policy = make_policy(upstream.url, *tiers, header=header, tier_extra=extra)
     return Router(policy, scorer=TaggedScorer())
 
 
@@ -59,7 +74,8 @@ async def test_low_confidence_goes_one_tier_up_before_any_call(
 
 async def test_tier_whose_context_window_is_too_small_is_skipped(
         upstream: MisbehavingUpstream) -> None:
-    policy = make_policy(upstream.url, ("small", "ok-small", 3.0), ("large", "ok-large", 4.0))
+    policy = make_policy(upstream.url, ("small", "ok-small", 3.0), ("large", "ok-large", 4.0),
+                         tier_extra=transport_line())
     small = policy.tiers[0].__class__(**{**policy.tiers[0].__dict__, "context_window": 100})
     policy = policy.__class__(**{**policy.__dict__, "tiers": (small, policy.tiers[1])})
     router = Router(policy, scorer=TaggedScorer())
@@ -98,8 +114,8 @@ async def test_connection_refused_moves_to_the_next_tier(upstream: MisbehavingUp
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    policy = make_policy(dead, ("small", "ok-small", 3.0))
-    live = make_policy(upstream.url, ("medium", "ok-medium", 4.0))
+    policy = make_policy(dead, ("small", "ok-small", 3.0), tier_extra=transport_line())
+    live = make_policy(upstream.url, ("medium", "ok-medium", 4.0), tier_extra=transport_line())
     policy = policy.__class__(**{**policy.__dict__, "tiers": (*policy.tiers, *live.tiers)})
     router = Router(policy, scorer=TaggedScorer())
     for stream in (False, True):

@@ -1,4 +1,5 @@
-"""Policy keys of serving: response_checks, coalesce, deployments / retries / cooldown_s.
+"""Policy keys of serving: response_checks, coalesce, deployments / retries / cooldown_s,
+transport.
 Each mistake gets one located message (file, line, key, fix)."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def test_defaults() -> None:
     assert policy.response_checks == ("empty", "length", "json", "refusal")
     assert policy.coalesce is True
     assert policy.tiers[0].deployments == () and policy.tiers[0].retries == 1
+    assert policy.tiers[0].transport == "auto"
 
 
 def test_response_checks() -> None:
@@ -63,6 +65,7 @@ def test_deployments_as_array_of_tables_locate_errors_per_tier() -> None:
     ('deployments = [{ api_base = "ftp://x" }]', "tiers[0].deployments[0].api_base", "http"),
     ('retries = -1', "tiers[0].retries", ">= 0"),
     ('cooldown_s = "long"', "tiers[0].cooldown_s", "seconds"),
+    ('transport = "http2"', "tiers[0].transport", '"litellm"'),
 ])
 def test_bad_deployment_keys(line: str, key: str, fragment: str) -> None:
     err = error_of(TIER + line + "\n")

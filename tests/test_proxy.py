@@ -85,15 +85,17 @@ def test_json_mode(client: openai.OpenAI, upstream: Any) -> None:
     assert upstream.bodies[-1]["response_format"] == {"type": "json_object"}
 
 
+FIELDS: dict[str, Any] = dict(
+    temperature=0.25, top_p=0.5, max_tokens=77, max_completion_tokens=70, n=1,
+    stop=["\n\n"], seed=7, user="user-42", presence_penalty=0.1, frequency_penalty=0.2,
+    logit_bias={"50256": -100}, logprobs=True, top_logprobs=2, parallel_tool_calls=False,
+    tools=TOOLS, tool_choice="none", response_format={"type": "text"},
+    metadata={"team": "search"}, store=False, service_tier="auto", reasoning_effort="low")
+
+
 def test_every_request_field_passes_through_untouched(client: openai.OpenAI,
                                                       upstream: Any) -> None:
-    fields: dict[str, Any] = dict(
-        temperature=0.25, top_p=0.5, max_tokens=77, max_completion_tokens=70, n=1,
-        stop=["\n\n"], seed=7, user="user-42", presence_penalty=0.1, frequency_penalty=0.2,
-        logit_bias={"50256": -100}, logprobs=True, top_logprobs=2, parallel_tool_calls=False,
-        tools=TOOLS, tool_choice="none", response_format={"type": "text"},
-        metadata={"team": "search"}, store=False, service_tier="auto",
-        reasoning_effort="low")
+    fields = FIELDS
     completion = client.chat.completions.create(
         model="echo", messages=ask(), extra_body={"tierwise_test_field": {"nested": [1, 2]}},
         **fields)
@@ -102,6 +104,24 @@ def test_every_request_field_passes_through_untouched(client: openai.OpenAI,
     for key, value in {**fields, "tierwise_test_field": {"nested": [1, 2]}}.items():
         assert received.get(key) == value, key
     assert received["messages"] == ask()
+
+
+async def test_every_field_passes_through_litellm_too(upstream: MisbehavingUpstream) -> None:
+    """The litellm call path (non-OpenAI providers, `transport = "litellm"`) forwards them all
+    as well: litellm drops `user`/`metadata` and refuses unlisted fields unless told."""
+    from router import Router
+
+    policy = make_policy(upstream.url, ("echo", "echo", 3.0), tier_extra='transport = "litellm"\n')
+    router = Router(policy, scorer=TaggedScorer())
+    body = {"model": "auto", "messages": ask(), **FIELDS, "tierwise_test_field": [1]}
+    for stream in (False, True):
+        outcome = await router.serve({**body, "stream": stream})
+        if outcome.stream is not None:
+            assert [c async for c in outcome.stream]
+        received = upstream.bodies[-1]
+        for key, value in FIELDS.items():
+            assert received.get(key) == value, key
+        assert received["tierwise_test_field"] == [1] and received.get("stream", False) is stream
 
 
 # --- pinning ------------------------------------------------------------------------------------
