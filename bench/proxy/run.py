@@ -327,6 +327,7 @@ def write_results(path: Path, res: dict) -> None:
                      f"{s['rss_ready_mb']:.0f} | {s['rss_after_mb']:.0f} | {s['requests']} |")
     lines += ["", "*ready* = process start until its health URL answers 200; *first answer* = "
               "until the first routed chat answer (litellm is imported lazily on it).", ""]
+    lines += extra_sections()
     lines += ["## Against the issue's targets", ""]
     for line in res["verdicts"]:
         lines.append(f"- {line}")
@@ -334,6 +335,49 @@ def write_results(path: Path, res: dict) -> None:
     if res.get("notes"):
         lines += ["## Notes", "", *[f"- {n}" for n in res["notes"]], ""]
     path.write_text("\n".join(lines))
+
+
+def extra_sections() -> list[str]:
+    """Start-up, soak and coalescing results from their own scripts' JSON, when present."""
+    out: list[str] = []
+    path = HERE / "startup.json"
+    if path.exists():
+        st = json.loads(path.read_text())
+        out += [f"## Start-up (`python bench/proxy/startup.py`, {st.get('date', '?')}, median of "
+                f"{st['repeats']}, load average {st['load']:.1f})", "",
+                "| what | seconds | note |", "|---|---:|---|"]
+        for key, v in st.items():
+            if key.startswith("serve "):
+                out.append(f"| `tierwise serve` ({key[6:]}): /healthz answers | "
+                           f"{v['ready_s']:.2f} | scorer: {v['scorer'][:60]} |")
+                out.append(f"| `tierwise serve` ({key[6:]}): first routed answer | "
+                           f"{v['first_answer_s']:.2f} | includes `import litellm` |")
+        for key in ("python -c pass", "tierwise route (CLI)", "route via bench wrapper"):
+            if key in st:
+                codes = st[key].get("exit_codes")
+                out.append(f"| `{key}` | {st[key]['wall_s']:.2f} | "
+                           f"{'exit ' + str(codes) if codes else 'interpreter floor'} |")
+        out += ["", "Largest imports (cumulative seconds, `python -X importtime`):", ""]
+        for key, rows in st.get("imports", {}).items():
+            out.append(f"- {key}: " + ", ".join(f"`{n}` {t:.2f}" for t, n in rows[:4]))
+        out.append("")
+    path = HERE / "soak.json"
+    if path.exists():
+        out += ["## Memory over a long run (`python bench/proxy/soak.py`)", "",
+                "| target | date | requests | idle RSS MB | RSS first -> last MB | "
+                "growth MB / 10k req (2nd half) |", "|---|---|---:|---:|---|---:|"]
+        for r in json.loads(path.read_text()):
+            g = r["rss_growth_mb_per_10k_second_half"]
+            out.append(f"| {r['target']} | {r['date']} | {r['requests']} | "
+                       f"{r['idle_rss_mb']:.0f} | {r['series'][0][1]:.0f} -> "
+                       f"{r['series'][-1][1]:.0f} | {'n/a' if g is None else f'{g:.2f}'} |")
+        out.append("")
+    path = REPO / "bench" / "coalescing.md"
+    if path.exists():
+        out += ["## Coalescing", "", "See bench/coalescing.md (`python bench/coalescing.py`).",
+                ""]
+    out += ["Where the CPU goes and how the pass-through is wired: bench/PROFILE.md.", ""]
+    return out
 
 
 def verdicts(rows: list[dict]) -> list[str]:

@@ -99,7 +99,10 @@ def main() -> int:
                                          str(bench.UPSTREAM_PORT)],
                             f"http://127.0.0.1:{bench.UPSTREAM_PORT}/healthz",
                             f"http://127.0.0.1:{bench.UPSTREAM_PORT}/v1/chat/completions", "x")
-    out: dict = {"repeats": args.repeats, "src": args.src, "load": os.getloadavg()[0]}
+    out: dict = {"repeats": args.repeats, "src": args.src, "load": os.getloadavg()[0],
+                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "commit": bench.sh(["git", "-C", str(bench.REPO), "rev-parse", "--short",
+                                     "HEAD"])}
     try:
         upstream.start()
         for label, policy in (("bench policy", ["--policy", str(HERE / "bench-policy.toml")]),
