@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -116,6 +117,9 @@ class Proxy:
         yield
         if not task.done():
             task.cancel()
+        passthrough = sys.modules.get("router.passthrough")
+        if passthrough is not None:  # give the pooled upstream connections back cleanly
+            await passthrough.close_default_client()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
