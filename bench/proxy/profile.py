@@ -101,7 +101,7 @@ def main() -> int:
             env = {**os.environ, "BENCH_MODEL": server.model,
                    "BENCH_STREAM": "1" if stream else "0", "BENCH_AUTH": server.auth}
             load = subprocess.Popen(
-                ["wrk", "-t1", "-c32", f"-d{args.seconds + 4}s", "--timeout", "30s", "-s",
+                ["wrk", "-t1", "-c32", f"-d{args.seconds + 4:g}s", "--timeout", "30s", "-s",
                  str(HERE / "chat.lua"), server.chat_url], env=env, stdout=subprocess.PIPE,
                 text=True)
             time.sleep(2)

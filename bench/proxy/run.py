@@ -209,7 +209,7 @@ def settle(pid: int, limit: float = 30.0) -> float:
 def wrk(server: Server, conc: int, seconds: float, stream: bool) -> dict:
     env = {**os.environ, "BENCH_MODEL": server.model, "BENCH_STREAM": "1" if stream else "0",
            "BENCH_AUTH": server.auth}
-    argv = ["wrk", "-t1", f"-c{conc}", f"-d{seconds}s", "--timeout", "30s",
+    argv = ["wrk", "-t1", f"-c{conc}", f"-d{seconds:g}s", "--timeout", "30s",
             "-s", str(HERE / "chat.lua"), server.chat_url]
     pid = server.proc.pid if server.proc else 0
     settle(pid)
@@ -350,8 +350,11 @@ def extra_sections() -> list[str]:
             if key.startswith("serve "):
                 out.append(f"| `tierwise serve` ({key[6:]}): /healthz answers | "
                            f"{v['ready_s']:.2f} | scorer: {v['scorer'][:60]} |")
-                out.append(f"| `tierwise serve` ({key[6:]}): first routed answer | "
-                           f"{v['first_answer_s']:.2f} | includes `import litellm` |")
+                out.append(f"| `tierwise serve` ({key[6:]}): first routed answer, sent as "
+                           f"soon as /healthz answers | {v['first_answer_s']:.2f} | |")
+                if v.get("readyz_s") is not None:
+                    out.append(f"| `tierwise serve` ({key[6:]}): /readyz 200 (warm-up done) | "
+                               f"{v['readyz_s']:.2f} | warm-up imports litellm in a thread |")
         for key in ("python -c pass", "tierwise route (CLI)", "route via bench wrapper"):
             if key in st:
                 codes = st[key].get("exit_codes")
@@ -509,12 +512,13 @@ def main() -> int:
     if any(r["errors"] for r in cells):
         notes.append("some cells had errors (column errors): see bench/proxy/results.json")
     if "tierwise+passthrough" in targets:
-        notes.append("tierwise+passthrough = bench/proxy/passthrough_proxy.py: the same Router."
-                     "decide() and policy, the upstream called through router/passthrough.py "
-                     "instead of litellm, raw SSE passed through. It shows what wiring the "
-                     "pass-through into router/engine.py + router/proxy.py buys; it is NOT the "
-                     "shipped `tierwise serve` path until that wiring lands (issue 4 owns those "
-                     "files).")
+        notes.append("tierwise+passthrough = bench/proxy/passthrough_proxy.py: a minimal proxy "
+                     "on the same Router.decide() and policy that calls the upstream through "
+                     "router/passthrough.py and does nothing else (no coalescing, checks, "
+                     "metrics, ledger, accounting). It is the floor for this stack (uvicorn + "
+                     "Starlette + aiohttp client); the gap between it and `tierwise` is what "
+                     "tierwise's own per-request features cost. `tierwise` itself uses the "
+                     "pass-through for OpenAI-protocol tiers since commit 97ad188.")
     res = {"command": "python bench/proxy/run.py" + (" --quick" if args.quick else ""),
            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
            "cell_seconds": seconds, "wall_s": time.monotonic() - t_start,

@@ -4,7 +4,8 @@ time, and what their imports cost.
     /tmp/v1/bin/python bench/proxy/startup.py [--repeats 5] [--src head|worktree]
 
 - serve: process start -> GET /healthz answers 200 ("ready"), then -> first POST
-  /v1/chat/completions with model "auto" answered ("first answer"), on bench/proxy/
+  /v1/chat/completions with model "auto" (sent at once) answered ("first answer"), then ->
+  GET /readyz 200 (the server's own "warm" signal, when it has one), on bench/proxy/
   bench-policy.toml (bench upstream) and on the embedded demo policy (built-in simulator).
 - route: `tierwise route "What is 2+2?"` wall time, process start to exit.
 - imports: `python -X importtime` of the route and serve paths, largest cumulative imports.
@@ -33,7 +34,7 @@ import run as bench  # noqa: E402
 PORT = 18731
 
 
-def time_serve(policy: list[str], env: dict) -> tuple[float, float, str]:
+def time_serve(policy: list[str], env: dict) -> tuple[float, float, str, float | None]:
     py = sys.executable
     argv = [py, str(HERE / "tierwise_serve.py"), *policy, "--port", str(PORT),
             "--log-level", "warning"]
@@ -59,12 +60,21 @@ def time_serve(policy: list[str], env: dict) -> tuple[float, float, str]:
         first = time.monotonic() - t0
         if status != 200:
             raise RuntimeError(f"first answer failed {status}: {raw[:300]!r}")
+        warm = None  # /readyz: 200 once the server has loaded what requests need (if it has one)
+        while time.monotonic() - t0 < 90:
+            code = bench.http("GET", f"http://127.0.0.1:{PORT}/readyz", timeout=5)[0]
+            if code == 200:
+                warm = time.monotonic() - t0
+                break
+            if code == 404:
+                break
+            time.sleep(0.01)
     finally:
         os.killpg(os.getpgid(proc.pid), 15)
         proc.wait(10)
         err = proc.stderr.read().decode() if proc.stderr else ""
     m = re.search(r"stand-in scorer \((.*)\)", err)
-    return ready, first, (f"stand-in ({m.group(1)})" if m else "shipped")
+    return ready, first, (f"stand-in ({m.group(1)})" if m else "shipped"), warm
 
 
 def time_route(env: dict, real_cli: bool) -> tuple[float, int]:
@@ -111,9 +121,12 @@ def main() -> int:
             out[f"serve {label}"] = {
                 "ready_s": statistics.median(r[0] for r in runs),
                 "first_answer_s": statistics.median(r[1] for r in runs),
+                "readyz_s": (statistics.median(r[3] for r in runs)
+                             if all(r[3] is not None for r in runs) else None),
                 "scorer": runs[0][2]}
             print(f"serve ({label}): ready {out[f'serve {label}']['ready_s']:.2f} s, first "
-                  f"answer {out[f'serve {label}']['first_answer_s']:.2f} s "
+                  f"answer {out[f'serve {label}']['first_answer_s']:.2f} s, /readyz "
+                  f"{out[f'serve {label}']['readyz_s']} s "
                   f"[scorer {runs[0][2]}]", flush=True)
     finally:
         upstream.stop()
