@@ -99,9 +99,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from router.proxy import create_app
+    from policies import load_policy
+    from router.guard import build_app
 
-    app = create_app(args.policy)
+    # build_app = the proxy app behind router.guard (keys, input limits, budgets, rate limits,
+    # cache) on the policy's shared state, coalescing across replicas when that is Redis.
+    app = build_app(load_policy(args.policy))
     print(f"tierwise: serving on http://{args.host}:{args.port} "
           f"(policy: {args.policy or 'embedded demo'})", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

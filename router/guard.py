@@ -80,6 +80,9 @@ class Guard:
     # -- ASGI --------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or not (
                 scope["path"].startswith("/v1/") or scope["path"].startswith("/dashboard")):
             await self.app(scope, receive, send)
@@ -251,6 +254,13 @@ class Guard:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("could not charge a request: %r", task.exception())
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.aclose()  # after the app's own shutdown: charges, then connections
+            await send(message)
+        return wrapped
 
     async def aclose(self) -> None:
         if self._tasks:
