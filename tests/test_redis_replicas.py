@@ -1,6 +1,6 @@
-"""Two real proxy processes and one real redis-server: identical concurrent requests over both
-replicas reach the upstream once, a budget spent on one is enforced on the other, and killing
-redis-server mid-test loses no request."""
+"""Two real proxy processes (`tierwise serve`) and one real redis-server: identical concurrent
+requests over both replicas reach the upstream once, a budget spent on one is enforced on the
+other, and killing redis-server mid-test loses no request."""
 
 from __future__ import annotations
 
@@ -24,17 +24,6 @@ from router.auth import hash_key
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-replica-budget"
-LAUNCH = """
-import sys, uvicorn
-sys.path.insert(0, {tests!r})
-from guardkit import LengthScorer
-from policies import load_policy
-from router.guard import build_app
-app = build_app(load_policy({policy!r}), scorer=LengthScorer())
-uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning", timeout_graceful_shutdown=5)
-"""
-
-
 def policy_text(upstream: str, redis_url: str) -> str:
     tier = ('[[tiers]]\nname = "{name}"\nmodel = "openai/{model}"\n'
             f'api_base = "{upstream}"\nability = 3.0\ninput_per_mtok = 1000.0\n'
@@ -49,11 +38,13 @@ class Replica:
     def __init__(self, policy: Path, log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        code = LAUNCH.format(tests=str(ROOT / "tests"), policy=str(policy), port=self.port)
         self.log = log.open("wb")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        # exactly `tierwise serve`, the shipped scorer included
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "router", "serve", "--policy", str(policy),
+             "--port", str(self.port), "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 90
