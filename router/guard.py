@@ -58,6 +58,14 @@ class _ClientGone(Exception):
     pass
 
 
+def current_key_id() -> str | None:
+    """The API key id of the chat request being served (for the ledger), None outside one.
+
+    Valid inside the proxy app and in Router listeners, which run in the request's context."""
+    admission = _CURRENT.get()
+    return admission.client.id if admission is not None else None
+
+
 class Guard:
     """ASGI middleware; see the module docstring. `state` defaults to the policy's."""
 

@@ -5,28 +5,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 from guardkit import chat, guarded_proxy, sim_policy
 
 from router.auth import hash_key
+from router.guard import current_key_id
 
 POLICY_KEY = "sk-policy-team-a-7f3e9c"
 ENV_KEY = "sk-env-ops-1b2c3d"
 
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
+def served() -> Iterator[tuple[str, Any]]:
     mp = pytest.MonkeyPatch()
     mp.setenv("TIERWISE_TEST_KEYS", f"ops:{ENV_KEY}")
     extra = (f'[auth]\nkeys_env = "TIERWISE_TEST_KEYS"\n'
              f'[[auth.keys]]\nid = "team-a"\nsha256 = "{hash_key(POLICY_KEY)}"\n')
     try:
-        with guarded_proxy(sim_policy(extra)) as (base, _):
-            yield base
+        with guarded_proxy(sim_policy(extra)) as (base, guard):
+            yield base, guard
     finally:
         mp.undo()
+
+
+@pytest.fixture
+def url(served: tuple[str, Any]) -> str:
+    return served[0]
 
 
 @pytest.mark.parametrize("headers", [
@@ -74,3 +81,16 @@ def test_openai_sdk_sends_the_key_as_bearer(url: str) -> None:
     bad = openai.OpenAI(base_url=url + "/v1", api_key="sk-bad", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}])
+
+
+def test_router_listeners_see_the_key_id_never_the_key(served: tuple[str, Any]) -> None:
+    url, guard = served
+    seen: list[str | None] = []
+    guard.app.state.router.listeners.append(lambda routing: seen.append(current_key_id()))
+    for stream in (False, True):
+        r = httpx.post(url + "/v1/chat/completions", json=chat(f"who am I {stream}",
+                                                                  stream=stream),
+                       headers={"authorization": f"Bearer {POLICY_KEY}"}, timeout=30)
+        assert r.status_code == 200
+    assert seen == ["team-a", "team-a"]
+    assert current_key_id() is None
