@@ -193,7 +193,7 @@ class Upstream:
 
             opened = await open_chat_stream(direct.base_url, direct.api_key, body,
                                             direct.timeout, model=direct.model)
-            return opened.chunks()
+            return _complete_chunks(opened)
         return _chunks(await self._acompletion(tier, body))
 
     async def _acompletion(self, tier: Tier, body: dict[str, Any]) -> Any:
@@ -232,6 +232,20 @@ async def _chunks(stream: Any) -> AsyncIterator[dict[str, Any]]:
         close = getattr(stream, "aclose", None)
         if close is not None:
             await close()
+
+
+async def _complete_chunks(opened: Any) -> AsyncIterator[dict[str, Any]]:
+    """A pass-through stream's chunks; a stream that just stops (connection closed) with
+    neither a finish_reason nor [DONE] was cut, and must not look like a complete answer."""
+    finished = False
+    async for chunk in opened.chunks():
+        finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or [])
+        yield chunk
+    if not (finished or opened.done):
+        from router.passthrough import StreamInterrupted
+
+        raise StreamInterrupted(f"upstream stream ended after {opened.events} events without "
+                                "a finish_reason or [DONE]", events=opened.events)
 
 
 def classify_failure(exc: BaseException) -> tuple[bool, int, str]:

@@ -195,9 +195,10 @@ async def test_stream_that_ends_empty_escalates_before_the_first_byte(
     assert routing.escalations == ["empty:small->medium"] and text.startswith("[ok-medium]")
 
 
+@pytest.mark.parametrize("model", ["midfail", "cut"])
 async def test_stream_failing_after_the_first_byte_reports_in_band(
-        upstream: MisbehavingUpstream) -> None:
-    router = router_for(upstream, "midfail", "ok-medium")
+        upstream: MisbehavingUpstream, model: str) -> None:
+    router = router_for(upstream, model, "ok-medium")
     outcome = await router.serve(ask(stream=True))
     assert outcome.routing.tier == "small"  # output had begun: committed to this tier
     received = []
@@ -205,7 +206,7 @@ async def test_stream_failing_after_the_first_byte_reports_in_band(
         async for chunk in outcome.stream:
             received.append(chunk)
     assert received and info.value.attempts[-1].endswith(":small")
-    assert upstream.hits == {"midfail": 1}
+    assert upstream.hits == {model: 1}
 
 
 async def test_stream_refusal_is_not_re_asked(upstream: MisbehavingUpstream) -> None:

@@ -13,6 +13,7 @@ Behaviour by model name (litellm sends "openai/<name>" as "<name>"):
     empty      an empty answer          length   finish_reason "length"
     badjson    text that is not JSON    refuse   "I'm sorry, but I can't help with that."
     midfail    streams two chunks, then drops the connection
+    cut        streams two chunks, then ends the body cleanly without finish_reason or [DONE]
     herd       first byte after 1 s, then 12 chunks 50 ms apart (coalescing)
     long       60 chunks 50 ms apart; records whether the stream ran to the end
 """
@@ -152,6 +153,8 @@ class MisbehavingUpstream:
                 for k, start in enumerate(range(0, len(text), size)):
                     if model == "midfail" and k == 2:
                         raise ConnectionResetError("midfail drops the stream on purpose")
+                    if model == "cut" and k == 2:
+                        return  # a clean end of the HTTP body, but no finish_reason / [DONE]
                     yield event({"content": text[start:start + size]})
                     if gap:
                         await asyncio.sleep(gap)
