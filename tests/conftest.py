@@ -22,7 +22,7 @@ def require_binary(name: str) -> str:
 # --- serving (issue 4): loopback upstream that misbehaves on purpose, servers in threads ---------
 # Owned by the serving engineer; helpers live in tests/upstreams.py.
 
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
 
 from upstreams import (  # noqa: E402
     TIERS,
@@ -61,3 +61,15 @@ def proxy(bad_upstream: MisbehavingUpstream) -> Iterator[str]:
     server = start_proxy(create_app(policy, scorer=TaggedScorer()))
     yield server.url
     server.stop()
+
+
+@pytest.fixture
+async def close_passthrough() -> AsyncIterator[None]:
+    """Close the pass-through's connection pool of this test's event loop at its end (each
+    async test has its own loop; an unclosed pool is reported at interpreter exit)."""
+    yield
+    import sys
+
+    passthrough = sys.modules.get("router.passthrough")
+    if passthrough is not None:
+        await passthrough.close_default_client()

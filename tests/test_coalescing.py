@@ -18,6 +18,9 @@ from upstreams import MisbehavingUpstream, TaggedScorer, make_policy
 
 from router import Router
 
+pytestmark = pytest.mark.usefixtures("close_passthrough")
+
+
 
 def ask(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]

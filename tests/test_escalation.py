@@ -16,6 +16,9 @@ from policies import parse_policy
 from router import Router, UpstreamError
 from router.checks import check_response
 
+pytestmark = pytest.mark.usefixtures("close_passthrough")
+
+
 TRANSPORT = {"value": "auto"}
 
 
