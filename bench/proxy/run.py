@@ -389,7 +389,7 @@ def verdicts(rows: list[dict]) -> list[str]:
                      and r["concurrency"] == conc), None)
 
     out = []
-    for target in ("tierwise", "tierwise+passthrough"):
+    for target in ("tierwise", "tierwise+uvloop", "tierwise+passthrough"):
         for stream in (False, True):
             mode = "stream" if stream else "json"
             t1, u1 = cell(target, stream, 1), cell("upstream", stream, 1)
@@ -413,10 +413,14 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="2 s cells (~2 minutes in all)")
     ap.add_argument("--seconds", type=float, help="seconds per cell (default 10, quick 2)")
     ap.add_argument("--concurrency", default="1,32,128")
-    ap.add_argument("--targets", default="upstream,tierwise,tierwise+passthrough,litellm-proxy")
+    ap.add_argument("--targets",
+                    default="upstream,tierwise,tierwise+uvloop,tierwise+passthrough,litellm-proxy")
     ap.add_argument("--litellm-venv", default=os.environ.get("LITELLM_PROXY_VENV",
                                                              "/tmp/litellm-proxy-venv"))
     ap.add_argument("--out", default=str(REPO / "bench" / "RESULTS.md"))
+    ap.add_argument("--uvloop-path", default="/tmp/tw-fast",
+                    help="for target tierwise+uvloop: a directory with uvloop and httptools "
+                         "(pip install --target DIR uvloop httptools); uvicorn picks them up")
     ap.add_argument("--src", choices=["head", "worktree"], default="head",
                     help="tierwise code to serve: the committed HEAD (exported with git archive; "
                          "default) or the working tree as it is")
@@ -428,6 +432,9 @@ def main() -> int:
     lpy = str(Path(args.litellm_venv) / "bin" / "python")
     targets = args.targets.split(",")
     notes: list[str] = []
+    if "tierwise+uvloop" in targets and not (Path(args.uvloop_path) / "uvloop").exists():
+        notes.append(f"tierwise+uvloop skipped: no uvloop under {args.uvloop_path}")
+        targets.remove("tierwise+uvloop")
     if "litellm-proxy" in targets and not Path(lpy).exists():
         notes.append(f"LiteLLM proxy skipped: no venv at {args.litellm_venv} "
                      "(python -m venv it; pip install 'litellm[proxy]==1.108.7')")
@@ -449,6 +456,14 @@ def main() -> int:
             f"http://127.0.0.1:{TIERWISE_PORT}/healthz",
             f"http://127.0.0.1:{TIERWISE_PORT}/v1/chat/completions", "auto",
             env={**offline, **src_env}),
+        "tierwise+uvloop": Server(
+            "tierwise+uvloop", [py, str(HERE / "tierwise_serve.py"), "--policy",
+                                str(HERE / "bench-policy.toml"), "--host", "127.0.0.1", "--port",
+                                str(TIERWISE_PORT), "--log-level", "warning"],
+            f"http://127.0.0.1:{TIERWISE_PORT}/healthz",
+            f"http://127.0.0.1:{TIERWISE_PORT}/v1/chat/completions", "auto",
+            env={**offline, **src_env, "PYTHONPATH": os.pathsep.join(
+                p for p in (src_env.get("PYTHONPATH"), args.uvloop_path) if p)}),
         "tierwise+passthrough": Server(
             "tierwise+passthrough", [py, str(HERE / "passthrough_proxy.py"), "--policy",
                                      str(HERE / "bench-policy.toml"), "--port", str(TW_PASS_PORT)],
@@ -511,6 +526,11 @@ def main() -> int:
                      "rerun on an idle machine for absolute numbers.")
     if any(r["errors"] for r in cells):
         notes.append("some cells had errors (column errors): see bench/proxy/results.json")
+    if "tierwise+uvloop" in targets:
+        notes.append("tierwise+uvloop = `tierwise serve` exactly as the tierwise row, with "
+                     "uvloop and httptools importable (uvicorn's 'auto' loop and HTTP parser "
+                     "then use them; LiteLLM's proxy venv has both); i.e. what depending on "
+                     "uvicorn[standard] would give.")
     if "tierwise+passthrough" in targets:
         notes.append("tierwise+passthrough = bench/proxy/passthrough_proxy.py: a minimal proxy "
                      "on the same Router.decide() and policy that calls the upstream through "
