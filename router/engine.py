@@ -165,7 +165,9 @@ class Router:
                 raise
             except Exception as exc:  # noqa: BLE001 - classified: escalate or raise
                 sub.close()
-                self._escalate_or_raise(exc, name, nxt, escalations)
+                # A non-stream waiter has sent nothing yet, even when the shared call was a
+                # stream that broke half-way: it may still move on.
+                self._escalate_or_raise(exc, name, nxt, escalations, sent_nothing=not stream)
                 continue
             routing = Routing(decision, tier.name, tier.model, escalations,
                               coalesced=sub.coalesced)
@@ -203,10 +205,11 @@ class Router:
 
     @staticmethod
     def _escalate_or_raise(exc: Exception, name: str, nxt: str | None,
-                           escalations: list[str]) -> None:
+                           escalations: list[str], sent_nothing: bool = False) -> None:
         if isinstance(exc, TierwiseError):
             raise exc
         retryable, status, reason = classify_failure(exc)
+        retryable = retryable or (sent_nothing and reason.startswith("stream_"))
         if not retryable or nxt is None:
             raise upstream_error(exc, status, [*escalations, f"{reason}:{name}"]) from exc
         escalations.append(f"{reason}:{name}->{nxt}")

@@ -212,6 +212,23 @@ async def test_stream_failing_after_the_first_byte_reports_in_band(
     assert upstream.hits == {model: 1}
 
 
+async def test_non_stream_follower_of_a_broken_stream_still_escalates(
+        upstream: MisbehavingUpstream) -> None:
+    import asyncio
+
+    router = router_for(upstream, "midfail", "ok-medium")
+    body = ask("shared and broken")
+    leader = await router.serve({**body, "stream": True})  # its call is now in flight
+    follower = asyncio.ensure_future(router.serve(body))
+    with pytest.raises(UpstreamError):
+        async for _ in leader.stream:
+            pass
+    outcome = await follower
+    assert outcome.routing.coalesced is False and outcome.routing.tier == "medium"
+    assert outcome.routing.escalations[0].endswith(":small->medium")
+    assert upstream.hits == {"midfail": 1, "ok-medium": 1}
+
+
 async def test_stream_refusal_is_not_re_asked(upstream: MisbehavingUpstream) -> None:
     router = router_for(upstream, "refuse", "ok-medium")
     text, routing = await answer(router, ask(stream=True))

@@ -12,7 +12,7 @@ Behaviour by model name (litellm sends "openai/<name>" as "<name>"):
     slow       waits 5 s before answering (for timeouts)
     empty      an empty answer          length   finish_reason "length"
     badjson    text that is not JSON    refuse   "I'm sorry, but I can't help with that."
-    midfail    streams two chunks, then drops the connection
+    midfail    streams two chunks 100 ms apart, then drops the connection
     cut        streams two chunks, then ends the body cleanly without finish_reason or [DONE]
     herd       first byte after 1 s, then 12 chunks 50 ms apart (coalescing)
     long       60 chunks 50 ms apart; records whether the stream ran to the end
@@ -139,8 +139,9 @@ class MisbehavingUpstream:
             choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
             return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n".encode()
 
-        delays = {"herd": (1.0, 0.05, 12), "long": (0.0, 0.05, 60)}.get(model, (0.0, 0.0, 4))
-        first, gap, pieces = delays
+        # (seconds before the first chunk, seconds between chunks, number of pieces)
+        first, gap, pieces = {"herd": (1.0, 0.05, 12), "long": (0.0, 0.05, 60),
+                              "midfail": (0.0, 0.1, 4)}.get(model, (0.0, 0.0, 4))
         await asyncio.sleep(first)
         try:
             yield event({"role": "assistant", "content": ""})
