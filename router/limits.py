@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from policies.access import LimitSettings
 from router.auth import Client
@@ -75,16 +76,14 @@ class Limiter:
         self.clock = clock
 
     def limits_for(self, client: Client) -> _Limits:
-        s, k = self.settings, client.key
+        key = client.key
 
-        def pick(own: float | None, default: float | None) -> float | None:
-            return own if own is not None else default
+        def pick(name: str) -> Any:
+            own = getattr(key, name) if key is not None else None
+            return own if own is not None else getattr(self.settings, name)
 
-        return _Limits(
-            rpm=pick(k and k.requests_per_minute, s.requests_per_minute),  # type: ignore[arg-type]
-            tpm=pick(k and k.tokens_per_minute, s.tokens_per_minute),  # type: ignore[arg-type]
-            day=pick(k and k.usd_per_day, s.usd_per_day),
-            month=pick(k and k.usd_per_month, s.usd_per_month))
+        return _Limits(rpm=pick("requests_per_minute"), tpm=pick("tokens_per_minute"),
+                       day=pick("usd_per_day"), month=pick("usd_per_month"))
 
     def _keys(self, client: Client, now: float) -> tuple[str, str, str, str, float]:
         minute = int(now // WINDOW_S)

@@ -107,8 +107,8 @@ def check_body(body: dict[str, Any], limits: LimitSettings) -> None:
     for name, (ok, expect) in FIELDS.items():
         if name in body and body[name] is not None and not ok(body[name]):
             raise InvalidRequestError(f"'{name}' must be {expect}", param=name)
-    messages = body.get("messages")
-    check_messages(messages)
+    check_messages(body.get("messages"))
+    messages: list[Any] = body["messages"]
     if len(messages) > limits.max_messages:
         raise InvalidRequestError(f"'messages' has {len(messages)} messages; the limit is "
                                   f"{limits.max_messages}", param="messages")
@@ -129,7 +129,8 @@ def check_body(body: dict[str, Any], limits: LimitSettings) -> None:
             raise InvalidRequestError(f"{where} must be an object with function.name",
                                       param=f"{where}.function.name")
     requested = body.get("max_completion_tokens", body.get("max_tokens"))
-    if limits.max_tokens is not None and _is_int(requested) and requested > limits.max_tokens:
+    if (limits.max_tokens is not None and isinstance(requested, int)
+            and not isinstance(requested, bool) and requested > limits.max_tokens):
         name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
         raise InvalidRequestError(f"'{name}' is {requested}; this proxy allows at most "
                                   f"{limits.max_tokens}", param=name)

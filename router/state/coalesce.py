@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from router.coalesce import Flight, InProcessCoalescer, StartCall, Subscription
@@ -58,6 +58,10 @@ class SharedSubscription:
     @property
     def coalesced(self) -> bool:
         return bool(self._inner.coalesced or self._role.follower)
+
+    @coalesced.setter
+    def coalesced(self, value: bool) -> None:
+        self._inner.coalesced = value
 
     async def wait_output(self) -> bool:
         return bool(await self._inner.wait_output())
@@ -220,7 +224,7 @@ class _Publisher:
 
 
 async def _read_entries(state: State, stream_key: str, lock: str, leader: str,
-                        timeout_s: float) -> AsyncIterator[tuple[bytes, bytes]]:
+                        timeout_s: float) -> AsyncGenerator[tuple[bytes, bytes], None]:
     """(kind, payload) of C/R entries until E; LeaderGone on X, a lost lock or the timeout."""
     after = "0"
     deadline = time.monotonic() + timeout_s

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -148,10 +148,11 @@ class RedisState:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            return await self._call("get", lambda: self.client.get(PREFIX + key))
+            value = await self._call("get", lambda: self.client.get(PREFIX + key))
         except StateUnavailable:
             self._fallback("get")
             return await self.local.get(key)
+        return cast("bytes | None", value)
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         try:
@@ -175,7 +176,7 @@ class RedisState:
 
     async def holder(self, key: str) -> str | None:
         value = await self._call("lock", lambda: self.client.get(PREFIX + key))
-        return value.decode() if value is not None else None
+        return value.decode() if isinstance(value, bytes) else value
 
     async def append(self, stream: str, data: bytes, ttl_s: float) -> str:
         async def run() -> Any:
@@ -189,7 +190,7 @@ class RedisState:
 
     async def read(self, stream: str, after: str, timeout_s: float) -> list[tuple[str, bytes]]:
         block = _ms(timeout_s) if timeout_s > 0 else None  # XREAD BLOCK 0 would wait forever
-        reply = await self._call(
+        reply: Any = await self._call(
             "stream", lambda: self.client.xread({PREFIX + stream: after}, count=1000, block=block),
             timeout_s=timeout_s + self.op_timeout_s)
         out: list[tuple[str, bytes]] = []
