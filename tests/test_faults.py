@@ -218,3 +218,33 @@ def test_shutdown_drains_in_flight_requests_then_stops(upstream: BadUpstream,
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_guard_answers_504_when_the_app_never_starts_a_response() -> None:
+    """The guard's own backstop: an app stuck before its first byte is cut at the deadline."""
+    from guardkit import serve, sim_policy
+
+    from policies import parse_policy
+    from router.guard import Guard
+
+    stuck: list[bool] = []
+
+    async def never(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stuck.append(True)  # cancelled, not leaked
+            raise
+
+    guard = Guard(never, parse_policy(sim_policy()), first_byte_timeout_s=0.5)
+    with serve(guard) as url:
+        t0 = time.monotonic()
+        r = httpx.post(url + "/v1/chat/completions", timeout=10, json=body("ok"))
+        assert r.status_code == 504 and r.json()["error"]["type"] == "upstream_error"
+        assert 0.4 < time.monotonic() - t0 < 3
+        assert stuck == [True]
