@@ -60,6 +60,7 @@ class RedisState:
         self._down_until = 0.0
         self._backoff = BACKOFF_MIN_S
         self._down = False
+        self._probing = False
         self._pending: dict[str, tuple[float, float]] = {}  # spend counted locally while down
         self._flushing = False
 
@@ -113,11 +114,21 @@ class RedisState:
         if self._skip():
             wait = self._down_until - time.monotonic()
             raise StateUnavailable(f"redis is down (next try in {wait:.1f}s)")
+        # While down, one call at a time probes Redis; the others keep using local state
+        # instead of each waiting for a connect timeout.
+        probe = self._down
+        if probe:
+            if self._probing:
+                raise StateUnavailable("redis is down (being probed)")
+            self._probing = True
         try:
             result = await asyncio.wait_for(make(), timeout_s or self.op_timeout_s)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed(operation, exc)
             raise StateUnavailable(f"redis {operation} failed: {type(exc).__name__}") from exc
+        finally:
+            if probe:
+                self._probing = False
         await self._recovered()
         return result
 
