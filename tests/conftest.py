@@ -27,7 +27,6 @@ from collections.abc import AsyncIterator, Iterator  # noqa: E402
 from upstreams import (  # noqa: E402
     TIERS,
     MisbehavingUpstream,
-    TaggedScorer,
     make_policy,
     start_proxy,
 )
@@ -58,7 +57,7 @@ def proxy(bad_upstream: MisbehavingUpstream) -> Iterator[str]:
     from router.proxy import create_app
 
     policy = make_policy(bad_upstream.url, *TIERS, header="max_escalations = 1\n")
-    server = start_proxy(create_app(policy, scorer=TaggedScorer()))
+    server = start_proxy(create_app(policy))  # the shipped difficulty scorer
     yield server.url
     server.stop()
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from upstreams import MisbehavingUpstream, TaggedScorer, make_policy
+from upstreams import MisbehavingUpstream, make_policy
 
 from router import Router
 
@@ -155,7 +155,7 @@ async def test_opt_out_per_policy(upstream: MisbehavingUpstream) -> None:
         upstream.reset()
         policy = make_policy(upstream.url, ("herd", "herd", 3.0),
                              header=f"coalesce = {coalesce}\n")
-        router = Router(policy, scorer=TaggedScorer())
+        router = Router(policy)
         responses = await asyncio.gather(*[router.acomplete("same question") for _ in range(3)])
         assert upstream.hits == {"herd": hits}
         assert len({r.choices[0].message.content for r in responses}) == 1
@@ -164,7 +164,7 @@ async def test_opt_out_per_policy(upstream: MisbehavingUpstream) -> None:
 
 async def test_cost_is_charged_once_per_upstream_call(upstream: MisbehavingUpstream) -> None:
     policy = make_policy(upstream.url, ("herd", "herd", 3.0))
-    router = Router(policy, scorer=TaggedScorer())
+    router = Router(policy)
     seen: list[Any] = []
     router.listeners.append(seen.append)
     streams = [await router.acomplete("charge me", stream=True) for _ in range(2)]

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from upstreams import MisbehavingUpstream, TaggedScorer, make_policy, tiers_toml
+from upstreams import MisbehavingUpstream, make_policy, tiers_toml
 
 from policies import parse_policy
 from router import Router, UpstreamError
@@ -40,7 +40,7 @@ def router_for(upstream: MisbehavingUpstream, *models: str, header: str = "",
     tiers = [(n, m, 3.0 + i) for i, (n, m) in enumerate(zip(names, models, strict=True))]
     extra = tier_extra + transport_line()
     policy = make_policy(upstream.url, *tiers, header=header, tier_extra=extra)
-    return Router(policy, scorer=TaggedScorer())
+    return Router(policy)
 
 
 def ask(text: str = "hello", **fields: Any) -> dict[str, Any]:
@@ -62,11 +62,20 @@ async def answer(router: Router, body: dict[str, Any]) -> tuple[str, Any]:
 
 async def test_low_confidence_goes_one_tier_up_before_any_call(
         upstream: MisbehavingUpstream) -> None:
-    router = router_for(upstream, "ok-small", "ok-medium", "ok-large")
-    # p(small) = sigmoid(3 - 2.2) = 0.69 < 0.7; p(medium) = sigmoid(4 - 2.2) = 0.86 >= 0.7 but
-    # its confidence cdf((1.8 - 0.85) / 0.5) = 0.97: no escalation. d = 3.1 puts medium close:
-    # p(medium) = 0.71, confidence cdf((0.9 - 0.85) / 0.5) = 0.54 < 0.6 -> large.
-    text, routing = await answer(router, ask("[[d=3.1]] prove it"))
+    from classifiers import default_scorer
+
+    prompt = "Prove that the square root of 2 is irrational."
+    score = default_scorer().score(ask(prompt)["messages"])
+    # Abilities placed around the real difficulty d: small is out of reach, medium clears the
+    # quality target (0.7, logit 0.85) by a hair -- p = sigmoid(0.9) = 0.71 but its confidence
+    # cdf(0.05 / spread) is ~0.5 < min_confidence 0.6 -> one tier up before any call.
+    d = score.difficulty
+    policy = make_policy(upstream.url, ("small", "ok-small", d - 1.0),
+                         ("medium", "ok-medium", d + 0.9), ("large", "ok-large", d + 4.0),
+                         tier_extra=transport_line())
+    text, routing = await answer(Router(policy), ask(prompt))
+    assert routing.decision.difficulty == pytest.approx(d, abs=1e-6)
+    assert routing.decision.p_sufficient["medium"] >= 0.7 > routing.decision.p_sufficient["small"]
     assert routing.tier == "large" and routing.escalations == ["low_confidence:medium->large"]
     assert routing.headers()["x-tierwise-escalated"] == "low_confidence:medium->large"
     assert upstream.hits == {"ok-large": 1}  # the medium tier was never called
@@ -81,7 +90,7 @@ async def test_tier_whose_context_window_is_too_small_is_skipped(
                          tier_extra=transport_line())
     small = policy.tiers[0].__class__(**{**policy.tiers[0].__dict__, "context_window": 100})
     policy = policy.__class__(**{**policy.__dict__, "tiers": (small, policy.tiers[1])})
-    router = Router(policy, scorer=TaggedScorer())
+    router = Router(policy)
     text, routing = await answer(router, ask("word " * 200))
     assert routing.tier == "large"
     assert any("context window 100" in r for r in routing.decision.reasons)
@@ -120,7 +129,7 @@ async def test_connection_refused_moves_to_the_next_tier(upstream: MisbehavingUp
     policy = make_policy(dead, ("small", "ok-small", 3.0), tier_extra=transport_line())
     live = make_policy(upstream.url, ("medium", "ok-medium", 4.0), tier_extra=transport_line())
     policy = policy.__class__(**{**policy.__dict__, "tiers": (*policy.tiers, *live.tiers)})
-    router = Router(policy, scorer=TaggedScorer())
+    router = Router(policy)
     for stream in (False, True):
         text, routing = await answer(router, ask(stream=stream))
         assert routing.escalations == ["connection_error:small->medium"], routing.escalations
@@ -275,7 +284,7 @@ def pool_router(upstream: MisbehavingUpstream, *deployments: str) -> Router:
     large = tiers_toml(upstream.url, ("large", "ok-large", 4.0)).replace(
         "input_per_mtok = 1", "input_per_mtok = 5")
     policy = parse_policy('name = "pool"\nquality_target = 0.7\n' + pool + large)
-    return Router(policy, scorer=TaggedScorer())
+    return Router(policy)
 
 
 async def test_a_failing_deployment_is_retried_on_another_and_cooled_down(

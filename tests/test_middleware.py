@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
-from upstreams import MisbehavingUpstream, TaggedScorer, make_policy
+from upstreams import MisbehavingUpstream, make_policy
 
 from router import TierwiseMiddleware
 from router.simulator import BackgroundServer
@@ -50,7 +50,7 @@ async def hello(request: Request) -> Response:
 def make_app(**middleware: Any) -> Starlette:
     app = Starlette(routes=[Route("/v1/chat/completions", app_chat, methods=["POST"]),
                             Route("/hello", hello)])
-    app.add_middleware(TierwiseMiddleware, scorer=TaggedScorer(), **middleware)
+    app.add_middleware(TierwiseMiddleware, **middleware)
     return app
 
 
@@ -96,8 +96,8 @@ def test_rewrite_sets_the_tier_model_and_adds_headers(apps: dict[str, str]) -> N
 
 def test_rewrite_stream(apps: dict[str, str]) -> None:
     with client(apps["rewrite"]).chat.completions.with_streaming_response.create(
-            model="auto", messages=[{"role": "user", "content": "[[d=2.5]] harder"}],
-            stream=True) as raw:
+            model="auto", messages=MESSAGES, stream=True,
+            extra_headers={"x-tierwise-tier": "medium"}) as raw:
         assert raw.headers["x-tierwise-tier"] == "medium"
         text = "".join(c.choices[0].delta.content or "" for c in raw.parse())
     assert text == "app answered as openai/ok-medium"

@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from upstreams import TIERS, MisbehavingUpstream, TaggedScorer, make_policy, start_proxy
+from upstreams import TIERS, MisbehavingUpstream, make_policy, start_proxy
 
+from classifiers import default_scorer
 from router.proxy import create_app
 
 TOOLS = [{"type": "function", "function": {
@@ -39,7 +40,9 @@ def test_non_stream_routes_and_explains(client: openai.OpenAI, upstream: Any) ->
     assert completion.usage is not None and completion.usage.total_tokens == 30
     assert raw.headers["x-tierwise-tier"] == "small"
     assert raw.headers["x-tierwise-model"] == "openai/ok-small"
-    assert float(raw.headers["x-tierwise-difficulty"]) == 0.0
+    expected = default_scorer().score(ask())
+    assert float(raw.headers["x-tierwise-difficulty"]) == pytest.approx(expected.difficulty,
+                                                                        abs=1e-4)
     assert raw.headers["x-tierwise-escalated"] == "no"
     assert raw.headers["x-tierwise-coalesced"] == "no"
     assert upstream.hits == {"ok-small": 1}
@@ -112,7 +115,7 @@ async def test_every_field_passes_through_litellm_too(upstream: MisbehavingUpstr
     from router import Router
 
     policy = make_policy(upstream.url, ("echo", "echo", 3.0), tier_extra='transport = "litellm"\n')
-    router = Router(policy, scorer=TaggedScorer())
+    router = Router(policy)
     body = {"model": "auto", "messages": ask(), **FIELDS, "tierwise_test_field": [1]}
     for stream in (False, True):
         outcome = await router.serve({**body, "stream": stream})
@@ -205,12 +208,16 @@ def test_models_lists_alias_and_tiers(client: openai.OpenAI) -> None:
 
 
 def test_route_is_the_decision_only(proxy: str, upstream: Any) -> None:
-    response = httpx.post(proxy + "/v1/route",
-                          json={"model": "auto", "messages": ask("[[d=2.5]] hard")})
+    body = {"model": "auto", "messages": ask("Prove that there are infinitely many primes.")}
+    response = httpx.post(proxy + "/v1/route", json=body)
     decision = response.json()
-    assert response.status_code == 200 and decision["tier"] == "medium"
+    assert response.status_code == 200 and decision["tier"] == "small"
     assert set(decision["p_sufficient"]) == {name for name, _, _ in TIERS}
-    assert decision["difficulty"] == pytest.approx(2.5)
+    assert decision["difficulty"] == pytest.approx(
+        default_scorer().score(body["messages"]).difficulty, abs=1e-4)
+    pinned = httpx.post(proxy + "/v1/route", json=body, headers={"x-tierwise-tier": "large"})
+    assert pinned.json()["tier"] == "large"
+    assert pinned.json()["reasons"] == ["pinned to large by the request"]
     assert not upstream.hits
 
 
@@ -227,7 +234,7 @@ def test_health_and_readiness(proxy: str) -> None:
 def failing_first(bad_upstream: MisbehavingUpstream) -> Iterator[str]:
     policy = make_policy(bad_upstream.url, ("small", "fail500", 3.0),
                          ("medium", "ok-medium", 4.0))
-    server = start_proxy(create_app(policy, scorer=TaggedScorer()))
+    server = start_proxy(create_app(policy))
     yield server.url
     server.stop()
 

@@ -1,5 +1,5 @@
 """Loopback test doubles for what tierwise talks to: an OpenAI-compatible upstream that misbehaves
-on purpose (chosen by model name), a scorer steered by the prompt, and policy/server helpers.
+on purpose (chosen by model name), and policy/server helpers.
 
 The upstream is a real HTTP server (Starlette under uvicorn on 127.0.0.1), so tierwise's real
 litellm calls, timeouts and connection errors are exercised; it counts every hit per model.
@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import textwrap
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -43,29 +41,6 @@ from router.simulator import BackgroundServer
 TIERS = [("small", "ok-small", 3.0), ("medium", "ok-medium", 4.0), ("large", "ok-large", 5.0),
          ("echo", "echo", 6.0), ("herd", "herd", 7.0), ("long", "long", 8.0),
          ("slow", "slow", 9.0), ("fail400", "fail400", 10.0), ("fail500", "fail500", 11.0)]
-
-
-@dataclass(frozen=True)
-class Score:
-    difficulty: float
-    uncertainty: float
-    n_tokens: int
-
-
-class TaggedScorer:
-    """Difficulty from a "[[d=1.5]]" tag in the conversation (0 without one); n_tokens ~ chars/4.
-
-    Stands in for the classifier so a test can put a request exactly where it wants."""
-
-    _TAG = re.compile(r"\[\[d=(-?[0-9.]+)\]\]")
-
-    def score(self, messages: list[dict[str, Any]]) -> Score:
-        text = " ".join(m["content"] for m in messages if isinstance(m.get("content"), str))
-        found = self._TAG.search(text)
-        return Score(float(found.group(1)) if found else 0.0, 0.0, max(1, len(text) // 4))
-
-    def score_batch(self, batch: list[list[dict[str, Any]]]) -> list[Score]:
-        return [self.score(m) for m in batch]
 
 
 class MisbehavingUpstream:
