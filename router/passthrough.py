@@ -297,6 +297,27 @@ class ChatStream:
         return self._events()
 
     async def _events(self) -> AsyncIterator[bytes]:
+        reads = self._reads()
+        try:
+            async for events in reads:
+                for event in events:
+                    yield event
+        finally:
+            await reads.aclose()
+
+    async def batches(self) -> AsyncIterator[bytes]:
+        """Like iterating the stream, but every event that arrived in one network read comes
+        as one bytes object: a relay then makes one write (one syscall, one wake-up of the
+        client) per read instead of one per event."""
+        reads = self._reads()
+        try:
+            async for events in reads:
+                yield events[0] if len(events) == 1 else b"".join(events)
+        finally:
+            await reads.aclose()
+
+    async def _reads(self) -> AsyncIterator[list[bytes]]:
+        """The complete events of each network read (reads with none are skipped)."""
         buf = b""
         content = self._response.content
         try:
@@ -314,9 +335,10 @@ class ChatStream:
                         f"{type(exc).__name__}", events=self.events) from None
                 if not chunk:
                     break
-                if b"\r" in chunk:
-                    chunk = chunk.replace(b"\r\n", b"\n")
                 buf += chunk
+                if b"\r" in buf:
+                    buf = buf.replace(b"\r\n", b"\n")
+                events = []
                 while True:
                     cut = buf.find(b"\n\n")
                     if cut < 0:
@@ -326,8 +348,10 @@ class ChatStream:
                         self.done = True
                     elif b'"usage"' in event:
                         self._note_usage(event)
-                    self.events += 1
-                    yield event
+                    events.append(event)
+                if events:
+                    self.events += len(events)
+                    yield events
             if buf.strip():
                 raise StreamInterrupted(
                     f"upstream stream ended inside an event after {self.events} events",

@@ -152,6 +152,14 @@ async def test_stream_chunks_as_dicts(upstream):
             pass
 
 
+async def test_stream_batches_join_events_of_one_read(upstream):
+    stream = await pt.open_chat_stream(upstream.base, KEY, _body("crlf"), 5)
+    batches = [b async for b in stream.batches()]
+    assert b"".join(batches) == b"".join(STREAM)
+    assert all(b.endswith(b"\n\n") for b in batches)
+    assert stream.done and stream.events == len(STREAM)
+
+
 async def test_stream_function_and_crlf(upstream):
     events = [e async for e in pt.stream_chat_completion(upstream.base, KEY, _body("crlf"), 5)]
     assert events == STREAM

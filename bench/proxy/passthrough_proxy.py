@@ -139,8 +139,9 @@ class PassthroughProxy:
 
 async def _relay(stream: pt.ChatStream) -> AsyncIterator[bytes]:
     try:
-        async for event in stream:
-            yield event
+        # one write per upstream read, not per event: fewer syscalls and client wake-ups
+        async for batch in stream.batches():
+            yield batch
     except pt.StreamInterrupted:
         err = {"error": {"message": "upstream stream failed", "type": "upstream_error"}}
         yield f"data: {json.dumps(err)}\n\n".encode()
