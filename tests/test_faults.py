@@ -154,6 +154,7 @@ def test_sockets_and_memory_stay_flat(proxy: str) -> None:
         asyncio.run(round_())
     time.sleep(1)
     gc.collect()
+    print(f"fault rounds: fds {fds} -> {open_fds()}, RSS {rss:.1f} -> {rss_mb():.1f} MB")
     assert open_fds() <= fds + 5, (fds, open_fds())
     assert rss_mb() < rss * 1.10 + 10, (rss, rss_mb())
 

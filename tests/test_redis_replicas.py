@@ -135,7 +135,9 @@ def test_killing_redis_mid_test_loses_no_request(cluster: Any) -> None:
     urls = [r.url for r in replicas]
 
     async def scenario() -> list[httpx.Response]:
-        batch = asyncio.ensure_future(fire(urls, [body(f"kill {i % 5}") for i in range(40)]))
+        # a quarter streamed: none has relayed a chunk yet when Redis dies (first byte at 0.5 s)
+        batch = asyncio.ensure_future(fire(urls, [body(f"kill {i % 5}", stream=i % 4 == 0)
+                                                  for i in range(40)]))
         await asyncio.sleep(0.25)
         redis.kill()
         first = await batch
@@ -145,6 +147,9 @@ def test_killing_redis_mid_test_loses_no_request(cluster: Any) -> None:
 
     responses = asyncio.run(scenario())
     assert [r.status_code for r in responses] == [200] * 60
+    streamed = [r.text for r in responses if "event-stream" in r.headers["content-type"]]
+    assert len(streamed) == 10
+    assert all('"error"' not in t and t.endswith("data: [DONE]\n\n") for t in streamed)
     logs = "".join(r.log.name and Path(r.log.name).read_text() for r in replicas)
     assert "using local state" in logs
     redis.start()  # the fixture stops it; later tests could use it again
