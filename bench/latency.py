@@ -1,0 +1,169 @@
+"""Decision latency of the difficulty scorer: tokenize + features + ONNX, by prompt length.
+
+Single requests (p50/p99 over many calls, one thread pinned to one core) and batched throughput
+(decisions/s on one core). Also the process RSS after loading the scorer. Writes bench/LATENCY.md.
+
+    python bench/latency.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from classifiers import default_scorer  # noqa: E402
+from classifiers.features import extract, pad_batch  # noqa: E402
+from classifiers.tokenizer import get_encoding  # noqa: E402
+
+LENGTHS = (10, 50, 100, 500, 1000, 2000)
+
+
+def corpus_text() -> str:
+    path = ROOT / "data" / "routing-train.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        prompts = [json.loads(line)["prompt"] for _, line in zip(range(4000), f, strict=False)]
+    rng = np.random.default_rng(0)
+    rng.shuffle(prompts)
+    return "\n\n".join(prompts)
+
+
+def prompts_of(length: int, n: int, enc, text: str) -> list[str]:
+    toks = enc.encode_ordinary(text)
+    rng = np.random.default_rng(length)
+    starts = rng.integers(0, len(toks) - length - 1, n)
+    return [enc.decode(toks[s : s + length]) for s in starts]
+
+
+def percentiles(ns: list[int]) -> tuple[float, float, float]:
+    a = np.asarray(ns) / 1000.0
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99)), float(a.mean())
+
+
+def bench_single(scorer, prompts: list[str], repeat: int) -> dict:
+    msgs = [[{"role": "user", "content": p}] for p in prompts]
+    enc = get_encoding()
+    for m in msgs[:50]:
+        scorer.score(m)
+    total, tok, feat, onnx = [], [], [], []
+    clock = time.perf_counter_ns
+    for _ in range(repeat):
+        for m in msgs:
+            t0 = clock()
+            scorer.score(m)
+            total.append(clock() - t0)
+    for m in msgs:
+        t0 = clock()
+        enc.encode_to_numpy(m[0]["content"], disallowed_special=())
+        t1 = clock()
+        f = extract(m, enc)
+        t2 = clock()
+        scorer._run(f.ids.reshape(1, -1), f.values.reshape(1, -1))
+        t3 = clock()
+        tok.append(t1 - t0)
+        feat.append(t2 - t1)
+        onnx.append(t3 - t2)
+    p50, p99, mean = percentiles(total)
+    return {
+        "p50_us": p50,
+        "p99_us": p99,
+        "mean_us": mean,
+        "tokenize_p50_us": percentiles(tok)[0],
+        "features_incl_tokenize_p50_us": percentiles(feat)[0],
+        "onnx_p50_us": percentiles(onnx)[0],
+    }
+
+
+def bench_batch(scorer, prompts: list[str], batch: int) -> float:
+    convs = [[{"role": "user", "content": p}] for p in prompts]
+    scorer.score_batch(convs[:batch])
+    n = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 2.0:
+        for i in range(0, len(convs), batch):
+            scorer.score_batch(convs[i : i + batch])
+            n += len(convs[i : i + batch])
+    return n / (time.perf_counter() - t0)
+
+
+def rss_subprocess() -> float:
+    code = (
+        "import resource; from classifiers import default_scorer; s = default_scorer(); "
+        "s.score('What is 2+2?'); s.score_batch([[{'role':'user','content':'x '*2000}]]*64); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    return int(out.stdout.strip()) / 1024.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "LATENCY.md"))
+    args = ap.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    scorer = default_scorer()
+    enc = get_encoding()
+    text = corpus_text()
+    n, repeat = (100, 3) if args.quick else (300, 10)
+    rows = []
+    for length in LENGTHS:
+        prompts = prompts_of(length, n, enc, text)
+        single = bench_single(scorer, prompts, repeat)
+        b64 = bench_batch(scorer, prompts, 64)
+        rows.append({"tokens": length, **single, "batch64_per_s": b64})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    model_dir = ROOT / "classifiers" / "model"
+    size = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())
+    rss = rss_subprocess()
+    load = os.getloadavg()
+    lines = [
+        "# Decision latency (tokenize + features + ONNX)",
+        "",
+        f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, load average at end {load[0]:.1f} "
+        "(other processes share the machine: numbers are upper bounds)",
+        "- command: `python bench/latency.py`",
+        "- one thread pinned to one core; onnxruntime intra/inter-op threads = 1",
+        f"- model files: {size / 1e6:.2f} MB; RSS of a process that loaded the scorer and "
+        f"scored: {rss:.0f} MB",
+        "",
+        "| prompt tokens | p50 us | p99 us | mean us | tokenize p50 | features+tokenize p50 "
+        "| ONNX p50 | batched (64) decisions/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['tokens']} | {r['p50_us']:.1f} | {r['p99_us']:.1f} | {r['mean_us']:.1f} "
+            f"| {r['tokenize_p50_us']:.1f} | {r['features_incl_tokenize_p50_us']:.1f} "
+            f"| {r['onnx_p50_us']:.1f} | {r['batch64_per_s']:,.0f} |"
+        )
+    lines += [
+        "",
+        f"RSS measured with `resource.getrusage(...).ru_maxrss` (max RSS {rss:.0f} MB; "
+        f"this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+        "including the benchmark corpus).",
+    ]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    _ = pad_batch
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

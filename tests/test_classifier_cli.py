@@ -1,0 +1,153 @@
+"""train / eval / calibrate commands end to end on small real data (no mocks)."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from classifiers import commands
+from classifiers.scorer import DifficultyScorer
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data" / "routing-train.jsonl.gz"
+
+
+def _parse(add, argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add(p)
+    return p.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """~600 rows from two sources, so leave-one-source-out runs two folds."""
+    out = tmp_path_factory.mktemp("data") / "tiny.jsonl"
+    keep: dict[str, int] = {}
+    with gzip.open(DATA, "rt", encoding="utf-8") as f, open(out, "w") as g:
+        for line in f:
+            row = json.loads(line)
+            src = row["source"]
+            if src in ("routerbench", "zeroeval_crux") and keep.get(src, 0) < 300:
+                keep[src] = keep.get(src, 0) + 1
+                g.write(line)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model")
+    args = _parse(
+        commands.add_train_arguments,
+        ["--data", str(tiny_data), "--out", str(out), "--eval-data", ""],
+    )
+    assert commands.run_train(args) == 0
+    return out
+
+
+def test_train_writes_a_loadable_model(tiny_model, capsys):
+    for name in ("model.onnx", "model.json", "abilities.json", "MODEL_CARD.md"):
+        assert (tiny_model / name).is_file(), name
+    meta = json.loads((tiny_model / "model.json").read_text())
+    assert meta["rows_used"] == 600
+    s = DifficultyScorer(tiny_model).score("What is 2+2?")
+    assert s.n_tokens == 7
+    card = (tiny_model / "MODEL_CARD.md").read_text()
+    assert meta["data_sha256"] in card
+
+
+def test_train_is_deterministic(tiny_data, tiny_model, tmp_path):
+    args = _parse(
+        commands.add_train_arguments,
+        ["--data", str(tiny_data), "--out", str(tmp_path), "--eval-data", "", "--no-validate"],
+    )
+    assert commands.run_train(args) == 0
+    assert (tmp_path / "model.onnx").read_bytes() == (tiny_model / "model.onnx").read_bytes()
+
+
+def test_eval_prints_metrics_and_plots(tiny_data, tiny_model, tmp_path, capsys):
+    for ext in ("png", "svg"):
+        plot = tmp_path / f"curves.{ext}"
+        args = _parse(
+            commands.add_eval_arguments,
+            [
+                "--data",
+                str(tiny_data),
+                "--strong",
+                "gpt-4-1106-preview",
+                "--weak",
+                "mistralai/mixtral-8x7b-chat",
+                "--model",
+                str(tiny_model),
+                "--plot",
+                str(plot),
+            ],
+        )
+        assert commands.run_eval(args) == 0
+        head = plot.read_bytes()[:64]
+        assert head.startswith(b"\x89PNG") if ext == "png" else b"<svg" in plot.read_bytes()[:4000]
+    out = capsys.readouterr().out
+    for key in ("APGR", "CPT50%", "AUC", "oracle", "random"):
+        assert key in out
+
+
+def test_eval_bad_input_names_file_and_fix(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x", "outcomes": {"a": 1}}\nnot json\n')
+    args = _parse(commands.add_eval_arguments, ["--data", str(bad), "--strong", "a", "--weak", "b"])
+    assert commands.run_eval(args) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2" in err and "Traceback" not in err
+    args = _parse(
+        commands.add_eval_arguments,
+        ["--data", str(tmp_path / "missing.jsonl"), "--strong", "a", "--weak", "b"],
+    )
+    assert commands.run_eval(args) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_train_refuses_non_commercial_data(tmp_path, capsys):
+    args = _parse(
+        commands.add_train_arguments,
+        ["--data", str(ROOT / "data" / "alpaca-eval-nc.jsonl.gz"), "--out", str(tmp_path)],
+    )
+    assert commands.run_train(args) == 2
+    assert "BY-NC" in capsys.readouterr().err
+
+
+def test_calibrate_ability_and_target(tiny_data, tmp_path, capsys):
+    labeled = tmp_path / "labeled.jsonl"
+    rows = [json.loads(line) for line in tiny_data.read_text().splitlines()][:60]
+    with open(labeled, "w") as f:
+        for r in rows:
+            score = r["outcomes"].get("gpt-4-1106-preview", r["outcomes"].get("gpt-4o-2024-08-06"))
+            f.write(json.dumps({"prompt": r["prompt"], "score": score}) + "\n")
+    args = _parse(commands.add_calibrate_arguments, ["ability", "--data", str(labeled)])
+    assert commands.run_calibrate(args) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["n"] == 60 and res["std"] > 0
+    args = _parse(
+        commands.add_calibrate_arguments,
+        [
+            "target",
+            "--traffic",
+            str(labeled),
+            "--tiers",
+            "gpt-4o-mini,gpt-4o",
+            "--share",
+            "0.7,0.3",
+        ],
+    )
+    assert commands.run_calibrate(args) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 < res["quality_target"] < 1.0
+    assert abs(res["shares"][0] - 0.7) < 0.15
+    args = _parse(
+        commands.add_calibrate_arguments,
+        ["target", "--traffic", str(labeled), "--tiers", "nope-model", "--share", "1"],
+    )
+    assert commands.run_calibrate(args) == 2
+    assert "nope-model" in capsys.readouterr().err
