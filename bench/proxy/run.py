@@ -561,7 +561,10 @@ def main() -> int:
            "load": [round(load0, 2), round(os.getloadavg()[0], 2)], "src": args.src,
            "machine": machine(), "versions": versions(lpy), "scorer": scorer,
            "cells": cells, "servers": info, "verdicts": verdicts(cells), "notes": notes}
-    (HERE / "results.json").write_text(json.dumps(res, indent=1))
+    out = Path(args.out)
+    raw = (HERE / "results.json" if out.resolve() == (REPO / "bench" / "RESULTS.md").resolve()
+           else out.with_suffix(".json"))
+    raw.write_text(json.dumps(res, indent=1))
     write_results(Path(args.out), res)
     print(f"wrote {args.out} in {res['wall_s']:.0f} s")
     for line in res["verdicts"]:
