@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -66,11 +67,28 @@ class TierwiseMiddleware:
         self.rewrite_as = rewrite_as
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._closing_on_shutdown(receive), send)
+            return
         if (scope["type"] != "http" or scope["method"] != "POST"
                 or not scope["path"].rstrip("/").endswith("/chat/completions")):
             await self.app(scope, receive, send)
             return
         await _Interception(self, scope, receive, send).run()
+
+    @staticmethod
+    def _closing_on_shutdown(receive: Receive) -> Receive:
+        """The app's lifespan receive; at shutdown, first give back the pass-through pool
+        (answer mode's upstream connections), which lives in this event loop."""
+
+        async def wrapped() -> Message:
+            message = await receive()
+            passthrough = sys.modules.get("router.passthrough")
+            if message["type"] == "lifespan.shutdown" and passthrough is not None:
+                await passthrough.close_default_client()
+            return message
+
+        return wrapped
 
     def model_for(self, tier: Tier) -> str:
         return tier.model if self.rewrite_as == "model" else tier.name

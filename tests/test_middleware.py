@@ -59,10 +59,11 @@ def apps(bad_upstream: MisbehavingUpstream) -> Iterator[dict[str, str]]:
     policy = make_policy(bad_upstream.url, ("small", "ok-small", 3.0),
                          ("medium", "ok-medium", 4.0), ("large", "ok-large", 5.0))
     servers = {
-        "rewrite": BackgroundServer(make_app(policy=policy)).start(),
-        "tiers": BackgroundServer(make_app(policy=policy, alias="router",
-                                           rewrite_as="tier")).start(),
-        "answer": BackgroundServer(make_app(policy=policy, mode="answer")).start(),
+        "rewrite": BackgroundServer(make_app(policy=policy), lifespan="on").start(),
+        "tiers": BackgroundServer(make_app(policy=policy, alias="router", rewrite_as="tier"),
+                                  lifespan="on").start(),
+        "answer": BackgroundServer(make_app(policy=policy, mode="answer"),
+                                   lifespan="on").start(),
     }
     yield {name: server.url for name, server in servers.items()}
     for server in servers.values():
