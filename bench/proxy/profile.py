@@ -63,6 +63,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--src", choices=["head", "worktree"], default="head")
     ap.add_argument("--litellm-venv", default="/tmp/litellm-proxy-venv")
+    ap.add_argument("--log-level", default="warning",
+                    help="tierwise serve --log-level (run.py uses warning; the CLI default, "
+                         "info, writes an access log line per request)")
     args = ap.parse_args()
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     py = sys.executable
@@ -85,8 +88,10 @@ def main() -> int:
     else:
         script, port = (("tierwise_serve.py", bench.TIERWISE_PORT) if args.target == "tierwise"
                         else ("passthrough_proxy.py", bench.TW_PASS_PORT))
+        log = ["--log-level", args.log_level] if args.target == "tierwise" else []
         server = bench.Server(args.target, [py, str(HERE / script), "--policy",
-                                            str(HERE / "bench-policy.toml"), "--port", str(port)],
+                                            str(HERE / "bench-policy.toml"), "--port", str(port),
+                                            *log],
                               f"http://127.0.0.1:{port}/healthz",
                               f"http://127.0.0.1:{port}/v1/chat/completions", "auto",
                               env={**offline, **src_env})
@@ -113,7 +118,8 @@ def main() -> int:
             total, rows = summarize(folded)
             rps = next((ln.split()[-1] for ln in out.splitlines()
                         if ln.startswith("Requests/sec")), "?")
-            text = [f"# {args.target}, {mode}, concurrency 32, wrk {rps} req/s, "
+            text = [f"# {args.target}, {mode}, concurrency 32, wrk {rps} req/s, log level "
+                    f"{args.log_level if args.target == 'tierwise' else '-'}, "
                     f"load average {os.getloadavg()[0]:.2f}",
                     f"# py-spy 100 Hz, {total} non-idle samples; inclusive share per function",
                     *[f"{pct:5.1f}% {name}" for pct, name in rows]]
