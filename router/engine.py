@@ -225,7 +225,7 @@ class Router:
         litellm = self.upstream.prepare()
         if outcome.stream is not None:
             return ChunkStream(outcome.stream, outcome.routing, litellm.ModelResponseStream)
-        response = litellm.ModelResponse(**outcome.response)
+        response = litellm.ModelResponse(**(outcome.response or {}))
         response.tierwise = outcome.routing
         return response
 

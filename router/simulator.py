@@ -13,7 +13,7 @@ import hashlib
 import json
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -150,7 +150,8 @@ def create_app() -> Starlette:
 class BackgroundServer:
     """Runs an ASGI app with uvicorn on 127.0.0.1 in a daemon thread; `url` once started."""
 
-    def __init__(self, app: Any, port: int = 0, lifespan: str = "off") -> None:
+    def __init__(self, app: Any, port: int = 0,
+                 lifespan: Literal["auto", "on", "off"] = "off") -> None:
         import uvicorn
 
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",

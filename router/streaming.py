@@ -73,8 +73,8 @@ def _merge_delta(message: dict[str, Any], delta: dict[str, Any]) -> None:
 
 def as_chunks(response: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
     """A complete response as stream chunks: per choice one delta with everything, then the end."""
-    head = {k: response[k] for k in ("id", "created", "model", "system_fingerprint")
-            if k in response}
+    head: dict[str, Any] = {k: response[k] for k in ("id", "created", "model",
+                                                     "system_fingerprint") if k in response}
     head["object"] = "chat.completion.chunk"
     chunks = []
     for choice in response.get("choices") or []:
