@@ -24,9 +24,10 @@ from typing import Any
 
 from policies import Decision, NoEligibleTier, Policy, Tier, decide, load_policy
 from router.checks import check_response
-from router.coalesce import Coalescer, InProcessCoalescer, Solo, Subscription, coalesce_key
+from router.coalesce import Coalescer, InProcessCoalescer, Solo, coalesce_key
 from router.errors import InvalidRequestError, NoEligibleTierError, TierwiseError, UpstreamError
 from router.messages import as_messages, check_messages, request_facts
+from router.relay import ChunkStream, Relay
 from router.upstream import Upstream, classify_failure, dump, upstream_error
 
 
@@ -176,7 +177,7 @@ class Router:
                     sub.close()
                     escalations.append(f"empty:{name}->{nxt}")
                     continue
-                return Outcome(routing, stream=Relay(self, sub, body, routing))
+                return Outcome(routing, stream=Relay(sub, body, routing, self._notify))
             sub.close()
             failed = check_response(response, body, checks)
             if failed and nxt is not None:
@@ -257,72 +258,6 @@ class Router:
             response.tierwise = routing
             return response
         raise UpstreamError("no tier answered", attempts=escalations)
-
-
-class Relay:
-    """A stream waiter's chunks for the client. `aclose()` (client gone) only unsubscribes this
-    waiter; it also works before the first chunk was asked for, unlike an async generator's."""
-
-    def __init__(self, router: Router, sub: Subscription, body: dict[str, Any],
-                 routing: Routing) -> None:
-        self._router = router
-        self._sub = sub
-        self._routing = routing
-        self._include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        self._events = sub.events(include_usage=True)
-        self._closed = False
-
-    def __aiter__(self) -> Relay:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        routing = self._routing
-        while True:
-            try:
-                chunk = await self._events.__anext__()
-            except StopAsyncIteration:
-                if not self._closed:
-                    self._close()
-                    self._router._notify(routing)
-                raise
-            except Exception as exc:  # noqa: BLE001 - bytes are out: no escalation, report in-band
-                self._close()
-                if isinstance(exc, TierwiseError):
-                    raise
-                _, status, reason = classify_failure(exc)
-                raise upstream_error(exc, status,
-                                     [*routing.escalations, f"{reason}:{routing.tier}"]) from exc
-            if chunk.get("usage"):
-                routing.usage = chunk["usage"]
-            if self._include_usage or chunk.get("choices"):
-                return chunk
-
-    def _close(self) -> None:
-        self._closed = True
-        self._sub.close()
-
-    async def aclose(self) -> None:
-        self._close()
-        await self._events.aclose()  # type: ignore[attr-defined]
-
-
-class ChunkStream:
-    """An async iterator of litellm chunk objects with `.tierwise` (acomplete with stream)."""
-
-    def __init__(self, chunks: AsyncIterator[dict[str, Any]], routing: Routing,
-                 chunk_type: type) -> None:
-        self._chunks = chunks
-        self._type = chunk_type
-        self.tierwise = routing
-
-    def __aiter__(self) -> ChunkStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        return self._type(**await self._chunks.__anext__())
-
-    async def aclose(self) -> None:
-        await self._chunks.aclose()  # type: ignore[attr-defined]
 
 
 def iter_text(stream: Any) -> Iterator[str]:

@@ -15,8 +15,9 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
-from router.engine import Outcome, Relay, Router
+from router.engine import Outcome, Router
 from router.errors import InvalidRequestError, TierwiseError
+from router.relay import Relay
 from router.streaming import SSE_DONE, sse
 
 log = logging.getLogger("tierwise.serve")

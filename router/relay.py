@@ -1,0 +1,85 @@
+"""A stream waiter's chunks on their way to the client, and their SDK wrapper.
+
+`Relay` is what `Router.serve` hands out for a stream: it filters the usage chunk the client did
+not ask for (tierwise always asks the provider for usage, to charge the cost), records usage on
+the Routing, turns a failure after the first byte into an UpstreamError for an in-band report,
+and unsubscribes from the shared call when closed. `ChunkStream` is the SDK's view of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from router.coalesce import Subscription
+from router.errors import TierwiseError
+from router.upstream import classify_failure, upstream_error
+
+if TYPE_CHECKING:
+    from router.engine import Routing
+
+
+class Relay:
+    """A stream waiter's chunks for the client. `aclose()` (client gone) only unsubscribes this
+    waiter; it also works before the first chunk was asked for, unlike an async generator's."""
+
+    def __init__(self, sub: Subscription, body: dict[str, Any], routing: Routing,
+                 on_end: Callable[[Routing], None]) -> None:
+        self._on_end = on_end
+        self._sub = sub
+        self._routing = routing
+        self._include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        self._events = sub.events(include_usage=True)
+        self._closed = False
+
+    def __aiter__(self) -> Relay:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        routing = self._routing
+        while True:
+            try:
+                chunk = await self._events.__anext__()
+            except StopAsyncIteration:
+                if not self._closed:
+                    self._close()
+                    self._on_end(routing)
+                raise
+            except Exception as exc:  # noqa: BLE001 - bytes are out: no escalation, report in-band
+                self._close()
+                if isinstance(exc, TierwiseError):
+                    raise
+                _, status, reason = classify_failure(exc)
+                raise upstream_error(exc, status,
+                                     [*routing.escalations, f"{reason}:{routing.tier}"]) from exc
+            if chunk.get("usage"):
+                routing.usage = chunk["usage"]
+            if self._include_usage or chunk.get("choices"):
+                return chunk
+
+    def _close(self) -> None:
+        self._closed = True
+        self._sub.close()
+
+    async def aclose(self) -> None:
+        self._close()
+        await self._events.aclose()  # type: ignore[attr-defined]
+
+
+class ChunkStream:
+    """An async iterator of litellm chunk objects with `.tierwise` (acomplete with stream)."""
+
+    def __init__(self, chunks: AsyncIterator[dict[str, Any]], routing: Routing,
+                 chunk_type: type) -> None:
+        self._chunks = chunks
+        self._type = chunk_type
+        self.tierwise = routing
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        return self._type(**await self._chunks.__anext__())
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()  # type: ignore[attr-defined]
