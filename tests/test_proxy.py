@@ -250,3 +250,32 @@ def test_escalation_headers(failing_first: str, upstream: Any) -> None:
         text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
     assert text == "[ok-medium] answer to: What is 2+2?"
     assert upstream.hits == {"fail500": 2, "ok-medium": 2}
+
+
+# --- the accounting hook (issue 5 fills it) -----------------------------------------------------
+
+def test_listener_cost_reaches_the_headers(bad_upstream: MisbehavingUpstream) -> None:
+    from router import Router
+
+    router = Router(make_policy(bad_upstream.url, ("small", "ok-small", 3.0)))
+    seen: list[Any] = []
+
+    def charge(routing: Any) -> None:
+        seen.append(routing)
+        routing.cost_usd = routing.usage["total_tokens"] * 1e-6
+        routing.saved_usd = 0.5
+
+    router.listeners.append(charge)
+    server = start_proxy(create_app(router=router))
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(model="auto", messages=ask())
+        assert raw.headers["x-tierwise-cost-usd"] == "0.00003000"
+        assert raw.headers["x-tierwise-saved-usd"] == "0.50000000"
+        chunks = list(client.chat.completions.create(model="auto", messages=ask("s"),
+                                                     stream=True))
+        assert chunks and len(seen) == 2  # a stream's listener runs at its end
+        assert seen[1].usage["total_tokens"] == 30  # usage was asked for, though not shown
+        assert all(c.usage is None for c in chunks)
+    finally:
+        server.stop()
