@@ -116,10 +116,14 @@ class Flight:
         return self.result
 
 
+class _Leaver(Protocol):
+    def leave(self, flight: Flight) -> None: ...
+
+
 class FlightSubscription:
     """A waiter on an in-process Flight."""
 
-    def __init__(self, coalescer: InProcessCoalescer, flight: Flight, coalesced: bool) -> None:
+    def __init__(self, coalescer: _Leaver, flight: Flight, coalesced: bool) -> None:
         self._coalescer = coalescer
         self.flight = flight
         self.coalesced = coalesced
@@ -220,14 +224,23 @@ class InProcessCoalescer:
 
 
 class Solo:
-    """No coalescing (opted out): every request is its own flight, never shared."""
+    """No coalescing (opted out): every request is its own flight, never shared. Counts into
+    the stats of the coalescer it stands in for, whatever its kind (in-process or shared)."""
 
-    def __init__(self, coalescer: InProcessCoalescer) -> None:
-        self._inner = coalescer
+    def __init__(self, coalescer: Any = None) -> None:
+        self.stats: dict[str, int] = getattr(coalescer, "stats", None) or {
+            "calls": 0, "coalesced": 0, "cancelled": 0}
 
     def join(self, key: str, start: StartCall, *, stream: bool) -> FlightSubscription:
         flight = Flight(key, stream)
         flight.waiters = 1
-        self._inner.stats["calls"] += 1
+        self.stats["calls"] = self.stats.get("calls", 0) + 1
         flight.task = asyncio.create_task(flight.run(start), name="tierwise-solo")
-        return FlightSubscription(self._inner, flight, coalesced=False)
+        return FlightSubscription(self, flight, coalesced=False)
+
+    def leave(self, flight: Flight) -> None:
+        flight.waiters -= 1
+        if flight.waiters <= 0 and not flight.done:
+            self.stats["cancelled"] = self.stats.get("cancelled", 0) + 1
+            if flight.task is not None:
+                flight.task.cancel()

@@ -149,7 +149,7 @@ class Router:
         stream = bool(body.get("stream"))
         escalations = list(decision.escalations)
         joiner: Coalescer = (self.coalescer if coalesce and self.policy.coalesce
-                             else Solo(self.coalescer))  # type: ignore[arg-type]
+                             else Solo(self.coalescer))
         checks = self.policy.response_checks
         for i, name in enumerate(plan):
             tier = self._tier(name)

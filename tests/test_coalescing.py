@@ -17,6 +17,7 @@ import pytest
 from upstreams import MisbehavingUpstream, make_policy
 
 from router import Router
+from router.coalesce import InProcessCoalescer
 
 pytestmark = pytest.mark.usefixtures("close_passthrough")
 
@@ -160,6 +161,28 @@ async def test_opt_out_per_policy(upstream: MisbehavingUpstream) -> None:
         assert upstream.hits == {"herd": hits}
         assert len({r.choices[0].message.content for r in responses}) == 1
         assert [r.tierwise.coalesced for r in responses].count(True) == 3 - hits
+
+
+class Delegating:
+    """A Coalescer of another kind (as a shared one would be): only join() and stats."""
+
+    def __init__(self) -> None:
+        self.inner = InProcessCoalescer()
+        self.stats = self.inner.stats
+
+    def join(self, key: str, start: Any, *, stream: bool) -> Any:
+        return self.inner.join(key, start, stream=stream)
+
+
+async def test_opt_out_works_with_any_coalescer(upstream: MisbehavingUpstream) -> None:
+    router = Router(make_policy(upstream.url, ("herd", "herd", 3.0)), coalescer=Delegating())
+    body = {"model": "auto", "messages": ask("any coalescer")}
+    outcomes = await asyncio.gather(*[router.serve(body, coalesce=False) for _ in range(2)])
+    assert upstream.hits == {"herd": 2} and not any(o.routing.coalesced for o in outcomes)
+    assert router.coalescer.stats["calls"] == 2  # type: ignore[attr-defined]
+    stream = await router.serve({**body, "stream": True}, coalesce=False)
+    await stream.stream.aclose()  # type: ignore[union-attr]  # left early: the call is cancelled
+    assert router.coalescer.stats["cancelled"] == 1  # type: ignore[attr-defined]
 
 
 async def test_cost_is_charged_once_per_upstream_call(upstream: MisbehavingUpstream) -> None:
