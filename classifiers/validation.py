@@ -14,12 +14,13 @@ import numpy as np
 from .metrics import PairResult, evaluate_pair
 from .names import canonical
 
-# strong/weak pairs per source (canonical names); the first is the headline pair of that source
+# strong/weak pairs per source (canonical names), chosen with a clear quality gap on that source
+# (a near-zero gap makes PGR unstable); the first is the headline pair of the source
 EVAL_PAIRS: dict[str, list[tuple[str, str]]] = {
     "routerbench": [
         ("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"),
         ("gpt-4-1106-preview", "gpt-3.5-turbo-1106"),
-        ("claude-2", "llama-2-70b-chat"),
+        ("gpt-4-1106-preview", "llama-2-70b-chat"),
     ],
     "mmlu_pro": [
         ("gpt-4o-2024-05-13", "mixtral-8x7b-instruct-v0.1"),
@@ -32,13 +33,13 @@ EVAL_PAIRS: dict[str, list[tuple[str, str]]] = {
         ("meta-llama-3.1-70b-instruct", "meta-llama-3.1-8b-instruct"),
     ],
     "zeroeval_math-l5": [
-        ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18"),
+        ("o1-mini-2024-09-12", "gpt-4o-mini-2024-07-18"),
         ("claude-3-5-sonnet-20240620", "claude-3-haiku-20240307"),
         ("meta-llama-3.1-70b-instruct", "meta-llama-3.1-8b-instruct"),
     ],
     "llmrouter_dcrouter": [
-        ("llama-3.3-nemotron-super-49b-v1", "meta-llama-3.1-8b-instruct"),
-        ("qwen2.5-7b-instruct", "mistral-7b-instruct-v0.3"),
+        ("llama-3.1-nemotron-51b-instruct", "mistral-7b-instruct-v0.3"),
+        ("meta-llama-3.1-8b-instruct", "codegemma-7b"),
     ],
     "routerarena": [("gemini-2.0-flash-001", "claude-3-haiku-20240307")],
     "alpaca_eval": [
