@@ -13,7 +13,7 @@ tierwise_serve.py) on a policy pointing at it, then fires all requests at once f
   off-header  same server, every request sends `x-tierwise-coalesce: off` (per-request opt-out)
   off-policy  policy coalesce = false (bench/coalesce-off.toml)
 
-and writes bench/coalescing.md (and bench/coalescing.json). Coalescing is being built in issue 4:
+and writes bench/coalescing.md and .json (bench/coalescing-stream.* with --stream). Coalescing is being built in issue 4:
 a configuration whose responses never say `x-tierwise-coalesced: yes` is reported as
 "coalescing not active in this build" rather than as a result about coalescing.
 """
@@ -180,7 +180,8 @@ def main() -> int:
            "commit": commit, "src": args.src, "requests": args.requests,
            "prompts": args.prompts, "delay_ms": args.delay_ms, "stream": args.stream,
            "load": os.getloadavg()[0], "coalescing_active": active, "rows": rows}
-    (HERE / "coalescing.json").write_text(json.dumps(res, indent=1))
+    stem = "coalescing-stream" if args.stream else "coalescing"
+    (HERE / f"{stem}.json").write_text(json.dumps(res, indent=1))
     lines = [
         "# Coalescing under a thundering herd",
         "",
@@ -208,7 +209,7 @@ def main() -> int:
                   "every configuration. The rows are the no-coalescing baseline; the `on` row "
                   "becomes the real measurement once issue 4's coalescing (policy `coalesce`, "
                   "header `x-tierwise-coalesce: off`) is committed: rerun this script.", ""]
-    (HERE / "coalescing.md").write_text("\n".join(lines))
+    (HERE / f"{stem}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 
