@@ -63,9 +63,9 @@ class Decision:
 
     def __str__(self) -> str:
         p = ", ".join(f"{k}={v:.2f}" for k, v in self.p_sufficient.items())
-        return (f"Decision(tier={self.tier!r}, model={self.model!r}, difficulty={self.difficulty:.3f}, "
-                f"p_sufficient={{{p}}}, confidence={self.confidence:.2f}, "
-                f"reasons={list(self.reasons)})")
+        return (f"Decision(tier={self.tier!r}, model={self.model!r}, "
+                f"difficulty={self.difficulty:.3f}, p_sufficient={{{p}}}, "
+                f"confidence={self.confidence:.2f}, reasons={list(self.reasons)})")
 
 
 class NoEligibleTier(ValueError):

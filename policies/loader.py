@@ -44,7 +44,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PolicyError("file not found", file=file,
-                          fix="pass an existing policy TOML file (see policies/demo.toml)") from None
+                          fix="pass an existing policy TOML file (see policies/demo.toml)",
+                          ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read the file ({exc})", file=file) from None
     return parse_policy(text, source=str(file))
@@ -69,7 +70,8 @@ class _Checker:
         self.text = text
         self.source = source
 
-    def fail(self, path: tuple[str | int, ...], problem: str, fix: str | None = None) -> PolicyError:
+    def fail(self, path: tuple[str | int, ...], problem: str,
+             fix: str | None = None) -> PolicyError:
         key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
                       for i, p in enumerate(path)) or None
         line = None
@@ -171,7 +173,8 @@ class _Checker:
         for i, tier in enumerate(tiers):
             if tier.name in seen:
                 raise self.fail(("tiers", i, "name"), f"duplicate tier name {tier.name!r}",
-                                fix=f"tier names must be unique (also used by tiers[{seen[tier.name]}])")
+                                fix="tier names must be unique "
+                                    f"(also used by tiers[{seen[tier.name]}])")
             seen[tier.name] = i
         for i in range(1, len(tiers)):
             cheaper, tier = tiers[i - 1], tiers[i]

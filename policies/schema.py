@@ -80,8 +80,10 @@ ROUTER_KEYS: dict[str, Key] = {
 }
 
 TIER_KEYS: dict[str, Key] = {
-    "name": Key((str,), REQUIRED, lambda v: bool(v.strip()) and "/" not in v, "(not empty, no '/')"),
-    "model": Key((str,), REQUIRED, lambda v: bool(v.strip()), '(a litellm model, e.g. "openai/gpt-4o")'),
+    "name": Key((str,), REQUIRED, lambda v: bool(v.strip()) and "/" not in v,
+                "(not empty, no '/')"),
+    "model": Key((str,), REQUIRED, lambda v: bool(v.strip()),
+                 '(a litellm model, e.g. "openai/gpt-4o")'),
     "api_base": Key((str,), None, lambda v: v == "builtin" or v.startswith(("http://", "https://")),
                     '"builtin" or an http(s):// URL'),
     "api_key_env": Key((str,), None, lambda v: v.replace("_", "").isalnum(),
