@@ -393,18 +393,30 @@ def extra_sections() -> list[str]:
     path = HERE / "soak.json"
     if path.exists():
         out += ["## Memory over a long run (`python bench/proxy/soak.py`)", "",
-                "| target | date | requests | idle RSS MB | RSS first -> last MB | "
-                "growth MB / 10k req (2nd half) |", "|---|---|---:|---:|---|---:|"]
+                "| target | date | commit | requests | idle RSS MB | RSS first -> last MB | "
+                "growth MB / 10k req (2nd half) |", "|---|---|---|---:|---:|---|---:|"]
         for r in json.loads(path.read_text()):
             g = r["rss_growth_mb_per_10k_second_half"]
-            out.append(f"| {r['target']} | {r['date']} | {r['requests']} | "
+            out.append(f"| {r['target']} | {r['date']} | {r.get('commit', '?')} | "
+                       f"{r['requests']} | "
                        f"{r['idle_rss_mb']:.0f} | {r['series'][0][1]:.0f} -> "
                        f"{r['series'][-1][1]:.0f} | {'n/a' if g is None else f'{g:.2f}'} |")
         out.append("")
     path = REPO / "bench" / "coalescing.md"
     if path.exists():
-        out += ["## Coalescing", "", "See bench/coalescing.md (`python bench/coalescing.py`).",
-                ""]
+        out += ["## Coalescing (`python bench/coalescing.py [--stream]`)", ""]
+        for name in ("coalescing.json", "coalescing-stream.json"):
+            cpath = REPO / "bench" / name
+            if not cpath.exists():
+                continue
+            c = json.loads(cpath.read_text())
+            out.append(f"- {'stream' if c['stream'] else 'non-stream'}, {c['requests']} "
+                       f"requests over {c['prompts']} prompts at once, upstream "
+                       f"{c['delay_ms']:.0f} ms ({c['date']}, commit {c['commit']}): " + "; ".join(
+                           f"{r['config']}: {r['upstream_calls']} upstream calls, p50 "
+                           f"{r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms"
+                           for r in c["rows"]))
+        out += ["", "Details: bench/coalescing.md, bench/coalescing-stream.md.", ""]
     out += ["Where the CPU goes and how the pass-through is wired: bench/PROFILE.md.", ""]
     return out
 
@@ -428,6 +440,11 @@ def verdicts(rows: list[dict]) -> list[str]:
                 ratio = t32["rps"] / l32["rps"]
                 out.append(f"{target} {mode}: throughput at concurrency 32 = {ratio:.1f}x "
                            f"LiteLLM proxy (target >= 5x: {'MET' if ratio >= 5 else 'NOT MET'})")
+                tc, lc = t32["server_cpu_ms_per_req"], l32["server_cpu_ms_per_req"]
+                if tc and lc:
+                    out.append(f"{target} {mode}: CPU per request at concurrency 32 = {tc:.2f} "
+                               f"ms vs LiteLLM proxy {lc:.2f} ms: {lc / tc:.1f}x less (the "
+                               "load-independent form of the throughput ratio)")
     return out
 
 
@@ -454,7 +471,14 @@ def main() -> int:
     ap.add_argument("--src", choices=["head", "worktree"], default="head",
                     help="tierwise code to serve: the committed HEAD (exported with git archive; "
                          "default) or the working tree as it is")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite --out from bench/proxy/results.json and the current "
+                         "startup/soak JSON (no measurement)")
     args = ap.parse_args()
+    if args.render:
+        write_results(Path(args.out), json.loads((HERE / "results.json").read_text()))
+        print(f"rendered {args.out} from bench/proxy/results.json")
+        return 0
     seconds = args.seconds or (2 if args.quick else 10)
     global NICE
     NICE = args.nice
