@@ -476,7 +476,9 @@ def main() -> int:
                          "startup/soak JSON (no measurement)")
     args = ap.parse_args()
     if args.render:
-        write_results(Path(args.out), json.loads((HERE / "results.json").read_text()))
+        res = json.loads((HERE / "results.json").read_text())
+        res["verdicts"] = verdicts(res["cells"])
+        write_results(Path(args.out), res)
         print(f"rendered {args.out} from bench/proxy/results.json")
         return 0
     seconds = args.seconds or (2 if args.quick else 10)
