@@ -7,9 +7,10 @@ prices, and the rules (quality target, confidence, escalation) that pick a tier 
 from policies.decide import Decision, NoEligibleTier, RequestFacts, decide
 from policies.errors import PolicyError
 from policies.loader import load_policy, parse_policy, shipped_policy_path
-from policies.schema import LedgerSettings, Policy, Tier
+from policies.schema import Deployment, LedgerSettings, Policy, Tier
 
 __all__ = [
-    "Decision", "LedgerSettings", "NoEligibleTier", "Policy", "PolicyError", "RequestFacts", "Tier",
+    "Decision", "Deployment", "LedgerSettings", "NoEligibleTier", "Policy", "PolicyError",
+    "RequestFacts", "Tier",
     "decide", "load_policy", "parse_policy", "shipped_policy_path",
 ]

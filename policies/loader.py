@@ -110,17 +110,19 @@ class _Checker:
         if not raw_tiers or not all(isinstance(t, dict) for t in raw_tiers):
             raise self.fail(("tiers",), "needs at least one [[tiers]] table",
                             fix='add [[tiers]] tables with name = ... and model = ...')
-        tiers = tuple(self.tier(t, i) for i, t in enumerate(raw_tiers))
+        tiers = tuple(self.tier(t, i, top["zone"]) for i, t in enumerate(raw_tiers))
         self.check_tiers(tiers)
         top.update(access_settings(self, top, {t.name for t in tiers}))
         ledger_raw = top.pop("ledger") or {}
         ledger = LedgerSettings(**self.section(ledger_raw, LEDGER_KEYS, ("ledger",)))
         top["response_checks"] = tuple(dict.fromkeys(top["response_checks"]))
+        top["zone_intensity"] = {k: float(v) for k, v in (top["zone_intensity"] or {}).items()}
         return Policy(tiers=tiers, ledger=ledger, source=self.source, **top)
 
-    def tier(self, raw: dict[str, Any], index: int) -> Tier:
+    def tier(self, raw: dict[str, Any], index: int, zone: str | None = None) -> Tier:
         path: tuple[str | int, ...] = ("tiers", index)
         v = self.section(raw, TIER_KEYS, path)
+        v["zone"] = v["zone"] or zone
         info = model_info.lookup(v["model"])
         if (v["input_per_mtok"] is None) != (v["output_per_mtok"] is None):
             raise self.fail(path, "sets only one of input_per_mtok / output_per_mtok",
@@ -165,6 +167,11 @@ class _Checker:
             v["model"] = v["model"] or tier["model"]
             v["api_base"] = v["api_base"] or tier["api_base"]
             v["api_key_env"] = v["api_key_env"] or tier["api_key_env"]
+            v["zone"] = v["zone"] or tier["zone"]
+            v["name"] = v["name"] or f"{tier['name']}-{i}"
+            if any(d.name == v["name"] for d in out):
+                raise self.fail((*where, "name"), f"duplicate deployment name {v['name']!r}",
+                                fix="give each deployment of a tier its own name")
             out.append(Deployment(**v))
         return tuple(out)
 

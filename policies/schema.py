@@ -54,6 +54,12 @@ def _finite(v: float) -> bool:
 
 NUMBER = (int, float)
 
+_ZONE_HINT = '(an electricity-mix zone code such as "FRA", "USA", "SWE" or "WOR")'
+
+
+def _zone(v: str) -> bool:
+    return v.isascii() and v.isalpha() and 2 <= len(v) <= 4
+
 RESPONSE_CHECKS = ("empty", "length", "json", "refusal")
 
 ROUTER_KEYS: dict[str, Key] = {
@@ -69,6 +75,15 @@ ROUTER_KEYS: dict[str, Key] = {
                  '"memory" or a "redis://host:port/db" URL'),
     "tiers": Key((list,), REQUIRED),
     "ledger": Key((dict,), None),
+    # Electricity-mix zone for energy/CO2e estimates (ecologits code, ISO 3166-1 alpha-3 such as
+    # "FRA", or "WOR" for the world mix) of tiers and deployments that set none.
+    "zone": Key((str,), None, lambda v: _zone(v), _ZONE_HINT),
+    # Inside a tier with deployments: serve from the healthy one with the lowest carbon intensity.
+    "carbon_aware": Key((bool,), False),
+    # Static gCO2e/kWh by zone code or deployment name; overrides ecologits' zone data.
+    "zone_intensity": Key((dict,), None, lambda v: all(
+        isinstance(x, NUMBER) and not isinstance(x, bool) and _non_negative(x)
+        for x in v.values()), '(a table of gCO2e/kWh >= 0, e.g. { FRA = 40, "eu-1" = 25 })'),
     # [auth], [limits], [cache]: checked in policies/access_keys.py
     "auth": Key((dict,), None),
     "limits": Key((dict,), None),
@@ -94,7 +109,10 @@ TIER_KEYS: dict[str, Key] = {
     "output_per_mtok": Key(NUMBER, None, _non_negative, ">= 0 USD per 1M output tokens"),
     "supports_tools": Key((bool,), None),
     "supports_vision": Key((bool,), None),
-    "zone": Key((str,), None),
+    "zone": Key((str,), None, lambda v: _zone(v), _ZONE_HINT),
+    # The model whose energy profile ecologits should use when it does not know `model` (a
+    # self-hosted or simulated model), e.g. "gpt-4o-mini".
+    "energy_model": Key((str,), None, lambda v: bool(v.strip()), '(e.g. "gpt-4o-mini")'),
     "timeout_s": Key(NUMBER, None, _positive, "> 0 seconds"),
     # Several deployments of one tier are balanced by litellm.Router (retries, cooldowns).
     "deployments": Key((list,), None, lambda v: bool(v), "(a non-empty list of tables)"),
@@ -106,6 +124,8 @@ TIER_KEYS: dict[str, Key] = {
 }
 
 DEPLOYMENT_KEYS: dict[str, Key] = {
+    "name": Key((str,), None, lambda v: bool(v.strip()), "(unique in the tier; default tier-<n>)"),
+    "zone": Key((str,), None, lambda v: _zone(v), _ZONE_HINT),
     "model": Key((str,), None, lambda v: bool(v.strip()), "(a litellm model; default: the tier's)"),
     "api_base": Key((str,), None, lambda v: v == "builtin" or v.startswith(("http://", "https://")),
                     '"builtin" or an http(s):// URL'),
@@ -116,7 +136,8 @@ DEPLOYMENT_KEYS: dict[str, Key] = {
 }
 
 LEDGER_KEYS: dict[str, Key] = {
-    "path": Key((str,), "tierwise-ledger.db", lambda v: bool(v.strip()), "(a file path)"),
+    # relative to the working directory of `tierwise serve`; "" turns the ledger off
+    "path": Key((str,), "tierwise-ledger.db", None, '(a file path, or "" for no ledger)'),
     "retention_days": Key(NUMBER, 30.0, _positive, "> 0 days"),
     "store_prompts": Key((bool,), False),
 }
@@ -127,6 +148,8 @@ class Deployment:
     """One deployment of a tier's model (a provider endpoint); unset fields come from the tier."""
 
     model: str
+    name: str = ""
+    zone: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None
     weight: int | None = None
@@ -148,6 +171,7 @@ class Tier:
     supports_tools: bool = True
     supports_vision: bool = True
     zone: str | None = None
+    energy_model: str | None = None
     timeout_s: float | None = None
     deployments: tuple[Deployment, ...] = ()
     retries: int = 1
@@ -181,6 +205,9 @@ class Policy:
     coalesce: bool = True
     timeout_s: float = 60.0
     state: str = "memory"
+    zone: str | None = None
+    carbon_aware: bool = False
+    zone_intensity: dict[str, float] = field(default_factory=dict)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)

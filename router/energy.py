@@ -136,6 +136,34 @@ def zone_intensity(zone: str | None) -> float | None:
     return None if mix is None else float(mix.gwp) * 1000.0
 
 
+def carbon_intensity(
+    name: str, zone: str | None, overrides: dict[str, float] | None = None
+) -> float:
+    """gCO2e/kWh of a deployment: ``overrides`` by name, then by zone, then ecologits' zone
+    data; ``math.inf`` when unknown (ranks last)."""
+    overrides = overrides or {}
+    if name in overrides:
+        return float(overrides[name])
+    if zone and zone in overrides:
+        return float(overrides[zone])
+    v = zone_intensity(zone)
+    return math.inf if v is None else v
+
+
+def rank_greenest(
+    deployments: list[tuple[str, str | None]],
+    healthy: set[str],
+    overrides: dict[str, float] | None = None,
+) -> list[str]:
+    """Deployment names in the order to try: healthy ones by carbon intensity, then the rest
+    by carbon intensity (health may be stale). Ties keep policy order."""
+    def key(item: tuple[int, tuple[str, str | None]]) -> tuple[bool, float, int]:
+        i, (name, zone) = item
+        return name not in healthy, carbon_intensity(name, zone, overrides), i
+
+    return [d[0] for _, d in sorted(enumerate(deployments), key=key)]
+
+
 def pick_greenest(
     deployments: list[tuple[str, str | None]],
     healthy: set[str],
@@ -151,16 +179,4 @@ def pick_greenest(
     """
     if not deployments:
         raise ValueError("pick_greenest: no deployments")
-    overrides = overrides or {}
-
-    def intensity(d: tuple[str, str | None]) -> float:
-        name, zone = d
-        if name in overrides:
-            return float(overrides[name])
-        if zone and zone in overrides:
-            return float(overrides[zone])
-        v = zone_intensity(zone)
-        return math.inf if v is None else v
-
-    pool = [d for d in deployments if d[0] in healthy] or list(deployments)
-    return min(pool, key=intensity)[0]
+    return rank_greenest(deployments, healthy, overrides)[0]

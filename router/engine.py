@@ -17,12 +17,15 @@ has begun, so an upstream that fails or ends empty before that still escalates.
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from policies import Decision, NoEligibleTier, Policy, Tier, decide, load_policy
+from router.accounting import Prices
 from router.checks import check_response
 from router.coalesce import Coalescer, InProcessCoalescer, Solo, coalesce_key
 from router.errors import InvalidRequestError, NoEligibleTierError, TierwiseError, UpstreamError
@@ -31,9 +34,14 @@ from router.relay import ChunkStream, Relay
 from router.upstream import Upstream, classify_failure, dump, upstream_error
 
 
+def _request_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass
 class Routing:
-    """What tierwise did for one call: the decision, who answered, and the escalations."""
+    """What tierwise did for one call: the decision, who answered, the escalations, and what
+    accounting needs (ids, timings, outcome, the deployment that served)."""
 
     decision: Decision
     tier: str
@@ -43,9 +51,25 @@ class Routing:
     # A response check the final answer failed with no tier left to escalate to.
     failed_check: str | None = None
     usage: dict[str, Any] | None = None
-    # Filled by accounting listeners (issue 5); headers carry them when set.
+    # Priced by the Router from the policy's tier prices before listeners run (a listener may
+    # overwrite them); headers carry them when set.
     cost_usd: float | None = None
     saved_usd: float | None = None
+    request_id: str = field(default_factory=_request_id)
+    stream: bool = False
+    # perf_counter() when the request reached the Router; latency and TTFT count from here.
+    started: float = field(default_factory=time.perf_counter)
+    decision_ms: float = 0.0
+    ttft_ms: float | None = None
+    latency_ms: float | None = None
+    # "ok", or for failure listeners "upstream_error" / "cancelled" (router.accounting.OUTCOMES)
+    outcome: str = "ok"
+    status: int = 200
+    deployment: str | None = None
+    zone: str | None = None
+    cache_hit: bool = False
+    # What earlier, discarded answers on lower tiers cost (billed, then failed a response check).
+    prior_cost_usd: float = 0.0
 
     @property
     def escalated(self) -> bool:
@@ -59,6 +83,7 @@ class Routing:
             "x-tierwise-difficulty": f"{self.decision.difficulty:.4f}",
             "x-tierwise-escalated": ",".join(self.escalations) if self.escalations else "no",
             "x-tierwise-coalesced": "yes" if self.coalesced else "no",
+            "x-tierwise-request-id": self.request_id,
         }
         if self.cost_usd is not None:
             headers["x-tierwise-cost-usd"] = f"{self.cost_usd:.8f}"
@@ -82,7 +107,24 @@ class Outcome:
 # listeners run before the response is returned, so a listener that sets routing.cost_usd /
 # saved_usd puts them into the headers; for streams they run when the stream ends. A coalesced
 # follower has routing.coalesced True: charge the upstream cost only for the leader.
+# `Router.failure_listeners` get the Routing of a request that got a decision but no full answer
+# (outcome "upstream_error" or "cancelled"), for the ledger; no charging happens there.
 Listener = Callable[[Routing], None]
+
+
+def price(routing: Routing, tier: Tier, largest: Tier) -> None:
+    """Set routing.cost_usd / saved_usd from the tiers' prices and the usage (no litellm: the
+    loader filled the prices from litellm's map). A coalesced follower or a cache hit made no
+    call: it costs nothing and saves the whole baseline."""
+    usage = routing.usage if isinstance(routing.usage, dict) else {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    free = routing.coalesced or routing.cache_hit
+    cost = 0.0 if free else Prices(tier.input_per_mtok, tier.output_per_mtok).cost(
+        prompt, completion)
+    cost += routing.prior_cost_usd
+    baseline = Prices(largest.input_per_mtok, largest.output_per_mtok).cost(prompt, completion)
+    routing.cost_usd, routing.saved_usd = cost, baseline - cost
 
 
 class Router:
@@ -95,6 +137,7 @@ class Router:
         self.upstream = Upstream(self.policy)
         self.coalescer: Coalescer = coalescer or InProcessCoalescer()
         self.listeners: list[Listener] = []
+        self.failure_listeners: list[Listener] = []
 
     @property
     def scorer(self) -> Any:
@@ -144,18 +187,38 @@ class Router:
     async def serve(self, body: dict[str, Any], *, pin: str | None = None,
                     coalesce: bool = True) -> Outcome:
         """Route and answer one chat request body; raises TierwiseError subclasses."""
+        started = time.perf_counter()
         decision = self.decide(body, pin)
-        plan = self.plan(decision)
+        decision_ms = (time.perf_counter() - started) * 1000
         stream = bool(body.get("stream"))
         escalations = list(decision.escalations)
+        # what failure listeners see if no tier answers
+        failed = Routing(decision, decision.tier, decision.model, escalations, stream=stream,
+                         started=started, decision_ms=decision_ms)
+        try:
+            return await self._serve(body, coalesce, failed)
+        except asyncio.CancelledError:
+            failed.outcome, failed.status = "cancelled", 499
+            self._notify_failure(failed)
+            raise
+        except TierwiseError as exc:
+            failed.outcome, failed.status = "upstream_error", exc.status_code
+            self._notify_failure(failed)
+            raise
+
+    async def _serve(self, body: dict[str, Any], coalesce: bool, failed: Routing) -> Outcome:
+        decision, stream, escalations = failed.decision, failed.stream, failed.escalations
+        plan = self.plan(decision)
         joiner: Coalescer = (self.coalescer if coalesce and self.policy.coalesce
                              else Solo(self.coalescer))
         checks = self.policy.response_checks
         for i, name in enumerate(plan):
             tier = self._tier(name)
+            failed.tier, failed.model = tier.name, tier.model
             nxt = plan[i + 1] if i + 1 < len(plan) else None
-            sub = joiner.join(coalesce_key(body, tier.name), self._starter(tier, body, stream),
-                              stream=stream)
+            served: dict[str, Any] = {}  # the deployment that answered, if this waiter calls
+            sub = joiner.join(coalesce_key(body, tier.name),
+                              self._starter(tier, body, stream, served), stream=stream)
             try:
                 if stream:
                     started = await sub.wait_output()
@@ -171,19 +234,26 @@ class Router:
                 self._escalate_or_raise(exc, name, nxt, escalations, sent_nothing=not stream)
                 continue
             routing = Routing(decision, tier.name, tier.model, escalations,
-                              coalesced=sub.coalesced)
+                              coalesced=sub.coalesced, stream=stream, started=failed.started,
+                              decision_ms=failed.decision_ms,
+                              prior_cost_usd=failed.prior_cost_usd, **served)
             if stream:
                 if not started and "empty" in checks and nxt is not None:
                     sub.close()
                     escalations.append(f"empty:{name}->{nxt}")
                     continue
-                return Outcome(routing, stream=Relay(sub, body, routing, self._notify))
+                return Outcome(routing, stream=Relay(sub, body, routing, self._notify,
+                                                     self._notify_failure))
             sub.close()
-            failed = check_response(response, body, checks)
-            if failed and nxt is not None:
-                escalations.append(f"{failed}:{name}->{nxt}")
+            bad = check_response(response, body, checks)
+            if bad and nxt is not None:
+                escalations.append(f"{bad}:{name}->{nxt}")
+                if not sub.coalesced:  # this request paid for the discarded answer
+                    routing.usage = response.get("usage")
+                    price(routing, tier, self.policy.largest)
+                    failed.prior_cost_usd = routing.cost_usd or 0.0
                 continue
-            routing.failed_check = failed
+            routing.failed_check = bad
             routing.usage = response.get("usage")
             self._notify(routing)
             return Outcome(routing, response=response)
@@ -195,13 +265,24 @@ class Router:
             raise RuntimeError(f"tier {name!r} vanished from the policy")
         return tier
 
-    def _starter(self, tier: Tier, body: dict[str, Any], stream: bool) -> Callable[[], Any]:
+    def _starter(self, tier: Tier, body: dict[str, Any], stream: bool,
+                 served: dict[str, Any]) -> Callable[[], Any]:
         if stream:
-            return lambda: self.upstream.astream(tier, body)
-        return lambda: self.upstream.acall(tier, body)
+            return lambda: self.upstream.astream(tier, body, served)
+        return lambda: self.upstream.acall(tier, body, served)
 
     def _notify(self, routing: Routing) -> None:
+        if routing.latency_ms is None:
+            routing.latency_ms = (time.perf_counter() - routing.started) * 1000
+        if routing.cost_usd is None:
+            price(routing, self._tier(routing.tier), self.policy.largest)
         for listener in self.listeners:
+            listener(routing)
+
+    def _notify_failure(self, routing: Routing) -> None:
+        if routing.latency_ms is None:
+            routing.latency_ms = (time.perf_counter() - routing.started) * 1000
+        for listener in self.failure_listeners:
             listener(routing)
 
     @staticmethod
@@ -233,7 +314,9 @@ class Router:
     def complete(self, prompt_or_messages: str | Sequence[dict[str, Any]], **fields: Any) -> Any:
         """Route and call through litellm (blocking twin of `acomplete`, without coalescing)."""
         body = {**fields, "messages": as_messages(prompt_or_messages)}
+        started = time.perf_counter()
         decision = self.decide(body)
+        decision_ms = (time.perf_counter() - started) * 1000
         plan = self.plan(decision)
         escalations = list(decision.escalations)
         for i, name in enumerate(plan):
@@ -246,7 +329,9 @@ class Router:
             except Exception as exc:  # noqa: BLE001 - classified: escalate or raise
                 self._escalate_or_raise(exc, name, nxt, escalations)
                 continue
-            routing = Routing(decision, tier.name, tier.model, escalations)
+            routing = Routing(decision, tier.name, tier.model, escalations,
+                              stream=bool(body.get("stream")), started=started,
+                              decision_ms=decision_ms)
             if not body.get("stream"):
                 routing.failed_check = check_response(dump(response), body,
                                                       self.policy.response_checks)

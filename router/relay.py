@@ -8,6 +8,7 @@ and unsubscribes from the shared call when closed. `ChunkStream` is the SDK's vi
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +25,13 @@ class Relay:
     waiter; it also works before the first chunk was asked for, unlike an async generator's."""
 
     def __init__(self, sub: Subscription, body: dict[str, Any], routing: Routing,
-                 on_end: Callable[[Routing], None]) -> None:
+                 on_end: Callable[[Routing], None],
+                 on_abort: Callable[[Routing], None] | None = None) -> None:
         self._on_end = on_end
+        # called once if the stream does not run to its end (failure after the first byte, or
+        # the client left), with routing.outcome saying which
+        self._on_abort = on_abort
+        self._reported = False
         self._sub = sub
         self._routing = routing
         self._include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -43,19 +49,34 @@ class Relay:
             except StopAsyncIteration:
                 if not self._closed:
                     self._close()
+                    self._reported = True
                     self._on_end(routing)
                 raise
             except Exception as exc:  # noqa: BLE001 - bytes are out: no escalation, report in-band
                 self._close()
                 if isinstance(exc, TierwiseError):
+                    self._abort("upstream_error", exc.status_code)
                     raise
                 _, status, reason = classify_failure(exc)
+                self._abort("upstream_error", status)
                 raise upstream_error(exc, status,
                                      [*routing.escalations, f"{reason}:{routing.tier}"]) from exc
             if chunk.get("usage"):
                 routing.usage = chunk["usage"]
-            if self._include_usage or chunk.get("choices"):
+            if chunk.get("choices"):
+                if routing.ttft_ms is None:
+                    routing.ttft_ms = (time.perf_counter() - routing.started) * 1000
                 return chunk
+            if self._include_usage:
+                return chunk
+
+    def _abort(self, outcome: str, status: int) -> None:
+        if self._reported:
+            return
+        self._reported = True
+        self._routing.outcome, self._routing.status = outcome, status
+        if self._on_abort is not None:
+            self._on_abort(self._routing)
 
     def _close(self) -> None:
         self._closed = True
@@ -63,6 +84,7 @@ class Relay:
 
     async def aclose(self) -> None:
         self._close()
+        self._abort("cancelled", 499)  # no-op when the stream ended or failed already
         await self._events.aclose()  # type: ignore[attr-defined]
 
 

@@ -136,6 +136,7 @@ class Upstream:
         self._prices_registered = False
         self._routers: dict[str, Any] = {}
         self._direct: dict[str, Direct | None] = {}
+        self._green: dict[str, Any] = {}
 
     def direct(self, tier: Tier) -> Direct | None:
         """The pass-through target of `tier`, or None when litellm must make the call."""
@@ -170,8 +171,52 @@ class Upstream:
             self._routers[tier.name] = build_router(tier, self.policy)
         return self._routers[tier.name]
 
-    async def acall(self, tier: Tier, body: dict[str, Any]) -> dict[str, Any]:
-        """A non-stream call; the provider's response as a dict."""
+    def _picker(self, tier: Tier) -> Any:
+        """The carbon-aware deployment picker of `tier`, or None (router/deployments.py)."""
+        if not (tier.deployments and self.policy.carbon_aware):
+            return None
+        if tier.name not in self._green:
+            from router.deployments import GreenPicker
+
+            self._green[tier.name] = GreenPicker(tier, self.policy)
+        return self._green[tier.name]
+
+    async def _greenest(self, picker: Any, call: Any, served: dict[str, Any] | None) -> Any:
+        """`call(endpoint tier)` on the greenest healthy deployment, the next on failure."""
+        order = picker.order()
+        for i, deployment in enumerate(order):
+            try:
+                result = await call(picker.endpoints[deployment.name])
+            except Exception as exc:
+                retryable, _, _ = classify_failure(exc)
+                if not retryable:
+                    raise
+                picker.failed(deployment)
+                if i + 1 == len(order):
+                    raise
+                continue
+            if served is not None:
+                served.update(deployment=deployment.name, zone=deployment.zone)
+            return result
+        raise RuntimeError(f"tier {picker.tier.name!r} has no deployments")  # loader forbids
+
+    def _note_deployment(self, tier: Tier, response: Any, served: dict[str, Any] | None) -> None:
+        """Which deployment litellm.Router chose (its model_info id is the deployment name)."""
+        if served is None or not tier.deployments:
+            return
+        hidden = getattr(response, "_hidden_params", None) or {}
+        name = hidden.get("model_id")
+        zone = next((d.zone for d in tier.deployments if d.name == name), None)
+        if name is not None:
+            served.update(deployment=name, zone=zone)
+
+    async def acall(self, tier: Tier, body: dict[str, Any],
+                    served: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A non-stream call; the provider's response as a dict. `served` gets the
+        `deployment` and `zone` that answered when the tier has several."""
+        picker = self._picker(tier)
+        if picker is not None:
+            return await self._greenest(picker, lambda t: self.acall(t, body), served)
         direct = self.direct(tier)
         if direct is not None:
             from router.passthrough import chat_completion
@@ -180,11 +225,16 @@ class Upstream:
             return await chat_completion(direct.base_url, direct.api_key, sent, direct.timeout,
                                          model=direct.model)
         response = await self._acompletion(tier, {**body, "stream": False})
+        self._note_deployment(tier, response, served)
         return dump(response)
 
-    async def astream(self, tier: Tier, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def astream(self, tier: Tier, body: dict[str, Any],
+                      served: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
         """Open a stream; HTTP errors raise here, before any chunk exists (so escalation can
         still happen). Usage is always asked for so cost can be charged."""
+        picker = self._picker(tier)
+        if picker is not None:
+            return await self._greenest(picker, lambda t: self.astream(t, body), served)
         options = {**(body.get("stream_options") or {}), "include_usage": True}
         body = {**body, "stream": True, "stream_options": options}
         direct = self.direct(tier)
@@ -194,7 +244,9 @@ class Upstream:
             opened = await open_chat_stream(direct.base_url, direct.api_key, body,
                                             direct.timeout, model=direct.model)
             return _complete_chunks(opened)
-        return _chunks(await self._acompletion(tier, body))
+        response = await self._acompletion(tier, body)
+        self._note_deployment(tier, response, served)
+        return _chunks(response)
 
     async def _acompletion(self, tier: Tier, body: dict[str, Any]) -> Any:
         litellm = self.prepare()
@@ -252,7 +304,7 @@ def classify_failure(exc: BaseException) -> tuple[bool, int, str]:
     """(retryable on the next tier, HTTP status to report, short reason) for a call failure."""
     passthrough = sys.modules.get("router.passthrough")
     if passthrough is not None and isinstance(exc, passthrough.PassthroughError):
-        return passthrough.classify(exc)  # type: ignore[no-any-return]
+        return passthrough.classify(exc)
     litellm = litellm_module()
     status = int(getattr(exc, "status_code", 0) or 0)
     if isinstance(exc, litellm.ContextWindowExceededError):
