@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -102,12 +103,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from policies import load_policy
     from router.guard import build_app
 
+    policy = load_policy(args.policy)
+    path = policy.ledger.path if args.ledger is None else args.ledger
+    ledger = None
+    if path:
+        from pathlib import Path
+
+        from router.ledger import Ledger
+
+        try:
+            ledger = Ledger(path, policy.ledger.retention_days, policy.ledger.store_prompts)
+        except (OSError, sqlite3.Error) as exc:
+            raise TierwiseError(f"cannot open the ledger {path}: {exc}; pass --ledger PATH "
+                                "or --ledger '' to run without one") from None
+        where = f"ledger: {Path(path).resolve()}"
+    else:
+        where = "no ledger"
     # build_app = the proxy app behind router.guard (keys, input limits, budgets, rate limits,
-    # cache) on the policy's shared state, coalescing across replicas when that is Redis.
-    app = build_app(load_policy(args.policy))
+    # cache) on the policy's shared state, coalescing across replicas when that is Redis,
+    # with accounting into /metrics and the ledger (/dashboard).
+    app = build_app(policy, ledger=ledger)
     print(f"tierwise: serving on http://{args.host}:{args.port} "
-          f"(policy: {args.policy or 'embedded demo'})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+          f"(policy: {args.policy or 'embedded demo'}; {where})", file=sys.stderr)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        app.accountant.close()  # what was answered reaches the ledger before it closes
+        if ledger is not None:
+            ledger.close()
     return 0
 
 
@@ -141,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     _policy_arg(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--ledger", metavar="PATH", default=None,
+                   help="decision ledger (SQLite) file; default: the policy's [ledger] path, "
+                        "relative to the working directory; '' for none")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)

@@ -34,7 +34,7 @@ from router.relay import ChunkStream, Relay
 from router.upstream import Upstream, classify_failure, dump, upstream_error
 
 
-def _request_id() -> str:
+def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
@@ -55,7 +55,7 @@ class Routing:
     # overwrite them); headers carry them when set.
     cost_usd: float | None = None
     saved_usd: float | None = None
-    request_id: str = field(default_factory=_request_id)
+    request_id: str = field(default_factory=new_request_id)
     stream: bool = False
     # perf_counter() when the request reached the Router; latency and TTFT count from here.
     started: float = field(default_factory=time.perf_counter)
@@ -70,6 +70,8 @@ class Routing:
     cache_hit: bool = False
     # What earlier, discarded answers on lower tiers cost (billed, then failed a response check).
     prior_cost_usd: float = 0.0
+    # The request body (for the ledger's prompt text when the policy stores prompts).
+    body: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def escalated(self) -> bool:
@@ -194,7 +196,7 @@ class Router:
         escalations = list(decision.escalations)
         # what failure listeners see if no tier answers
         failed = Routing(decision, decision.tier, decision.model, escalations, stream=stream,
-                         started=started, decision_ms=decision_ms)
+                         started=started, decision_ms=decision_ms, body=body)
         try:
             return await self._serve(body, coalesce, failed)
         except asyncio.CancelledError:
@@ -236,7 +238,7 @@ class Router:
             routing = Routing(decision, tier.name, tier.model, escalations,
                               coalesced=sub.coalesced, stream=stream, started=failed.started,
                               decision_ms=failed.decision_ms,
-                              prior_cost_usd=failed.prior_cost_usd, **served)
+                              prior_cost_usd=failed.prior_cost_usd, body=body, **served)
             if stream:
                 if not started and "empty" in checks and nxt is not None:
                     sub.close()

@@ -25,6 +25,7 @@ import contextvars
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -71,8 +72,9 @@ class Guard:
 
     def __init__(self, app: ASGIApp, policy: Policy, *, state: State | None = None,
                  router: Any = None, on_fallback: Callable[[str], None] | None = None,
-                 first_byte_timeout_s: float | None = None) -> None:
+                 first_byte_timeout_s: float | None = None, accountant: Any = None) -> None:
         self.app = app
+        self.accountant = accountant  # router.accountant.Accountant: records cache hits
         self.policy = policy
         self.state = state if state is not None else open_state(policy.state,
                                                                 on_fallback=on_fallback)
@@ -138,6 +140,7 @@ class Guard:
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send, client: Client,
                     headers: dict[str, str]) -> None:
+        started = time.perf_counter()
         try:
             raw = await _read_body(receive, self.policy.limits.max_body_bytes,
                                    headers.get("content-length"))
@@ -165,8 +168,9 @@ class Guard:
             hit = await self.cache.get(key)
             if hit is not None:
                 await self.limiter.charge(admission, 0.0, 0)
+                extra.update(self._account_hit(hit, client.id, started))
                 out = [(k.encode(), v.encode("latin-1")) for k, v in hit.headers]
-                out += _encode({**extra, "x-tierwise-cache": "hit", "x-tierwise-cost-usd": "0",
+                out += _encode({"x-tierwise-cost-usd": "0", **extra, "x-tierwise-cache": "hit",
                                 "content-length": str(len(hit.body))})
                 await send({"type": "http.response.start", "status": hit.status, "headers": out})
                 await send({"type": "http.response.body", "body": hit.body})
@@ -236,6 +240,24 @@ class Guard:
         if cache_key is not None and size <= limit:
             await self.cache.put(cache_key, status, resp_headers, b"".join(parts))
 
+    def _account_hit(self, hit: Any, key_id: str, started: float) -> dict[str, str]:
+        """Record a cache hit in the ledger and metrics; its cost/saved headers."""
+        if self.accountant is None:
+            return {}
+        replayed = dict(hit.headers)
+        try:
+            usage = json.loads(hit.body).get("usage")
+            difficulty = float(replayed.get("x-tierwise-difficulty", "nan"))
+        except (ValueError, AttributeError):  # not a JSON object: nothing to count tokens from
+            usage, difficulty = None, math.nan
+        record = self.accountant.cache_hit(
+            replayed.get("x-tierwise-tier", ""), usage if isinstance(usage, dict) else None,
+            key_id, (time.perf_counter() - started) * 1000,
+            None if math.isnan(difficulty) else difficulty)
+        if record is None:
+            return {}
+        return {**record.headers(), "x-tierwise-request-id": record.request_id}
+
     # -- charging ----------------------------------------------------------------------------
 
     def _on_routing(self, routing: Any) -> None:
@@ -282,21 +304,41 @@ def protect(app: ASGIApp, policy: Policy, **kwargs: Any) -> Guard:
 
 
 def build_app(policy: Policy, *, scorer: Any = None,
-              on_fallback: Callable[[str], None] | None = None, **proxy_kwargs: Any) -> Guard:
+              on_fallback: Callable[[str], None] | None = None, ledger: Any = None,
+              metrics: Any = None, **proxy_kwargs: Any) -> Guard:
     """The whole proxy for `policy`: shared state from ``policy.state``, a Router that coalesces
-    across replicas when that state is Redis, the proxy app, and the Guard in front of it."""
+    across replicas when that state is Redis, accounting (router.accountant) into `metrics`
+    (a fresh router.metrics.Metrics by default, served at /metrics) and `ledger` (a
+    router.ledger.Ledger, None: no ledger and no /dashboard), the proxy app, and the Guard in
+    front of it. ``app.accountant`` / ``app.metrics`` / ``app.ledger`` are the parts."""
+    from router.accountant import Accountant
+    from router.dashboard import dashboard_routes
     from router.engine import Router
-    from router.proxy import create_app
+    from router.metrics import Metrics
+    from router.proxy import create_app, metrics_route
     from router.state.coalesce import SharedCoalescer
 
-    state = open_state(policy.state, on_fallback=on_fallback)
+    metrics = metrics if metrics is not None else Metrics()
+
+    def fallback(operation: str) -> None:
+        metrics.observe_redis_fallback(operation)
+        if on_fallback is not None:
+            on_fallback(operation)
+
+    state = open_state(policy.state, on_fallback=fallback)
     coalescer = None
     if policy.state != "memory":
         coalescer = SharedCoalescer(state, follow_timeout_s=policy.timeout_s * 2 + 10,
-                                    on_fallback=on_fallback)
+                                    on_fallback=fallback)
     router = Router(policy, scorer=scorer, coalescer=coalescer)
-    app = create_app(policy, router=router, **proxy_kwargs)
-    return Guard(app, policy, state=state, router=router)
+    accountant = Accountant(policy, ledger=ledger, metrics=metrics).attach(router)
+    routes = [*proxy_kwargs.pop("extra_routes", ()), metrics_route(metrics, accountant.flush)]
+    if ledger is not None:
+        routes += dashboard_routes(ledger, metrics)
+    app = create_app(policy, router=router, extra_routes=routes, **proxy_kwargs)
+    guard = Guard(app, policy, state=state, router=router, accountant=accountant)
+    guard.accountant, guard.metrics, guard.ledger = accountant, metrics, ledger
+    return guard
 
 
 async def _read_body(receive: Receive, limit: int, content_length: str | None) -> bytes:

@@ -7,8 +7,9 @@
     GET  /readyz                the scorer and litellm are loaded (503 until then)
 
 Every error is OpenAI-shaped JSON (`{"error": {"message", "type", "param", "code"}}`), including
-404/405 for unknown paths and methods. /metrics and /dashboard (issue 5) are added by passing
-their routes as `extra_routes`.
+404/405 for unknown paths and methods. /metrics (`metrics_route`) and /dashboard
+(router/dashboard.py) are added by passing their routes as `extra_routes`; router.guard.build_app
+(what `tierwise serve` runs) does.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,20 @@ class Proxy:
         passthrough = sys.modules.get("router.passthrough")
         if passthrough is not None:  # give the pooled upstream connections back cleanly
             await passthrough.close_default_client()
+
+
+def metrics_route(metrics: Any, flush: Callable[[float], bool] | None = None) -> Route:
+    """GET /metrics in the Prometheus text format. `flush` (the accountant's) is given up to
+    1 s, in a worker thread, so a scrape counts every request answered before it."""
+    from starlette.concurrency import run_in_threadpool
+
+    async def endpoint(request: Request) -> Response:
+        if flush is not None:
+            await run_in_threadpool(flush, 1.0)
+        body, content_type = metrics.render()
+        return Response(body, headers={"content-type": content_type})
+
+    return Route("/metrics", endpoint, methods=["GET"])
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
