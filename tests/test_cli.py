@@ -73,10 +73,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served() -> str:
+def served(tmp_path_factory: pytest.TempPathFactory) -> str:
     port = free_port()
+    ledger = tmp_path_factory.mktemp("ledger") / "ledger.db"  # not the working directory
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    proc = subprocess.Popen([*TIERWISE, "serve", "--port", str(port), "--log-level", "warning"],
+    proc = subprocess.Popen([*TIERWISE, "serve", "--port", str(port), "--log-level", "warning",
+                             "--ledger", str(ledger)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     import httpx

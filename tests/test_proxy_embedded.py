@@ -26,13 +26,14 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[str]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "router", "serve", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "router", "serve", "--port", str(port), "--log-level", "warning",
+         "--ledger", str(tmp_path_factory.mktemp("ledger") / "ledger.db")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()

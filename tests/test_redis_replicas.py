@@ -43,7 +43,9 @@ class Replica:
         # exactly `tierwise serve`, the shipped scorer included
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "router", "serve", "--policy", str(policy),
-             "--port", str(self.port), "--log-level", "warning"],
+             "--port", str(self.port), "--log-level", "warning",
+             # both replicas write one ledger file (several processes, WAL)
+             "--ledger", str(log.parent / "ledger.db")],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self) -> None:
