@@ -73,7 +73,8 @@ async def chat(request: Request) -> Response:
     async def events() -> Any:
         def event(delta: dict[str, Any], finish: str | None = None) -> str:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}
-            return f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [choice]})}\n\n"
+            chunk = {**head, "object": "chat.completion.chunk", "choices": [choice]}
+            return f"data: {json.dumps(chunk)}\n\n"
 
         yield event({"role": "assistant", "content": ""})
         for word in answer.split(" "):
