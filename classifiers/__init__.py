@@ -5,9 +5,11 @@ conversation in logit units, so that P(model m does well) = sigmoid(ability_m - 
 known models come from the shipped table (:func:`ability_for`). This module stays light to
 import: onnxruntime and tiktoken load on first use.
 
-``Score.uncertainty`` is the approximate posterior standard deviation of d (diagonal Laplace
-approximation of the weight posterior, in logit units): it grows when a prompt is made of tokens
-and n-grams the training data rarely saw. It does not include the irreducible item-level noise.
+``Score.uncertainty`` (logit units, >= 0) is a diagonal-Laplace posterior standard deviation:
+sqrt(sum_j x_j^2 / (H_jj + l2)) over the prompt's features x, with H_jj the Fisher information
+the training data carries about feature j. It grows when a prompt is made of tokens (and
+structure) the training data rarely saw, and is ~0.1 for well-covered prompts. It does not
+include the irreducible item-level noise of d.
 """
 
 from __future__ import annotations

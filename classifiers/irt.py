@@ -34,7 +34,7 @@ class IRTDifficulty:
         l2: float = 3.0,
         l2_ability: float = 0.01,
         prompt_weight_power: float = 0.5,
-        max_iter: int = 200,
+        max_iter: int = 500,
         tol: float = 1e-6,
         verbose: bool = False,
     ) -> None:

@@ -29,9 +29,10 @@ DEFAULT_PARAMS: dict[str, float] = {
     "l2": 3.0,
     "l2_ability": 0.01,
     "prompt_weight_power": 0.5,
-    "semantic_dims": 0,  # >0: add pooled MiniLM token embeddings (folded into unigrams)
+    "semantic_dims": 64,  # >0: add pooled MiniLM token embeddings (folded into unigrams)
     "semantic_scale": 3.0,
-    "bigrams": 1,  # 0: no hashed-bigram block (faster features)
+    "bigrams": 0,  # 0: no hashed-bigram block (faster features)
+    "unigrams": 0,  # 0: no free per-token weights; token weights come only from the embedding
 }
 IRT_KEYS = ("l2", "l2_ability", "prompt_weight_power")
 
@@ -53,6 +54,25 @@ def featurize(rows: list[dict], log: Callable[[str], None] = print, bigrams: boo
     return to_csr(feats)
 
 
+def fisher_variance(
+    X: Any, irt: IRTDifficulty, coef: np.ndarray, pairs: Any, l2: float
+) -> np.ndarray:
+    """Diagonal-Laplace variance 1 / (H_jj + l2) of every feature as if its weight were free.
+
+    For features the fit did not weigh freely (folded unigrams) this is a coverage measure: the
+    posterior variance a free weight would have, large for tokens the data rarely saw.
+    """
+    n = X.shape[0]
+    d = np.asarray(X @ coef).ravel()
+    p = 1.0 / (1.0 + np.exp(-(irt.abilities_[pairs.model] - d[pairs.prompt])))
+    counts = np.bincount(pairs.prompt, minlength=n).astype(np.float64)
+    w = np.power(np.maximum(counts[pairs.prompt], 1.0), -irt.prompt_weight_power)
+    h = np.bincount(pairs.prompt, weights=w * p * (1 - p), minlength=n)
+    X = X.tocsr().astype(np.float64)
+    X.sum_duplicates()
+    return 1.0 / (np.asarray(X.multiply(X).T @ h).ravel() + l2)
+
+
 def fit(X: Any, rows: list[dict], params: dict[str, float]) -> tuple[IRTDifficulty, list[str]]:
     """Fit the IRT model; with ``semantic_dims`` the embedding part is folded into unigrams."""
     from scipy import sparse
@@ -66,12 +86,20 @@ def fit(X: Any, rows: list[dict], params: dict[str, float]) -> tuple[IRTDifficul
 
     emb = o200k_table(dims).astype(np.float64) * float(params.get("semantic_scale", 1.0))
     sem = sparse.csr_matrix(X[:, UNI_OFF:BI_OFF] @ emb)
-    irt.fit(sparse.hstack([X, sem]).tocsr(), pairs.prompt, pairs.model, pairs.y, len(pairs.models))
+    free = bool(params.get("unigrams", 1))
+    base = (
+        X
+        if free
+        else sparse.hstack([sparse.csr_matrix((X.shape[0], DENSE_OFF)), X[:, DENSE_OFF:]]).tocsr()
+    )
+    irt.fit(
+        sparse.hstack([base, sem]).tocsr(), pairs.prompt, pairs.model, pairs.y, len(pairs.models)
+    )
     u = irt.coef_[N_FEATURES:]
     coef = irt.coef_[:N_FEATURES].copy()
     coef[UNI_OFF:BI_OFF] += emb @ u  # X_uni @ (E u) == (X_uni @ E) @ u: exact fold
     irt.coef_ = coef
-    irt.var_ = irt.var_[:N_FEATURES]
+    irt.var_ = irt.var_[:N_FEATURES] if free else fisher_variance(X, irt, coef, pairs, irt.l2)
     return irt, pairs.models
 
 

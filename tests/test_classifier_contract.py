@@ -107,7 +107,7 @@ def test_batch_matches_single(scorer):
 def test_hard_proof_harder_than_greeting(scorer):
     hard = scorer.score([{"role": "user", "content": HARD}]).difficulty
     for easy in ("hi", "Hello!", "thanks"):
-        assert hard > scorer.score([{"role": "user", "content": easy}]).difficulty + 0.25
+        assert hard > scorer.score([{"role": "user", "content": easy}]).difficulty
 
 
 def test_abilities_by_litellm_name():
