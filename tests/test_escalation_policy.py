@@ -44,9 +44,10 @@ def test_deployments_inherit_from_the_tier() -> None:
     tier = policy.tiers[0]
     assert tier.retries == 2 and tier.cooldown_s == 5.0
     assert tier.deployments == (
-        Deployment(model="openai/x", api_base="http://a.test/v1", api_key_env="KEY_A"),
-        Deployment(model="openai/y", api_base="http://b.test/v1", api_key_env="KEY_B",
-                   weight=3))
+        Deployment(model="openai/x", name="a-0", api_base="http://a.test/v1",
+                   api_key_env="KEY_A"),
+        Deployment(model="openai/y", name="a-1", api_base="http://b.test/v1",
+                   api_key_env="KEY_B", weight=3))
 
 
 def test_deployments_as_array_of_tables_locate_errors_per_tier() -> None:
