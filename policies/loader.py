@@ -157,7 +157,7 @@ class _Checker:
         raw = tier["deployments"]
         if raw is None:
             return ()
-        out = []
+        out: list[Deployment] = []
         for i, item in enumerate(raw):
             where = (*path, "deployments", i)
             if not isinstance(item, dict):

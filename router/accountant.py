@@ -27,9 +27,10 @@ from typing import Any
 from policies import Policy, Tier
 from router.accounting import Prices, RequestRecord, build_record
 from router.energy import estimate_energy
-from router.engine import Router, Routing, new_request_id
+from router.engine import Router
 from router.ledger import Ledger
 from router.metrics import Metrics
+from router.routing import Routing, new_request_id
 
 log = logging.getLogger("tierwise.accounting")
 
@@ -54,8 +55,14 @@ class Accountant:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         ref = weakref.ref(self)
+
+        def close_at_exit() -> None:
+            accountant = ref()
+            if accountant is not None:
+                accountant.close()
+
         # registered after the ledger's own atexit hook, so it runs first (LIFO)
-        atexit.register(lambda: (a := ref()) is not None and a.close())
+        atexit.register(close_at_exit)
 
     def attach(self, router: Router) -> Accountant:
         router.listeners.insert(0, self.on_routing)

@@ -18,115 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from policies import Decision, NoEligibleTier, Policy, Tier, decide, load_policy
-from router.accounting import Prices
 from router.checks import check_response
 from router.coalesce import Coalescer, InProcessCoalescer, Solo, coalesce_key
 from router.errors import InvalidRequestError, NoEligibleTierError, TierwiseError, UpstreamError
 from router.messages import as_messages, check_messages, request_facts
 from router.relay import ChunkStream, Relay
+from router.routing import Listener, Outcome, Routing, price
 from router.upstream import Upstream, classify_failure, dump, upstream_error
-
-
-def new_request_id() -> str:
-    return uuid.uuid4().hex
-
-
-@dataclass
-class Routing:
-    """What tierwise did for one call: the decision, who answered, the escalations, and what
-    accounting needs (ids, timings, outcome, the deployment that served)."""
-
-    decision: Decision
-    tier: str
-    model: str
-    escalations: list[str] = field(default_factory=list)
-    coalesced: bool = False
-    # A response check the final answer failed with no tier left to escalate to.
-    failed_check: str | None = None
-    usage: dict[str, Any] | None = None
-    # Priced by the Router from the policy's tier prices before listeners run (a listener may
-    # overwrite them); headers carry them when set.
-    cost_usd: float | None = None
-    saved_usd: float | None = None
-    request_id: str = field(default_factory=new_request_id)
-    stream: bool = False
-    # perf_counter() when the request reached the Router; latency and TTFT count from here.
-    started: float = field(default_factory=time.perf_counter)
-    decision_ms: float = 0.0
-    ttft_ms: float | None = None
-    latency_ms: float | None = None
-    # "ok", or for failure listeners "upstream_error" / "cancelled" (router.accounting.OUTCOMES)
-    outcome: str = "ok"
-    status: int = 200
-    deployment: str | None = None
-    zone: str | None = None
-    cache_hit: bool = False
-    # What earlier, discarded answers on lower tiers cost (billed, then failed a response check).
-    prior_cost_usd: float = 0.0
-    # The request body (for the ledger's prompt text when the policy stores prompts).
-    body: dict[str, Any] | None = field(default=None, repr=False)
-
-    @property
-    def escalated(self) -> bool:
-        return bool(self.escalations)
-
-    def headers(self) -> dict[str, str]:
-        """The x-tierwise-* response headers (names are a contract, see DESIGN.md)."""
-        headers = {
-            "x-tierwise-tier": self.tier,
-            "x-tierwise-model": self.model,
-            "x-tierwise-difficulty": f"{self.decision.difficulty:.4f}",
-            "x-tierwise-escalated": ",".join(self.escalations) if self.escalations else "no",
-            "x-tierwise-coalesced": "yes" if self.coalesced else "no",
-            "x-tierwise-request-id": self.request_id,
-        }
-        if self.cost_usd is not None:
-            headers["x-tierwise-cost-usd"] = f"{self.cost_usd:.8f}"
-        if self.saved_usd is not None:
-            headers["x-tierwise-saved-usd"] = f"{self.saved_usd:.8f}"
-        if self.failed_check:
-            headers["x-tierwise-check-failed"] = self.failed_check
-        return headers
-
-
-@dataclass
-class Outcome:
-    """The result of `Router.serve`: exactly one of `response` / `stream` is set."""
-
-    routing: Routing
-    response: dict[str, Any] | None = None
-    stream: AsyncIterator[dict[str, Any]] | None = None
-
-
-# Called once per answered request with its Routing (usage filled in). For non-stream requests
-# listeners run before the response is returned, so a listener that sets routing.cost_usd /
-# saved_usd puts them into the headers; for streams they run when the stream ends. A coalesced
-# follower has routing.coalesced True: charge the upstream cost only for the leader.
-# `Router.failure_listeners` get the Routing of a request that got a decision but no full answer
-# (outcome "upstream_error" or "cancelled"), for the ledger; no charging happens there.
-Listener = Callable[[Routing], None]
-
-
-def price(routing: Routing, tier: Tier, largest: Tier) -> None:
-    """Set routing.cost_usd / saved_usd from the tiers' prices and the usage (no litellm: the
-    loader filled the prices from litellm's map). A coalesced follower or a cache hit made no
-    call: it costs nothing and saves the whole baseline."""
-    usage = routing.usage if isinstance(routing.usage, dict) else {}
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    free = routing.coalesced or routing.cache_hit
-    cost = 0.0 if free else Prices(tier.input_per_mtok, tier.output_per_mtok).cost(
-        prompt, completion)
-    cost += routing.prior_cost_usd
-    baseline = Prices(largest.input_per_mtok, largest.output_per_mtok).cost(prompt, completion)
-    routing.cost_usd, routing.saved_usd = cost, baseline - cost
 
 
 class Router:

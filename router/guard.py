@@ -75,6 +75,8 @@ class Guard:
                  first_byte_timeout_s: float | None = None, accountant: Any = None) -> None:
         self.app = app
         self.accountant = accountant  # router.accountant.Accountant: records cache hits
+        self.metrics: Any = None  # set by build_app, for callers that want the parts
+        self.ledger: Any = None
         self.policy = policy
         self.state = state if state is not None else open_state(policy.state,
                                                                 on_fallback=on_fallback)

@@ -17,7 +17,7 @@ from router.errors import TierwiseError
 from router.upstream import classify_failure, upstream_error
 
 if TYPE_CHECKING:
-    from router.engine import Routing
+    from router.routing import Routing
 
 
 class Relay:
