@@ -1,6 +1,6 @@
 """Decision latency of the difficulty scorer: tokenize + features + ONNX, by prompt length.
 
-Single requests (p50/p99 over many calls, one thread pinned to one core) and batched throughput
+Single requests (p50/p99 over many calls, one thread) and batched throughput
 (decisions/s on one core). Also the process RSS after loading the scorer. Writes bench/LATENCY.md.
 
     python bench/latency.py [--quick]
@@ -99,14 +99,17 @@ def bench_batch(scorer, prompts: list[str], batch: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def rss_subprocess() -> float:
+def rss_subprocess() -> tuple[float, float]:
+    """(peak RSS, current RSS) in MB of a fresh process that loaded the scorer and scored."""
     code = (
         "import resource; from classifiers import default_scorer; s = default_scorer(); "
         "s.score('What is 2+2?'); s.score_batch([[{'role':'user','content':'x '*2000}]]*64); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "cur = open('/proc/self/status').read().split('VmRSS:')[1].split()[0]; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, cur)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    return int(out.stdout.strip()) / 1024.0
+    peak, cur = out.stdout.split()
+    return int(peak) / 1024.0, int(cur) / 1024.0
 
 
 def main() -> int:
@@ -114,8 +117,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "bench" / "LATENCY.md"))
     args = ap.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    # One thread (Python + onnxruntime with 1 intra/inter-op thread). Not pinned to a core: on a
+    # shared 2-core machine a fixed core may be the busy one.
     scorer = default_scorer()
     enc = get_encoding()
     text = corpus_text()
@@ -129,7 +132,7 @@ def main() -> int:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     model_dir = ROOT / "classifiers" / "model"
     size = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file())
-    rss = rss_subprocess()
+    rss_peak, rss = rss_subprocess()
     load = os.getloadavg()
     lines = [
         "# Decision latency (tokenize + features + ONNX)",
@@ -139,9 +142,11 @@ def main() -> int:
         f"{platform.python_version()}, load average at end {load[0]:.1f} "
         "(other processes share the machine: numbers are upper bounds)",
         "- command: `python bench/latency.py`",
-        "- one thread pinned to one core; onnxruntime intra/inter-op threads = 1",
-        f"- model files: {size / 1e6:.2f} MB; RSS of a process that loaded the scorer and "
-        f"scored: {rss:.0f} MB",
+        "- one thread (not pinned); onnxruntime intra/inter-op threads = 1; prompts are random "
+        "token windows of the training prompts (math, code, multiple choice: slower to tokenize "
+        "than plain prose)",
+        f"- model files: {size / 1e6:.2f} MB; RSS of a fresh process that loaded the scorer and "
+        f"scored: {rss:.0f} MB (peak {rss_peak:.0f} MB, reached while tiktoken builds o200k)",
         "",
         "| prompt tokens | p50 us | p99 us | mean us | tokenize p50 | features+tokenize p50 "
         "| ONNX p50 | batched (64) decisions/s |",
@@ -155,9 +160,10 @@ def main() -> int:
         )
     lines += [
         "",
-        f"RSS measured with `resource.getrusage(...).ru_maxrss` (max RSS {rss:.0f} MB; "
-        f"this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
-        "including the benchmark corpus).",
+        "RSS: VmRSS from /proc/self/status and peak from `getrusage().ru_maxrss` of that fresh "
+        f"process; this benchmark process peaked at "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+        "(it holds the corpus).",
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

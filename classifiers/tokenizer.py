@@ -72,12 +72,18 @@ def get_encoding() -> Any:
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != O200K_SHA256:
             continue
-        return tiktoken.Encoding(
+        ranks = _parse_bpe(data)
+        del data
+        enc = tiktoken.Encoding(
             name=ENCODING_NAME,
             pat_str=O200K_PAT,
-            mergeable_ranks=_parse_bpe(data),
+            mergeable_ranks=ranks,
             special_tokens=O200K_SPECIAL,
         )
+        # The Rust core keeps its own copy of the ranks; the Python dict (~25 MB) is only used
+        # by token_byte_values()/pickling, which tierwise never calls. Free it.
+        ranks.clear()
+        return enc
     try:
         return tiktoken.get_encoding(ENCODING_NAME)
     except Exception as exc:  # pragma: no cover - only without litellm and without network
