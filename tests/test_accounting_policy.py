@@ -96,3 +96,22 @@ def test_record_of_a_routing(store):
     assert accountant._energy_model("small", "openai/gpt-4.1-nano") == "gpt-4o-mini"
     accountant._finish(record, "gpt-4o-mini")
     assert record.energy_kwh > 0 and record.co2e_g > 0
+
+
+def test_cached_ecologits_order_gives_identical_estimates():
+    from ecologits.impacts import llm
+
+    from router.energy import _eco, estimate_energy
+
+    _eco()
+    cases = [("gpt-4o-mini", 100, 1.0, "USA"), ("gpt-4o", 1000, 30.0, "FRA"),
+             ("gpt-4.1-nano", 7, 0.05, None), ("gpt-4o-mini", 400, 3.0, "SWE")]
+    fast = [estimate_energy(m, None, t, lat, z) for m, t, lat, z in cases]
+    assert "execute" in vars(llm.dag)  # the cached order is in use
+    patched = llm.dag.execute
+    del llm.dag.execute  # ecologits' own DAG.execute
+    try:
+        slow = [estimate_energy(m, None, t, lat, z) for m, t, lat, z in cases]
+    finally:
+        llm.dag.execute = patched
+    assert fast == slow and all(k and k > 0 for k, _ in fast)
