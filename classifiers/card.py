@@ -83,11 +83,13 @@ A router sends a request to the cheapest tier whose P clears the policy's qualit
   after merging spellings (`classifiers/names.py`).
 - excluded (blind-set protection, `classifiers/data.py`): {json.dumps(meta['excluded'])}.
   MMLU: the 7 `llmrouter_dcrouter` mmlu rows whose `original_split` is `test` are MMLU test
-  questions; the 500 `train` rows are MMLU auxiliary-train reading passages (RACE-style), kept.
+  questions; the 500 `train` rows are MMLU auxiliary-train items (RACE-style reading passages in a
+  spot check), kept.
   GSM8K: the whole `llmrouter_dcrouter` gsm8k family is dropped: its rows say `train`, but their
   provenance against GSM8K's test split cannot be verified from the data. RouterArena's
-  MMLU-Pro subset is dropped because MMLU-Pro reuses MMLU questions. No MT-Bench prompt is in the
-  pool. `data/alpaca-eval-nc.jsonl.gz` (CC BY-NC 4.0) is used for evaluation only, never training.
+  MMLU-Pro subset is dropped because MMLU-Pro reuses MMLU questions. A spot check of MT-Bench
+  first-turn prompts found none in the pool. `data/alpaca-eval-nc.jsonl.gz` (CC BY-NC 4.0) is
+  used for evaluation only, never training.
 
 | source | prompts used | license |
 |---|---|---|

@@ -3,13 +3,13 @@
 Exclusions (the blind set is MT-Bench-like chat, MMLU and GSM8K; no test item may be trained on):
 
 - ``llmrouter_dcrouter`` family ``mmlu`` rows with ``original_split == "test"`` (7 short MMLU
-  test questions). The family's 500 ``train`` rows are MMLU's auxiliary-train reading passages
-  (RACE-style), not MMLU test items, and are kept.
+  test questions). The family's 500 ``train`` rows are MMLU auxiliary-train items (RACE-style
+  reading passages in a spot check), not MMLU test items, and are kept.
 - ``llmrouter_dcrouter`` family ``gsm8k``: all 499 rows. They are labelled ``train`` but the
   provenance of LLMRouter's split against GSM8K's own test set cannot be verified from the data
   (the same questions circulate in public GSM8K-test program dumps), so we drop the family.
 - ``routerarena`` family ``routerarena_mmlupro``: MMLU-Pro contains original MMLU questions.
-- Nothing from MT-Bench is in the pool (checked by searching its first-turn prompts).
+- MT-Bench: a spot check of its first-turn prompts found none in the pool; no source is chat.
 
 ``alpaca-eval-nc.jsonl.gz`` is CC BY-NC 4.0: :func:`load_rows` refuses it unless
 ``allow_nc=True`` (evaluation only).
