@@ -35,7 +35,8 @@ class Score:
 
     difficulty: float  # d(x), logit units: P(model m does well) = sigmoid(ability_m - d)
     uncertainty: float  # >= 0, approximate posterior std of d, logit units
-    n_tokens: int  # o200k_base token count of the conversation's text
+    n_tokens: int  # o200k_base tokens of all messages' text + tool-call names/arguments
+    # (summed per message; no chat-template overhead, images/audio count 0)
 
 
 def __getattr__(name: str):  # lazy: `from classifiers import DifficultyScorer`
