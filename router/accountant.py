@@ -67,6 +67,8 @@ class Accountant:
     def attach(self, router: Router) -> Accountant:
         router.listeners.insert(0, self.on_routing)
         router.failure_listeners.append(self.on_routing)
+        if self.metrics is not None:
+            router.on_decision = self.metrics.observe_decision
         return self
 
     # -- on the event loop -------------------------------------------------------------------
@@ -170,8 +172,6 @@ class Accountant:
                 record.zone)
         if self.metrics is not None:
             self.metrics.observe(record)
-            if not record.cache_hit:  # a cache hit made no routing decision
-                self.metrics.observe_decision(record.decision_ms / 1000, record.tier)
         if self.ledger is not None:
             self.ledger.append(record)
 

@@ -43,6 +43,8 @@ class Router:
         self.coalescer: Coalescer = coalescer or InProcessCoalescer()
         self.listeners: list[Listener] = []
         self.failure_listeners: list[Listener] = []
+        # (seconds, tier) of every decision, /v1/route's included (the decision histogram)
+        self.on_decision: Callable[[float, str], None] | None = None
 
     @property
     def scorer(self) -> Any:
@@ -61,6 +63,7 @@ class Router:
     def decide(self, body: dict[str, Any], pin: str | None = None) -> Decision:
         """Decide the tier for a full request body. A tier name (or a tier's model) as `model`,
         or as `pin` (the x-tierwise-tier header), pins that tier."""
+        started = time.perf_counter()
         check_messages(body.get("messages"))
         pinned = self._pinned(pin, "x-tierwise-tier") if pin else None
         model = body.get("model")
@@ -69,9 +72,12 @@ class Router:
         facts = request_facts(body, pinned)
         score = self.scorer.score(body["messages"])
         try:
-            return decide(self.policy, score, facts)
+            decision = decide(self.policy, score, facts)
         except NoEligibleTier as exc:
             raise NoEligibleTierError(f"no tier can serve this request: {exc}") from None
+        if self.on_decision is not None:
+            self.on_decision(time.perf_counter() - started, decision.tier)
+        return decision
 
     def _pinned(self, name: Any, param: str) -> str:
         tier = self.policy.tier_for_model(str(name))

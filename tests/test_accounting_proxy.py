@@ -299,6 +299,14 @@ def test_workload_headers_ledger_metrics_and_litellm_agree(served, workload):
         assert s[key] == pytest.approx(local[key], rel=1e-9), key
 
 
+def test_route_decisions_are_observed(served):
+    base, _, _ = served
+    before = total(metric_samples(base), "tierwise_decision_seconds_count")
+    body = {"model": "auto", "messages": [{"role": "user", "content": "decide only"}]}
+    assert httpx.post(f"{base}/v1/route", json=body).status_code == 200
+    assert total(metric_samples(base), "tierwise_decision_seconds_count") == before + 1
+
+
 def test_cache_hit_is_recorded(upstream, tmp_path):
     text = policy_text(upstream, dead="") + "\n[cache]\nenabled = true\n"
     policy = parse_policy(text.replace('zone_intensity = { SWE = 20 }', ""), source="c.toml")
