@@ -3,7 +3,8 @@
 The panels (tier mix over time, cost vs the always-largest baseline, cumulative savings, CO2e per
 1K tokens, latency p50/p99, escalation/coalescing/cache rates) are built here once, as inline
 SVG strings (drawn by :mod:`router.charts`), and reused by the live ``/dashboard``
-(:mod:`router.dashboard`), which fetches the same panels as JSON. Pages make no network request of their own (a CSP meta tag enforces it).
+(:mod:`router.dashboard`), which fetches the same panels as JSON. Pages make no network request
+of their own (a CSP meta tag enforces it).
 """
 
 from __future__ import annotations
