@@ -443,3 +443,24 @@ def test_ledger_survives_a_killed_serve(tmp_path):
     assert all(r.outcome == "ok" and r.energy_kwh and r.energy_kwh > 0 for r in rows)
     assert not math.isnan(sum(r.cost_usd for r in rows))
     assert not (tmp_path / "tierwise-ledger.db").exists()  # --ledger wins over the policy's
+
+
+def test_litellm_router_deployment_is_recorded(upstream, tmp_path):
+    """Without carbon_aware, litellm.Router balances the deployments; the ledger still names
+    the one that served (litellm's model_id is the deployment name)."""
+    text = policy_text(upstream, dead="").replace("carbon_aware = true", "carbon_aware = false")
+    ledger = Ledger(tmp_path / "ledger.db")
+    app = build_app(parse_policy(text, source="lr.toml"), ledger=ledger)
+    server = start_proxy(app)
+    try:
+        answers = [post(server.url, f"balanced {i}", tier="medium", stream=i % 2 == 1)
+                   for i in range(4)]
+    finally:
+        server.stop()
+    assert all(a.status_code == 200 for a in answers)
+    app.accountant.flush()
+    rows = ledger.query()
+    assert len(rows) == 4
+    assert {r.deployment for r in rows} <= {"medium-us", "medium-fr"}
+    assert all(r.zone == {"medium-us": "USA", "medium-fr": "FRA"}[r.deployment] for r in rows)
+    ledger.close()
