@@ -123,7 +123,10 @@ class _Checker:
         path: tuple[str | int, ...] = ("tiers", index)
         v = self.section(raw, TIER_KEYS, path)
         v["zone"] = v["zone"] or zone
-        info = model_info.lookup(v["model"])
+        # litellm's model map is a 5,000-entry JSON file: read it only if the tier leaves a gap.
+        needs_map = any(v[k] is None for k in ("input_per_mtok", "context_window",
+                                               "supports_tools", "supports_vision"))
+        info = model_info.lookup(v["model"]) if needs_map else None
         if (v["input_per_mtok"] is None) != (v["output_per_mtok"] is None):
             raise self.fail(path, "sets only one of input_per_mtok / output_per_mtok",
                             fix="set both, or neither to use litellm's prices")
