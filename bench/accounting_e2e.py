@@ -5,7 +5,8 @@ from a commit before accounting was wired in (a git worktree), same upstream, sa
 
 Starts bench/proxy/upstream.py, then each server in turn on the bench policy (HEAD's copy adds
 `energy_model` so ecologits really runs, and a ledger in a temp dir), sends `--n` non-stream
-requests (different prompts) with aiohttp after a warm-up, and reads the server's CPU time from
+requests (different prompts) with aiohttp after a warm-up (HEAD also once without
+`energy_model`: accounting without the ecologits estimate), and reads the server's CPU time from
 /proc before and after. Prints and writes bench/accounting_e2e.json.
 """
 
@@ -66,23 +67,24 @@ async def load(base: str, n: int, concurrency: int, tag: str) -> None:
         await asyncio.gather(*(one(i) for i in range(n)))
 
 
-def policy(upstream: str, accounting: bool) -> str:
+def policy(upstream: str, accounting: bool, energy: bool = True) -> str:
     text = (HERE / "proxy" / "bench-policy.toml").read_text()
     text = text.replace("http://127.0.0.1:18701", upstream)
-    if accounting:
+    if accounting and energy:
         text = text.replace('model = "openai/bench-small"\n',
                             'model = "openai/bench-small"\nenergy_model = "gpt-4o-mini"\n')
         text = text.replace('model = "openai/bench-large"\n',
                             'model = "openai/bench-large"\nenergy_model = "gpt-4o"\n')
+    if accounting:
         text = 'zone = "USA"\n' + text
     return text
 
 
 def run(source: Path, upstream: str, accounting: bool, n: int, concurrency: int,
-        tmp: Path) -> dict[str, float]:
+        tmp: Path, energy: bool = True) -> dict[str, float]:
     port = free_port()
-    pol = tmp / f"policy-{accounting}.toml"
-    pol.write_text(policy(upstream, accounting))
+    pol = tmp / f"policy-{accounting}-{energy}.toml"
+    pol.write_text(policy(upstream, accounting, energy))
     cmd = [sys.executable, "-m", "router", "serve", "--policy", str(pol), "--port", str(port),
            "--log-level", "warning"]
     if accounting:
@@ -122,12 +124,16 @@ def main() -> None:
                         args.base], check=True, capture_output=True)
         try:
             wait(upstream + "/healthz")
-            rounds: dict[str, list[dict[str, float]]] = {"base": [], "head": []}
-            for _ in range(args.rounds):  # interleaved: drifting machine load hits both
+            rounds: dict[str, list[dict[str, float]]] = {"base": [], "head": [],
+                                                         "head_without_energy": []}
+            for _ in range(args.rounds):  # interleaved: drifting machine load hits all
                 rounds["base"].append(run(worktree, upstream, False, args.n, args.concurrency,
                                           Path(tmp)))
                 rounds["head"].append(run(REPO, upstream, True, args.n, args.concurrency,
                                           Path(tmp)))
+                # no energy_model: ecologits does not know the bench models, no estimate
+                rounds["head_without_energy"].append(run(
+                    REPO, upstream, True, args.n, args.concurrency, Path(tmp), energy=False))
             results: dict[str, Any] = {k: {
                 "cpu_ms_per_request_median": statistics.median(
                     r["cpu_ms_per_request"] for r in v),
