@@ -2,9 +2,11 @@
 
 Safe with several worker processes on one file: WAL journal, ``busy_timeout``, one short
 ``BEGIN IMMEDIATE`` transaction per batch. ``append`` never touches the disk: it queues the row
-for a background writer thread that commits whatever has queued up as one batch, so the event
-loop never waits for SQLite. A committed row survives the process being killed (WAL,
-``synchronous=NORMAL``; an OS crash or power cut may lose the last commits).
+for a background writer thread that, every ``commit_window_s`` (0.1 s) while rows arrive,
+commits whatever has queued up as one batch, so the event loop never waits for SQLite and a busy
+proxy pays one commit per window, not per request. A committed row survives the process being
+killed (WAL, ``synchronous=NORMAL``); a kill loses the rows of the last window not yet
+committed, an OS crash or power cut may also lose the last commits.
 
 Retention is bounded by age (``retention_days``) and/or row count (``max_rows``); the writer
 prunes at most once a minute. Prompt text is dropped unless ``store_prompts`` is on.
