@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from policies import Deployment, Policy, Tier
 from router.energy import rank_greenest
-from router.upstream import endpoint_arguments, litellm_module
+from router.upstream import classify_failure, endpoint_arguments, litellm_module
 
 
 def model_list(tier: Tier, policy: Policy) -> list[dict[str, Any]]:
@@ -80,3 +81,24 @@ class GreenPicker:
 
     def failed(self, deployment: Deployment) -> None:
         self._resting[deployment.name] = time.monotonic() + self.tier.cooldown_s
+
+    async def call(self, call: Callable[[Tier], Awaitable[Any]],
+                   served: dict[str, Any] | None) -> Any:
+        """`call(endpoint tier)` on the greenest healthy deployment, the next one on a
+        retryable failure; `served` gets the deployment and zone that answered."""
+        order = self.order()
+        for i, deployment in enumerate(order):
+            try:
+                result = await call(self.endpoints[deployment.name])
+            except Exception as exc:
+                retryable, _, _ = classify_failure(exc)
+                if not retryable:
+                    raise
+                self.failed(deployment)
+                if i + 1 == len(order):
+                    raise
+                continue
+            if served is not None:
+                served.update(deployment=deployment.name, zone=deployment.zone)
+            return result
+        raise RuntimeError(f"tier {self.tier.name!r} has no deployments")  # the loader forbids

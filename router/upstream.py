@@ -171,7 +171,7 @@ class Upstream:
             self._routers[tier.name] = build_router(tier, self.policy)
         return self._routers[tier.name]
 
-    def _picker(self, tier: Tier) -> Any:
+    def _picker(self, tier: Tier) -> Any:  # a GreenPicker
         """The carbon-aware deployment picker of `tier`, or None (router/deployments.py)."""
         if not (tier.deployments and self.policy.carbon_aware):
             return None
@@ -181,42 +181,13 @@ class Upstream:
             self._green[tier.name] = GreenPicker(tier, self.policy)
         return self._green[tier.name]
 
-    async def _greenest(self, picker: Any, call: Any, served: dict[str, Any] | None) -> Any:
-        """`call(endpoint tier)` on the greenest healthy deployment, the next on failure."""
-        order = picker.order()
-        for i, deployment in enumerate(order):
-            try:
-                result = await call(picker.endpoints[deployment.name])
-            except Exception as exc:
-                retryable, _, _ = classify_failure(exc)
-                if not retryable:
-                    raise
-                picker.failed(deployment)
-                if i + 1 == len(order):
-                    raise
-                continue
-            if served is not None:
-                served.update(deployment=deployment.name, zone=deployment.zone)
-            return result
-        raise RuntimeError(f"tier {picker.tier.name!r} has no deployments")  # loader forbids
-
-    def _note_deployment(self, tier: Tier, response: Any, served: dict[str, Any] | None) -> None:
-        """Which deployment litellm.Router chose (its model_info id is the deployment name)."""
-        if served is None or not tier.deployments:
-            return
-        hidden = getattr(response, "_hidden_params", None) or {}
-        name = hidden.get("model_id")
-        zone = next((d.zone for d in tier.deployments if d.name == name), None)
-        if name is not None:
-            served.update(deployment=name, zone=zone)
-
     async def acall(self, tier: Tier, body: dict[str, Any],
                     served: dict[str, Any] | None = None) -> dict[str, Any]:
         """A non-stream call; the provider's response as a dict. `served` gets the
         `deployment` and `zone` that answered when the tier has several."""
         picker = self._picker(tier)
         if picker is not None:
-            return await self._greenest(picker, lambda t: self.acall(t, body), served)
+            return await picker.call(lambda t: self.acall(t, body), served)
         direct = self.direct(tier)
         if direct is not None:
             from router.passthrough import chat_completion
@@ -225,7 +196,7 @@ class Upstream:
             return await chat_completion(direct.base_url, direct.api_key, sent, direct.timeout,
                                          model=direct.model)
         response = await self._acompletion(tier, {**body, "stream": False})
-        self._note_deployment(tier, response, served)
+        _note_deployment(tier, response, served)
         return dump(response)
 
     async def astream(self, tier: Tier, body: dict[str, Any],
@@ -234,7 +205,7 @@ class Upstream:
         still happen). Usage is always asked for so cost can be charged."""
         picker = self._picker(tier)
         if picker is not None:
-            return await self._greenest(picker, lambda t: self.astream(t, body), served)
+            return await picker.call(lambda t: self.astream(t, body), served)
         options = {**(body.get("stream_options") or {}), "include_usage": True}
         body = {**body, "stream": True, "stream_options": options}
         direct = self.direct(tier)
@@ -245,7 +216,7 @@ class Upstream:
                                             direct.timeout, model=direct.model)
             return _complete_chunks(opened)
         response = await self._acompletion(tier, body)
-        self._note_deployment(tier, response, served)
+        _note_deployment(tier, response, served)
         return _chunks(response)
 
     async def _acompletion(self, tier: Tier, body: dict[str, Any]) -> Any:
@@ -261,6 +232,17 @@ class Upstream:
         if tier.deployments:
             return self._router(tier).completion(model=tier.name, **request_arguments(body))
         return litellm.completion(**call_arguments(tier, body, self.policy))
+
+
+def _note_deployment(tier: Tier, response: Any, served: dict[str, Any] | None) -> None:
+    """Which deployment litellm.Router chose (its model_info id is the deployment name)."""
+    if served is None or not tier.deployments:
+        return
+    hidden = getattr(response, "_hidden_params", None) or {}
+    name = hidden.get("model_id")
+    if name is not None:
+        zone = next((d.zone for d in tier.deployments if d.name == name), None)
+        served.update(deployment=name, zone=zone)
 
 
 def dump(obj: Any) -> dict[str, Any]:
