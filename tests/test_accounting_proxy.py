@@ -464,3 +464,32 @@ def test_litellm_router_deployment_is_recorded(upstream, tmp_path):
     assert {r.deployment for r in rows} <= {"medium-us", "medium-fr"}
     assert all(r.zone == {"medium-us": "USA", "medium-fr": "FRA"}[r.deployment] for r in rows)
     ledger.close()
+
+
+def test_ledger_names_the_key_id_never_the_key(upstream, tmp_path):
+    import hashlib
+
+    secret = "sk-accounting-test-0123456789"
+    auth = ('\n[[auth.keys]]\nid = "team-a"\n'
+            f'sha256 = "{hashlib.sha256(secret.encode()).hexdigest()}"\n')
+    ledger = Ledger(tmp_path / "ledger.db", store_prompts=False)
+    app = build_app(parse_policy(policy_text(upstream, dead="") + auth, source="auth.toml"),
+                    ledger=ledger)
+    server = start_proxy(app)
+    try:
+        body = {"model": "auto", "messages": [{"role": "user", "content": "who am i"}]}
+        ok = httpx.post(f"{server.url}/v1/chat/completions", json=body,
+                        headers={"authorization": f"Bearer {secret}"}, timeout=30)
+        assert httpx.get(f"{server.url}/metrics").status_code == 200  # open for Prometheus
+        assert httpx.get(f"{server.url}/dashboard").status_code == 401  # needs a key
+        assert httpx.get(f"{server.url}/dashboard", headers={
+            "authorization": f"Bearer {secret}"}).status_code == 200
+    finally:
+        server.stop()
+    assert ok.status_code == 200
+    app.accountant.flush()
+    (row,) = ledger.query()
+    assert row.api_key_id == "team-a" and row.prompt_text is None
+    ledger.close()
+    raw = b"".join(f.read_bytes() for f in tmp_path.glob("ledger.db*"))  # WAL too, if left
+    assert secret.encode() not in raw and b"who am i" not in raw
