@@ -102,7 +102,16 @@ class Proxy:
     def warm(self) -> None:
         """Load what the first request would otherwise wait for: scorer, litellm, simulator."""
         self.router.scorer.score([{"role": "user", "content": "warm up"}])
-        self.router.upstream.prepare()
+        upstream = self.router.upstream
+        try:
+            needs_litellm = any(upstream.direct(t) is None for t in self.router.policy.tiers)
+        except TierwiseError:  # a tier's key variable is unset: its call will say so
+            needs_litellm = True
+        # litellm costs seconds and ~150 MB: only import it when some tier calls through it.
+        if needs_litellm:
+            upstream.prepare()
+        else:
+            import router.passthrough  # noqa: F401 - the pass-through's own imports (aiohttp)
         if any(t.api_base == "builtin" or any(d.api_base == "builtin" for d in t.deployments)
                for t in self.router.policy.tiers):
             from router.simulator import builtin_base_url
