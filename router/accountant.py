@@ -28,7 +28,7 @@ from policies import Policy, Tier
 from router.accounting import Prices, RequestRecord, build_record
 from router.energy import estimate_energy
 from router.engine import Router
-from router.ledger import Ledger
+from router.ledger import Ledger, wait_drained
 from router.metrics import Metrics
 from router.routing import Routing, new_request_id
 
@@ -190,14 +190,7 @@ class Accountant:
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every submitted record reached metrics and the ledger's queue."""
-        end = time.monotonic() + timeout
-        with self._q.all_tasks_done:
-            while self._q.unfinished_tasks:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self._q.all_tasks_done.wait(left)
-        return True
+        return wait_drained(self._q, timeout)
 
     def close(self) -> None:
         """Finish what is queued and stop the thread (the ledger is closed by its owner)."""

@@ -54,6 +54,21 @@ _STOP = object()
 _PRUNE_EVERY_S = 60.0
 
 
+
+def wait_drained(q: queue.Queue[Any], timeout: float) -> bool:
+    """Wait until every item put on `q` was marked done (``task_done``); False on timeout.
+
+    ``Queue.join`` has no timeout, and a writer thread that must flush on shutdown needs one.
+    """
+    end = time.monotonic() + timeout
+    with q.all_tasks_done:
+        while q.unfinished_tasks:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            q.all_tasks_done.wait(left)
+    return True
+
 class Ledger:
     """SQLite decision ledger. See the module docstring for the concurrency model."""
 
@@ -214,14 +229,7 @@ class Ledger:
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until this process's queued rows are committed; False on timeout."""
-        end = time.monotonic() + timeout
-        with self._q.all_tasks_done:
-            while self._q.unfinished_tasks:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self._q.all_tasks_done.wait(left)
-        return True
+        return wait_drained(self._q, timeout)
 
     def close(self) -> None:
         """Commit what is queued and stop the writer. Idempotent."""
