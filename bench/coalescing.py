@@ -13,8 +13,8 @@ tierwise_serve.py) on a policy pointing at it, then fires all requests at once f
   off-header  same server, every request sends `x-tierwise-coalesce: off` (per-request opt-out)
   off-policy  policy coalesce = false (bench/coalesce-off.toml)
 
-and writes bench/coalescing.md and .json (bench/coalescing-stream.* with --stream). Coalescing is being built in issue 4:
-a configuration whose responses never say `x-tierwise-coalesced: yes` is reported as
+and writes bench/coalescing.md and .json (bench/coalescing-stream.* with --stream).
+A configuration whose responses never say `x-tierwise-coalesced: yes` is reported as
 "coalescing not active in this build" rather than as a result about coalescing.
 """
 
@@ -176,7 +176,7 @@ def main() -> int:
         upstream.stop()
     commit = bench.sh(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"])
     active = any(r["coalesced_responses"] for r in rows)
-    res = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+    res = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
            "commit": commit, "src": args.src, "requests": args.requests,
            "prompts": args.prompts, "delay_ms": args.delay_ms, "stream": args.stream,
            "load": os.getloadavg()[0], "coalescing_active": active, "rows": rows}

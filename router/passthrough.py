@@ -325,7 +325,7 @@ class ChatStream:
                 try:
                     # the session's sock_read timeout bounds every gap between chunks
                     chunk = await content.readany()
-                except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+                except (TimeoutError, aiohttp.ServerTimeoutError):
                     raise StreamInterrupted(
                         f"upstream stream stalled for {self._timeout:g} s: {self._url}",
                         events=self.events, timed_out=True) from None
@@ -451,7 +451,7 @@ class PassthroughClient:
             async with self.session.post(url, data=data, headers=headers, timeout=to) as resp:
                 raw = await resp.read()
                 status = resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _transport_error(exc, url) from None
         if status >= 400:
             raise _status_error(status, raw, api_key)
@@ -485,12 +485,12 @@ class PassthroughClient:
                                    sock_read=timeout)
         try:
             resp = await self.session.post(url, data=data, headers=headers, timeout=to)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _transport_error(exc, url) from None
         if resp.status >= 400:
             try:
                 raw = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 raw = b""
             finally:
                 resp.release()
@@ -500,7 +500,7 @@ class PassthroughClient:
             # some servers answer an error object with 200 instead of a stream
             try:
                 raw = await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 raise _transport_error(exc, url) from None
             finally:
                 resp.release()

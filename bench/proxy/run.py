@@ -320,7 +320,8 @@ def write_results(path: Path, res: dict) -> None:
         "",
         f"- Machine: {m['nproc']} cores, {m['cpu']}, {m['ram_gb']} GB RAM, "
         f"Linux {m['kernel']}, Python {m['python']}",
-        f"- tierwise {'commit ' + v['tierwise_commit'] if res['src'] == 'head' else 'working tree at ' + v['tierwise_commit']}, venv: "
+        f"- tierwise {'commit' if res['src'] == 'head' else 'working tree at'} "
+        f"{v['tierwise_commit']}, venv: "
         + ", ".join(f"{k} {x}" for k, x in v["tierwise_venv"].items()),
         "- LiteLLM proxy venv: " + (", ".join(f"{k} {x}" for k, x in
                                              v["litellm_proxy_venv"].items()) or "not run"),
@@ -603,7 +604,7 @@ def main() -> int:
         notes.append(f"Every process of this run (servers, upstream, wrk) ran at niceness {NICE}"
                      " (--nice), ahead of the other work on the machine.")
     res = {"command": " ".join(["python bench/proxy/run.py", *sys.argv[1:]]),
-           "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+           "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
            "cell_seconds": seconds, "wall_s": time.monotonic() - t_start,
            "load": [round(load0, 2), round(os.getloadavg()[0], 2)], "src": args.src,
            "machine": machine(), "versions": versions(lpy), "scorer": scorer,
