@@ -34,8 +34,9 @@ from router.auth import Authenticator, Client
 from router.cache import ResponseCache, directives
 from router.errors import TierwiseError, UpstreamError
 from router.limits import Admission, Limiter, LimitExceeded, estimate_tokens
+from router.responder import ClientGone, read_body
 from router.state import State, open_state
-from router.validation import BodyTooLarge, parse_body
+from router.validation import parse_body
 
 log = logging.getLogger("tierwise.guard")
 
@@ -53,10 +54,6 @@ OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
 # The admission of the request being served, for the Router listener that charges it.
 _CURRENT: contextvars.ContextVar[Admission | None] = contextvars.ContextVar(
     "tierwise_admission", default=None)
-
-
-class _ClientGone(Exception):
-    pass
 
 
 def current_key_id() -> str | None:
@@ -114,17 +111,17 @@ class Guard:
             return
         try:
             await self._chat(scope, receive, send, client, headers)
-        except _ClientGone:
+        except ClientGone:
             return
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send,
                        headers: dict[str, str]) -> None:
         """/v1/route: the same body checks as a chat request, then the app."""
         try:
-            raw = await _read_body(receive, self.policy.limits.max_body_bytes,
+            raw = await read_body(receive, self.policy.limits.max_body_bytes,
                                    headers.get("content-length"))
             parse_body(raw, self.policy.limits)
-        except _ClientGone:
+        except ClientGone:
             return
         except TierwiseError as exc:
             await _send_error(send, exc)
@@ -144,7 +141,7 @@ class Guard:
                     headers: dict[str, str]) -> None:
         started = time.perf_counter()
         try:
-            raw = await _read_body(receive, self.policy.limits.max_body_bytes,
+            raw = await read_body(receive, self.policy.limits.max_body_bytes,
                                    headers.get("content-length"))
             body = parse_body(raw, self.policy.limits)
             requested = body.get("max_completion_tokens", body.get("max_tokens"))
@@ -341,24 +338,6 @@ def build_app(policy: Policy, *, scorer: Any = None,
     guard = Guard(app, policy, state=state, router=router, accountant=accountant)
     guard.accountant, guard.metrics, guard.ledger = accountant, metrics, ledger
     return guard
-
-
-async def _read_body(receive: Receive, limit: int, content_length: str | None) -> bytes:
-    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        raise BodyTooLarge(f"request body is larger than {limit} bytes")
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone()
-        chunk = message.get("body") or b""
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body is larger than {limit} bytes")
-        parts.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(parts)
 
 
 def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -19,6 +19,7 @@ from router.engine import Outcome, Router
 from router.errors import InvalidRequestError, TierwiseError
 from router.relay import Relay
 from router.streaming import SSE_DONE, sse
+from router.validation import BodyTooLarge
 
 log = logging.getLogger("tierwise.serve")
 
@@ -48,18 +49,24 @@ def header(scope: Scope, name: str) -> str | None:
     return None
 
 
-async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole request body; InvalidRequestError beyond `limit`, ClientGone on disconnect."""
+async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES,
+                    content_length: str | None = None) -> bytes:
+    """The whole request body; BodyTooLarge (413) beyond `limit`, ClientGone on disconnect.
+
+    A declared `content_length` over the limit is refused before reading anything.
+    """
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise BodyTooLarge(f"request body is larger than {limit} bytes")
     parts: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone()
-        chunk = message.get("body", b"")
+        chunk = message.get("body") or b""
         size += len(chunk)
         if size > limit:
-            raise InvalidRequestError(f"request body is larger than {limit} bytes")
+            raise BodyTooLarge(f"request body is larger than {limit} bytes")
         parts.append(chunk)
         if not message.get("more_body"):
             return b"".join(parts)
