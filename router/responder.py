@@ -108,6 +108,11 @@ async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
     watcher = asyncio.ensure_future(wait_disconnect(receive))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        # Cancelled from outside (shutdown timeout, the guard's first-byte deadline): the work
+        # must not go on alone, unobserved, with nobody to answer.
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
     if task.done():
