@@ -69,6 +69,13 @@ def wait_drained(q: queue.Queue[Any], timeout: float) -> bool:
             q.all_tasks_done.wait(left)
     return True
 
+
+def _close_if_alive(ref: weakref.ReferenceType[Ledger]) -> None:
+    """atexit hook: commit what a still-open ledger has queued."""
+    ledger = ref()
+    if ledger is not None:
+        ledger.close()
+
 class Ledger:
     """SQLite decision ledger. See the module docstring for the concurrency model."""
 
@@ -98,7 +105,7 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._init_db()
         ref = weakref.ref(self)
-        atexit.register(lambda: (lg := ref()) is not None and lg.close())
+        atexit.register(_close_if_alive, ref)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
@@ -332,8 +339,8 @@ class Ledger:
         out.update(energy_kwh=kwh, co2e_g=co2)
         out["co2e_g_per_1k_tokens"] = co2 / (co2tok / 1000) if co2tok else None
         out["tokens_per_s"] = toks / (busy / 1000) if busy else None
-        for name, col in zip(("latency_ms", "ttft_ms", "decision_ms"), cols, strict=True):
-            vals = [v for v in col if v is not None]
+        for name, values in zip(("latency_ms", "ttft_ms", "decision_ms"), cols, strict=True):
+            vals = [float(v) for v in values if v is not None]
             out[f"{name}_p50"], out[f"{name}_p99"] = percentile(vals, 0.5), percentile(vals, 0.99)
         out.update(
             escalated=int(esc),

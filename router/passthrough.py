@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -296,7 +296,7 @@ class ChatStream:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._events()
 
-    async def _events(self) -> AsyncIterator[bytes]:
+    async def _events(self) -> AsyncGenerator[bytes, None]:
         reads = self._reads()
         try:
             async for events in reads:
@@ -316,7 +316,7 @@ class ChatStream:
         finally:
             await reads.aclose()
 
-    async def _reads(self) -> AsyncIterator[list[bytes]]:
+    async def _reads(self) -> AsyncGenerator[list[bytes], None]:
         """The complete events of each network read (reads with none are skipped)."""
         buf = b""
         content = self._response.content
