@@ -34,7 +34,7 @@ from router.auth import Authenticator, Client
 from router.cache import ResponseCache, directives
 from router.errors import TierwiseError, UpstreamError
 from router.limits import Admission, Limiter, LimitExceeded, estimate_tokens
-from router.responder import ClientGone, read_body
+from router.responder import ClientGone, read_body, replay_body
 from router.state import State, open_state
 from router.validation import parse_body
 
@@ -126,16 +126,7 @@ class Guard:
         except TierwiseError as exc:
             await _send_error(send, exc)
             return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(raw, receive), send)
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send, client: Client,
                     headers: dict[str, str]) -> None:
@@ -188,14 +179,6 @@ class Guard:
         started = asyncio.Event()
         limit = self.cache.settings.max_entry_bytes
 
-        async def replay() -> Message:
-            nonlocal raw
-            if raw is not None:
-                message = {"type": "http.request", "body": raw, "more_body": False}
-                raw = None  # type: ignore[assignment]
-                return message
-            return await receive()
-
         async def capture(message: Message) -> None:
             nonlocal status, size
             if message["type"] == "http.response.start":
@@ -213,7 +196,8 @@ class Guard:
             await send(message)
 
         token = _CURRENT.set(admission)
-        call = asyncio.ensure_future(self.app(scope, replay, capture))  # copies the context
+        # ensure_future copies the context, so the app sees this request's admission.
+        call = asyncio.ensure_future(self.app(scope, replay_body(raw, receive), capture))
         _CURRENT.reset(token)
         waiter = asyncio.ensure_future(started.wait())
         try:

@@ -39,7 +39,9 @@ from router.responder import (
     Receive,
     Scope,
     Send,
+    header,
     read_body,
+    replay_body,
     send_error,
     send_json,
 )
@@ -115,7 +117,7 @@ class _Interception:
         body = _json_object(raw)
         if body is None or body.get("model") != self.mw.alias:
             # Not ours (another model, or not JSON at all): the app sees the very same bytes.
-            await self.mw.app(self.scope, self._replay(raw), self.send)
+            await self.mw.app(self.scope, replay_body(raw, self.receive), self.send)
             return
         if self.mw.mode == "answer":
             await ChatResponder(self.mw.router, self.scope, self.receive, self.send).respond(body)
@@ -124,8 +126,7 @@ class _Interception:
 
     async def _rewrite(self, body: dict[str, Any]) -> None:
         router = self.mw.router
-        pin = next((v.decode("latin-1") for k, v in self.scope.get("headers") or []
-                    if k == PIN_HEADER.encode()), None)
+        pin = header(self.scope, PIN_HEADER)
         try:
             decision = router.decide(body, pin)
         except TierwiseError as exc:
@@ -150,20 +151,7 @@ class _Interception:
                 message = {**message, "headers": [*message.get("headers", []), *routing_headers]}
             await self.send(message)
 
-        await self.mw.app(scope, self._replay(raw), send_with_headers)
-
-    def _replay(self, raw: bytes) -> Receive:
-        """A receive() that yields the already-read body once, then the client's own events."""
-        sent = False
-
-        async def receive() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await self.receive()
-
-        return receive
+        await self.mw.app(scope, replay_body(raw, self.receive), send_with_headers)
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

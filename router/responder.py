@@ -72,6 +72,19 @@ async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES,
             return b"".join(parts)
 
 
+def replay_body(raw: bytes, receive: Receive) -> Receive:
+    """A receive() for the app behind us: the already-read body once, then the client's events
+    (a disconnect still reaches the app)."""
+    pending: list[bytes] = [raw]  # emptied once sent, so a long call does not pin the body
+
+    async def replayed() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
+        return await receive()
+
+    return replayed
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The request's JSON object, or InvalidRequestError saying what is wrong with it."""
     try:
