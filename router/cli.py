@@ -1,7 +1,9 @@
 """The `tierwise` command line: route, score, serve, and the training/reporting commands.
 
-Fast commands (route, score) never import litellm. Every expected failure prints one line
-naming the problem and the fix, and exits non-zero; no tracebacks for user mistakes.
+Fast commands (route, score) import only policies, the scorer and router.decider: never
+litellm, asyncio, the proxy or the other commands' modules (`bench/proxy/startup.py --route`
+times them). Every expected failure prints one line naming the problem and the fix, and exits
+non-zero; no tracebacks for user mistakes.
 """
 
 from __future__ import annotations
@@ -9,12 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from policies import PolicyError
+from policies.errors import PolicyError
 from router.errors import TierwiseError
 
 
@@ -23,9 +24,9 @@ def _policy_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from router.engine import Router
+    from router.decider import Decider
 
-    decision = Router(args.policy).route(args.text)
+    decision = Decider(args.policy).route(args.text)
     if args.json:
         print(json.dumps(decision.to_dict()))
     else:
@@ -60,9 +61,9 @@ def _read_score_line(number: int, line: str) -> list[dict[str, Any]]:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from policies import RequestFacts, decide
-    from router.engine import Router
+    from router.decider import Decider
 
-    router = Router(args.policy)
+    router = Decider(args.policy)
     try:
         handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
     except OSError as exc:
@@ -99,6 +100,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import sqlite3
+
     import uvicorn
 
     from policies import load_policy
@@ -146,7 +149,18 @@ def _delegated(module: str, name: str) -> tuple[Callable[..., None], Callable[..
     return (add, run) if add and run else None
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose arguments and code live in other modules: (module, command, help).
+DELEGATED = (
+    ("classifiers.commands", "train", "train the difficulty classifier"),
+    ("classifiers.commands", "eval", "routing-quality metrics on a labeled set"),
+    ("classifiers.commands", "calibrate", "fit a model's ability or a policy's target"),
+    ("router.report", "report", "efficiency digest from the ledger"),
+)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser. A delegated command's module is imported only when `command`
+    is that command (its arguments are needed), so `tierwise route` does not import them."""
     parser = argparse.ArgumentParser(prog="tierwise", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -172,13 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 
-    for module, name, help_text in (
-        ("classifiers.commands", "train", "train the difficulty classifier"),
-        ("classifiers.commands", "eval", "routing-quality metrics on a labeled set"),
-        ("classifiers.commands", "calibrate", "fit a model's ability or a policy's target"),
-        ("router.report", "report", "efficiency digest from the ledger"),
-    ):
+    for module, name, help_text in DELEGATED:
         p = sub.add_parser(name, help=help_text)
+        if name != command:
+            continue
         hooks = _delegated(module, name)
         if hooks is not None:
             hooks[0](p)
@@ -193,8 +204,40 @@ def _unavailable(name: str) -> int:
     return 2
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (its first positional argument), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+# Commands that leave nothing to clean up: the program exits at once after them (see main).
+QUICK_EXIT = {"route", "score"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; `argv` None means this is the program (the `tierwise` script,
+    `python -m router`): then `route` and `score` end the process themselves."""
+    program = argv is None
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command(argv)).parse_args(argv)
+    code = _run(args)
+    if program and args.command in QUICK_EXIT:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """Flush and leave without the interpreter's teardown. After `route` / `score` there is
+    nothing to close or write, and tearing down the scorer (numpy, onnxruntime, tokenizer
+    tables) took 35-175 ms of a ~0.6 s `tierwise route` here (bench/proxy/startup.py --route)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader left (`tierwise score big.jsonl | head`): not an error
+        pass
+    os._exit(code)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except PolicyError as exc:

@@ -22,76 +22,27 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from policies import Decision, NoEligibleTier, Policy, Tier, decide, load_policy
+from policies import Policy, Tier
 from router.checks import check_response
 from router.coalesce import Coalescer, InProcessCoalescer, Solo, coalesce_key
-from router.errors import InvalidRequestError, NoEligibleTierError, TierwiseError, UpstreamError
-from router.messages import as_messages, check_messages, request_facts
+from router.decider import Decider
+from router.errors import TierwiseError, UpstreamError
+from router.messages import as_messages
 from router.relay import ChunkStream, Relay
 from router.routing import Listener, Outcome, Routing, price
 from router.upstream import Upstream, classify_failure, dump, upstream_error
 
 
-class Router:
-    """Routes OpenAI-style chat requests across the tiers of one policy."""
+class Router(Decider):
+    """Routes OpenAI-style chat requests across the tiers of one policy (decisions: Decider)."""
 
     def __init__(self, policy: Policy | str | Path | None = None, *, scorer: Any = None,
                  coalescer: Coalescer | None = None) -> None:
-        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
-        self._scorer = scorer
+        super().__init__(policy, scorer=scorer)
         self.upstream = Upstream(self.policy)
         self.coalescer: Coalescer = coalescer or InProcessCoalescer()
         self.listeners: list[Listener] = []
         self.failure_listeners: list[Listener] = []
-        # (seconds, tier) of every decision, /v1/route's included (the decision histogram)
-        self.on_decision: Callable[[float, str], None] | None = None
-
-    @property
-    def scorer(self) -> Any:
-        if self._scorer is None:
-            from classifiers import default_scorer
-
-            self._scorer = default_scorer()
-        return self._scorer
-
-    # --- decisions (no network) ---------------------------------------------------------------
-
-    def route(self, prompt_or_messages: str | Sequence[dict[str, Any]], **fields: Any) -> Decision:
-        """Decide the tier for a prompt or messages list (plus request fields); no network."""
-        return self.decide({**fields, "messages": as_messages(prompt_or_messages)})
-
-    def decide(self, body: dict[str, Any], pin: str | None = None) -> Decision:
-        """Decide the tier for a full request body. A tier name (or a tier's model) as `model`,
-        or as `pin` (the x-tierwise-tier header), pins that tier."""
-        started = time.perf_counter()
-        check_messages(body.get("messages"))
-        pinned = self._pinned(pin, "x-tierwise-tier") if pin else None
-        model = body.get("model")
-        if pinned is None and model not in (None, self.policy.alias):
-            pinned = self._pinned(model, "model")
-        facts = request_facts(body, pinned)
-        score = self.scorer.score(body["messages"])
-        try:
-            decision = decide(self.policy, score, facts)
-        except NoEligibleTier as exc:
-            raise NoEligibleTierError(f"no tier can serve this request: {exc}") from None
-        if self.on_decision is not None:
-            self.on_decision(time.perf_counter() - started, decision.tier)
-        return decision
-
-    def _pinned(self, name: Any, param: str) -> str:
-        tier = self.policy.tier_for_model(str(name))
-        if tier is None:
-            names = [self.policy.alias, *(t.name for t in self.policy.tiers)]
-            raise InvalidRequestError(
-                f"{param} {name!r} is neither the router alias nor a tier; use one of {names}",
-                param=param, code="model_not_found")
-        return tier.name
-
-    def plan(self, decision: Decision) -> list[str]:
-        """The tiers to try in order: the chosen one, then the fallbacks the budget allows."""
-        budget = self.policy.max_escalations - len(decision.escalations)
-        return [decision.tier, *decision.fallbacks[:max(budget, 0)]]
 
     # --- the async request path (proxy, middleware, acomplete) --------------------------------
 

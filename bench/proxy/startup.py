@@ -12,6 +12,14 @@ time, and what their imports cost.
 Medians of --repeats runs. Like run.py, tierwise runs through bench/proxy/tierwise_serve.py,
 which is the real CLI, with a stand-in scorer only while the shipped one cannot load (say so in
 the output). Writes bench/proxy/startup.json and prints a markdown block for RESULTS.md.
+
+    /tmp/v1/bin/python bench/proxy/startup.py --route [--repeats 10] [--src head|worktree]
+
+only times `tierwise route "What is 2+2?"` (target <= 300 ms): wall and CPU (user+sys) of the
+real CLI, the interpreter floor, where the time goes (each step of `cmd_route` timed in a fresh
+process, median over the runs), the largest imports, and which heavy modules the command
+loaded (none of litellm, asyncio, aiohttp, uvicorn, starlette should). Writes
+bench/proxy/route_cli.json.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -98,12 +107,111 @@ def importtime(code: str, env: dict) -> list[tuple[float, str]]:
     return sorted(rows, reverse=True)[:8]
 
 
+# Each step of `tierwise route` (router/cli.py cmd_route), timed in a fresh interpreter.
+ROUTE_STEPS = r"""
+import json, sys, time
+marks = [("start", time.perf_counter())]
+def mark(name):
+    marks.append((name, time.perf_counter()))
+import router.cli
+mark("import router.cli (policies, argparse, json)")
+try:
+    parser = router.cli.build_parser("route")
+except TypeError:  # before commit "CLI: ... lazy": no command argument
+    parser = router.cli.build_parser()
+args = parser.parse_args(["route", "What is 2+2?"])
+mark("build the parser, parse argv")
+try:
+    from router.decider import Decider
+except ImportError:  # before router.decider existed, cmd_route used the Router
+    from router.engine import Router as Decider
+decider = Decider(args.policy)
+mark("import router.decider, load the policy")
+import numpy
+mark("import numpy")
+try:
+    import onnxruntime
+except ImportError:
+    pass
+mark("import onnxruntime")
+import classifiers.scorer
+mark("import classifiers.scorer (its other imports)")
+decider.scorer
+mark("build the scorer (classifiers.default_scorer)")
+decision = decider.route(args.text)
+mark("score and decide")
+heavy = [m for m in ("litellm", "asyncio", "aiohttp", "uvicorn", "starlette", "router.engine",
+                     "router.proxy", "tiktoken", "sklearn", "scipy") if m in sys.modules]
+print("STEPS " + json.dumps(([(n, 1000 * (t - p)) for (_, p), (n, t) in zip(marks, marks[1:])],
+                             heavy)))
+"""
+
+
+def route_only(args: argparse.Namespace, env: dict) -> int:
+    """`tierwise route` alone: wall and CPU of the real CLI, its steps, its imports."""
+    cli = str(Path(sys.executable).parent / "tierwise")
+    load0 = os.getloadavg()[0]
+    floor = []
+    for _ in range(args.repeats):
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        floor.append(time.monotonic() - t0)
+    walls, cpus, codes = [], [], set()
+    for _ in range(args.repeats):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
+        proc = subprocess.run([cli, "route", "What is 2+2?"], cwd="/", env={**os.environ, **env},
+                              capture_output=True, timeout=60)
+        walls.append(time.monotonic() - t0)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+        codes.add(proc.returncode)
+    steps: dict[str, list[float]] = {}
+    heavy: list[str] = []
+    for _ in range(args.repeats):
+        proc = subprocess.run([sys.executable, "-c", ROUTE_STEPS], cwd="/",
+                              env={**os.environ, **env}, capture_output=True, text=True,
+                              timeout=60)
+        m = re.search(r"^STEPS (.*)$", proc.stdout, re.M)
+        if not m:
+            raise RuntimeError(f"route steps failed: {proc.stderr[-800:]}")
+        rows, heavy = json.loads(m.group(1))
+        for name, ms in rows:
+            steps.setdefault(name, []).append(ms)
+    out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "src": args.src,
+           "commit": bench.sh(["git", "-C", str(bench.REPO), "rev-parse", "--short", "HEAD"]),
+           "repeats": args.repeats, "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
+           "wall_s": {"median": statistics.median(walls), "min": min(walls)},
+           "cpu_s": {"median": statistics.median(cpus), "min": min(cpus)},
+           "exit_codes": sorted(codes),
+           "python_floor_s": statistics.median(floor),
+           "steps_ms": {k: statistics.median(v) for k, v in steps.items()},
+           "heavy_modules_loaded": heavy,
+           "imports": importtime("import router.cli, router.decider, policies", env)}
+    print(f"load average {load0:.2f} -> {os.getloadavg()[0]:.2f}; {args.repeats} runs each")
+    print(f"tierwise route: wall median {out['wall_s']['median'] * 1000:.0f} ms (min "
+          f"{out['wall_s']['min'] * 1000:.0f}), CPU median {out['cpu_s']['median'] * 1000:.0f} "
+          f"ms, exit {out['exit_codes']} (target <= 300 ms wall)")
+    print(f"python -c pass: {out['python_floor_s'] * 1000:.0f} ms")
+    print("steps inside the process (median ms):")
+    for name, ms in out["steps_ms"].items():
+        print(f"  {ms:7.1f}  {name}")
+    print(f"  {sum(out['steps_ms'].values()):7.1f}  total")
+    print(f"heavy modules loaded: {heavy or 'none'}")
+    (HERE / "route_cli.json").write_text(json.dumps(out, indent=1))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--src", choices=["head", "worktree"], default="head")
+    ap.add_argument("--route", action="store_true",
+                    help="only `tierwise route`: wall, CPU, steps, imports (route_cli.json)")
     args = ap.parse_args()
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **bench.tierwise_source(args.src)}
+    if args.route:
+        return route_only(args, env)
     py = sys.executable
     upstream = bench.Server("upstream", [py, str(HERE / "upstream.py"), "--port",
                                          str(bench.UPSTREAM_PORT)],

@@ -49,9 +49,10 @@ def scorer_available() -> str | None:
 def main() -> int:
     why = scorer_available()
     if why is not None:
-        from router import engine
+        from router import decider
 
-        engine.Router.scorer = property(lambda self: self.__dict__.setdefault(  # type: ignore
+        # Decider is the base of router.engine.Router and what `route` / `score` use
+        decider.Decider.scorer = property(lambda self: self.__dict__.setdefault(  # type: ignore
             "_standin", StandInScorer()))
         print(f"tierwise-bench: stand-in scorer (classifiers.default_scorer: {why})",
               file=sys.stderr, flush=True)
