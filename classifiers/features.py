@@ -1,16 +1,16 @@
-"""Features of a conversation: o200k token ids -> hashed unigrams/bigrams + structure.
+"""Features of a conversation: hashed words (+ optional word bigrams) and structure.
 
 Everything is a sparse ``(id, value)`` list over one flat feature space, so the ONNX model is a
 single ``Gather`` + ``ReduceSum`` (see :mod:`classifiers.onnx_model`):
 
 - id 0: padding (weight 0)
-- ``[UNI_OFF, UNI_OFF + VOCAB)``: token unigrams (the token id itself, no hashing needed)
-- ``[BI_OFF, BI_OFF + 2**BI_BITS)``: hashed token bigrams (within one message)
+- ``[HASH_OFF, HASH_OFF + 2**HASH_BITS)``: hashed words and punctuation marks
+  (:mod:`classifiers.hashing`), and, if the model uses them, hashed word bigrams
 - ``[DENSE_OFF, DENSE_OFF + len(DENSE_NAMES))``: structure features
 
-Each token occurrence is weighted by its message weight (:mod:`classifiers.conversation`) and
-the block is divided by the root of its summed squared weights (~sqrt(length)); length itself is
-a structure feature. numpy only: this module is on the request path.
+Each word occurrence is weighted by its message weight (:mod:`classifiers.conversation`) and the
+block is divided by the root of its summed squared weights (~sqrt(length)); length itself is a
+structure feature. numpy only: this module is on the request path.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from typing import Any
 import numpy as np
 
 from .conversation import W_LAST_USER, Conversation, flatten
-from .tokenizer import VOCAB_SIZE, get_encoding
+from .hashing import buckets, encode, word_hashes
 
-UNI_OFF = 1
-BI_BITS = 18
-BI_OFF = UNI_OFF + VOCAB_SIZE
+HASH_BITS = 19
+HASH_OFF = 1
 DENSE_NAMES: tuple[str, ...] = (
     "log_tokens",
     "log_tokens_last_user",
@@ -49,13 +48,15 @@ DENSE_NAMES: tuple[str, ...] = (
     "bytes_per_token",
     "no_text",
 )
-DENSE_OFF = BI_OFF + (1 << BI_BITS)
+DENSE_OFF = HASH_OFF + (1 << HASH_BITS)
 N_FEATURES = DENSE_OFF + len(DENSE_NAMES)
-_BI_MASK = (1 << BI_BITS) - 1
-_BI_MULT = np.int64(0x9E3779B1)
+_DENSE_IDS = np.arange(DENSE_OFF, N_FEATURES, dtype=np.int64)
+SALT_WORD = 0
+SALT_BIGRAM = 2
+_BI_MULT = np.uint64(0x1F3)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Features:
     """Sparse features of one conversation plus its token count."""
 
@@ -88,7 +89,7 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
     return [
         math.log1p(n_tok) / 8.0,
         math.log1p(n_last) / 8.0,
-        math.log1p(conv.n_messages) / 3.0,
+        math.log1p(max(conv.n_messages - 1, 0)) / 3.0,  # 0 for one message: no hidden bias
         float(conv.has_system),
         float(conv.has_tools),
         float(conv.n_tool_calls > 0),
@@ -109,61 +110,135 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
     ]
 
 
-def _encode(enc: Any, text: str) -> np.ndarray:
-    try:
-        arr = enc.encode_to_numpy(text, disallowed_special=())
-    except Exception:  # never raise on odd text (e.g. lone surrogates)
-        arr = enc.encode_to_numpy(
-            text.encode("utf-8", "replace").decode("utf-8"), disallowed_special=()
-        )
-    return arr.astype(np.int64)
+def estimate_tokens(n_words: int, n_bytes: int, n_chars: int) -> int:
+    """A BPE-like token count from word and byte counts, for context-window checks.
+
+    Calibrated against o200k on the 16,918 training + AlpacaEval prompts: relative error median
+    +6%, 5th/95th percentile -17% / +36% (it errs high, the safe side for a context check);
+    non-Latin text (a run of CJK characters is one "word") is carried by the second term,
+    ~4 characters per token counting each extra UTF-8 byte as half a character.
+    """
+    return max(int(n_words * 1.1 + 0.5), (n_bytes + n_chars) // 8)
 
 
-def extract(messages: Any, encoding: Any = None, bigrams: bool = True) -> Features:
+def extract(messages: Any, bigrams: bool = False) -> Features:
     """Features of an OpenAI ``messages`` list (or a plain prompt string).
 
-    Token occurrences are kept as separate (id, value) entries (no ``np.unique``: the model is
+    Word occurrences are kept as separate (id, value) entries (no ``np.unique``: the model is
     linear, so duplicates simply add up in the Gather + ReduceSum). Each occurrence's value is
-    its message weight divided by ``sqrt(sum of squared weights)`` of its block. ``bigrams=False``
-    skips the bigram block (for models whose bigram weights are all zero).
+    its message weight divided by ``sqrt(sum of squared weights)`` of the block. All segments are
+    hashed in one pass over their joined bytes; a word's segment is found from its byte offset.
     """
-    enc = encoding if encoding is not None else get_encoding()
     conv = flatten(messages)
-    ids_parts: list[np.ndarray] = []
-    w_parts: list[np.ndarray] = []
-    bi_parts: list[np.ndarray] = []
-    bw_parts: list[np.ndarray] = []
-    n_tok = 0
-    n_last = 0
-    for text, weight in conv.segments:
-        ids = _encode(enc, text)
-        n_tok += ids.size
-        if weight == W_LAST_USER:
-            n_last = ids.size
-        if ids.size == 0:
-            continue
-        ids_parts.append(ids + UNI_OFF)
-        w_parts.append(np.full(ids.size, weight, np.float32))
-        if bigrams and ids.size > 1:
-            bi_parts.append(((ids[:-1] * _BI_MULT + ids[1:]) & _BI_MASK) + BI_OFF)
-            bw_parts.append(np.full(ids.size - 1, weight, np.float32))
-    if len(conv.segments) == 1:
-        text = conv.segments[0][0]
+    segs = conv.segments
+    w: np.ndarray | None = None  # per-occurrence message weights; None: one segment
+    if len(segs) == 1:
+        text = segs[0][0]
+        raw = encode(text)
+        hashes, _ = word_hashes(raw)
+        n_tok = estimate_tokens(hashes.size, len(raw), len(text))
+        n_last = n_tok if segs[0][1] == W_LAST_USER else 0
     else:
-        text = "\n".join(t for t, _ in conv.segments)
-    dense = np.asarray(_dense(conv, text, n_tok, n_last), dtype=np.float32)
-    nz = np.nonzero(dense)[0]
-    out_i: list[np.ndarray] = []
-    out_v: list[np.ndarray] = []
-    for idp, wp in ((ids_parts, w_parts), (bi_parts, bw_parts)):
-        if not idp:
-            continue
-        w = wp[0] if len(wp) == 1 else np.concatenate(wp)
-        out_i.extend(idp)
-        out_v.append(w * np.float32(1.0 / np.sqrt(np.dot(w, w))))
-    out_i.append(nz.astype(np.int64) + DENSE_OFF)
-    out_v.append(dense[nz])
-    return Features(ids=np.concatenate(out_i), values=np.concatenate(out_v), n_tokens=n_tok)
+        text = "\n".join(t for t, _ in segs)
+        parts = [encode(t) for t, _ in segs]
+        raw = b"\n".join(parts)
+        hashes, starts = word_hashes(raw)
+        seg_start = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]])
+        seg_of = np.searchsorted(seg_start, starts, side="right") - 1
+        seg_w = np.asarray([wt for _, wt in segs], np.float32)
+        w = seg_w[seg_of]
+        n_tok = estimate_tokens(hashes.size, len(raw), len(text))
+        last = [i for i, (_, wt) in enumerate(segs) if wt == W_LAST_USER]
+        n_last = (
+            estimate_tokens(
+                int(np.count_nonzero(seg_of == last[0])),
+                len(parts[last[0]]),
+                len(segs[last[0]][0]),
+            )
+            if last
+            else 0
+        )
+    # all structure features go in, zeros too: a zero adds nothing to the sum and skipping
+    # np.nonzero saves more than the few extra gathered entries cost
+    dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
+    n_dense = len(DENSE_NAMES)
+    if not hashes.size:
+        return Features(ids=_DENSE_IDS, values=dense, n_tokens=n_tok)
+    if bigrams and hashes.size > 1:
+        pair = hashes[:-1] * _BI_MULT + hashes[1:]
+        ids = np.concatenate(
+            [buckets(hashes, SALT_WORD, HASH_BITS), buckets(pair, SALT_BIGRAM, HASH_BITS),
+             _DENSE_IDS - HASH_OFF]
+        )
+        if w is not None:
+            w = np.concatenate([w, np.minimum(w[:-1], w[1:])])
+    else:  # the request path: write the buckets straight into the output array
+        ids = np.empty(hashes.size + n_dense, np.int64)
+        buckets(hashes, SALT_WORD, HASH_BITS, out=ids[: hashes.size])
+        ids[hashes.size :] = _DENSE_IDS - HASH_OFF
+    ids += HASH_OFF
+    n = ids.size - n_dense
+    vals = np.empty(ids.size, np.float32)
+    if w is None:  # one segment: every occurrence has the same value, 1/sqrt(count)
+        vals[:n] = 1.0 / math.sqrt(n)
+    else:
+        np.multiply(w, np.float32(1.0 / math.sqrt(float(np.dot(w, w)))), out=vals[:n])
+    vals[n:] = dense
+    return Features(ids=ids, values=vals, n_tokens=n_tok)
+
+
+def extract_many(conversations: list[Any]) -> list[Features]:
+    """:func:`extract` of many conversations (no bigrams), hashing all their text in one pass.
+
+    Same numbers as calling :func:`extract` on each (a test checks it); the per-call numpy
+    overhead of hashing is paid once per batch instead of once per conversation.
+    """
+    convs = [flatten(m) for m in conversations]
+    parts: list[bytes] = []
+    seg_w: list[float] = []
+    seg_conv: list[int] = []
+    for i, conv in enumerate(convs):
+        for t, wt in conv.segments:
+            parts.append(encode(t))
+            seg_w.append(wt)
+            seg_conv.append(i)
+    # segments joined by "\n" (a separator: no word spans two segments or two conversations)
+    seg_start = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]]) if parts else np.zeros(0)
+    hashes, starts = word_hashes(b"\n".join(parts))
+    seg_of = np.searchsorted(seg_start, starts, side="right") - 1
+    ids_all = buckets(hashes, SALT_WORD, HASH_BITS) + HASH_OFF
+    w_all = np.asarray(seg_w, np.float32)[seg_of]
+    seg_tokens = np.bincount(seg_of, minlength=len(parts)).tolist()
+    seg_first = np.searchsorted(seg_of, np.arange(len(parts) + 1)).tolist()
+    out: list[Features] = []
+    s = 0  # index of the conversation's first segment
+    for conv in convs:
+        segs = conv.segments
+        e = s + len(segs)
+        a, b = seg_first[s], seg_first[e]
+        text = segs[0][0] if len(segs) == 1 else "\n".join(t for t, _ in segs)
+        n_bytes = sum(len(parts[j]) for j in range(s, e)) + max(len(segs) - 1, 0)
+        n_tok = estimate_tokens(b - a, n_bytes, len(text))
+        last = [j for j in range(s, e) if seg_w[j] == W_LAST_USER]
+        n_last = (
+            estimate_tokens(seg_tokens[last[0]], len(parts[last[0]]), len(segs[last[0] - s][0]))
+            if last
+            else 0
+        )
+        dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
+        w = w_all[a:b]
+        if b > a:
+            vals = w * np.float32(1.0 / math.sqrt(float(np.dot(w, w))))
+            f = Features(
+                ids=np.concatenate((ids_all[a:b], _DENSE_IDS)),
+                values=np.concatenate((vals, dense)),
+                n_tokens=n_tok,
+            )
+        else:
+            f = Features(ids=_DENSE_IDS, values=dense, n_tokens=n_tok)
+        out.append(f)
+        s = e
+    return out
 
 
 def pad_batch(feats: list[Features]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,10 @@
 """Build the ONNX graph of the difficulty model (training side; needs the ``onnx`` package).
 
-Inputs ``ids`` int64 [N, K] and ``values`` float32 [N, K] (pad: id 0, value 0).
-Outputs ``difficulty`` = sum_k W[ids] * values and
-``uncertainty`` = sqrt(sum_k V[ids] * values^2), both float32 [N].
+Inputs ``ids`` int64 [N, K] and ``values`` float32 [N, K, 1] (pad: id 0, value 0).
+Output ``scores`` float32 [N, 2]: ``sum_k T[ids] * [values, values**2]`` over a [V, 2] table
+T = (weight, variance), i.e. the difficulty and the variance of its estimate (the scorer takes
+the square root). One interleaved table and one Gather instead of two halves the graph's nodes,
+which is most of a batch-1 run's cost (measured: 8 nodes ~26 us, this 5-node graph ~21 us).
 """
 
 from __future__ import annotations
@@ -16,31 +18,25 @@ def build(weights: np.ndarray, variances: np.ndarray, path: str | Path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    w = numpy_helper.from_array(np.asarray(weights, np.float32), "W")
-    v = numpy_helper.from_array(np.asarray(variances, np.float32), "V")
+    table = np.stack([np.asarray(weights, np.float32), np.asarray(variances, np.float32)], 1)
+    t = numpy_helper.from_array(table, "T")
     axes = numpy_helper.from_array(np.asarray([1], np.int64), "axes")
     nodes = [
-        helper.make_node("Gather", ["W", "ids"], ["w_g"], axis=0),
-        helper.make_node("Mul", ["w_g", "values"], ["wx"]),
-        helper.make_node("ReduceSum", ["wx", "axes"], ["difficulty"], keepdims=0),
-        helper.make_node("Gather", ["V", "ids"], ["v_g"], axis=0),
+        helper.make_node("Gather", ["T", "ids"], ["t_g"], axis=0),  # [N, K, 2]
         helper.make_node("Mul", ["values", "values"], ["x2"]),
-        helper.make_node("Mul", ["v_g", "x2"], ["vx"]),
-        helper.make_node("ReduceSum", ["vx", "axes"], ["var"], keepdims=0),
-        helper.make_node("Sqrt", ["var"], ["uncertainty"]),
+        helper.make_node("Concat", ["values", "x2"], ["xx"], axis=2),  # [N, K, 2]
+        helper.make_node("Mul", ["t_g", "xx"], ["tx"]),
+        helper.make_node("ReduceSum", ["tx", "axes"], ["scores"], keepdims=0),
     ]
     graph = helper.make_graph(
         nodes,
         "tierwise_difficulty",
         [
             helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", "K"]),
-            helper.make_tensor_value_info("values", TensorProto.FLOAT, ["N", "K"]),
+            helper.make_tensor_value_info("values", TensorProto.FLOAT, ["N", "K", 1]),
         ],
-        [
-            helper.make_tensor_value_info("difficulty", TensorProto.FLOAT, ["N"]),
-            helper.make_tensor_value_info("uncertainty", TensorProto.FLOAT, ["N"]),
-        ],
-        initializer=[w, v, axes],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 2])],
+        initializer=[t, axes],
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tierwise"

@@ -1,4 +1,7 @@
-"""Offline tiktoken encoding (o200k_base) for the difficulty features.
+"""Offline tiktoken encoding (o200k_base), for measuring: not on the request path.
+
+The difficulty features hash words without a tokenizer (classifiers/hashing.py); this encoding is
+used by bench/latency.py (prompts of N tokens) and the tests (the token-count estimate's error).
 
 tiktoken downloads its BPE files on first use, which must never happen on the request path.
 litellm (a runtime dependency) ships the o200k_base BPE file in

@@ -18,23 +18,30 @@ from typing import Any
 import numpy as np
 
 from .data import build_pairs, excluded, load_rows, read_jsonl, row_messages, sha256_file
-from .features import BI_OFF, DENSE_NAMES, DENSE_OFF, N_FEATURES, UNI_OFF, extract, to_csr
+from .features import (
+    DENSE_NAMES,
+    DENSE_OFF,
+    HASH_BITS,
+    HASH_OFF,
+    N_FEATURES,
+    extract,
+    extract_many,
+    to_csr,
+)
 from .irt import IRTDifficulty
 from .names import CANONICAL
 from .scorer import FEATURE_VERSION
-from .tokenizer import ENCODING_NAME, get_encoding
 from .validation import PairEval, evaluate_source, loso
 
 DEFAULT_PARAMS: dict[str, float] = {
     "l2": 3.0,
     "l2_ability": 0.01,
     "prompt_weight_power": 0.5,
-    "semantic_dims": 64,  # >0: add pooled MiniLM token embeddings (folded into unigrams)
+    "semantic_dims": 0,  # >0: add pooled MiniLM word embeddings (folded into word weights)
     "semantic_scale": 3.0,
-    "bigrams": 0,  # 0: no hashed-bigram block (faster features)
-    "unigrams": 0,  # 0: no free per-token weights; token weights come only from the embedding
+    "bigrams": 0,  # 1: add hashed word bigrams (same hashed space)
+    "unigrams": 1,  # 0: no free per-word weights; word weights come only from the embedding
 }
-IRT_KEYS = ("l2", "l2_ability", "prompt_weight_power")
 
 
 @dataclass
@@ -46,10 +53,10 @@ class TrainResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def featurize(rows: list[dict], log: Callable[[str], None] = print, bigrams: bool = True) -> Any:
-    enc = get_encoding()
+def featurize(rows: list[dict], log: Callable[[str], None] = print, bigrams: bool = False) -> Any:
     t0 = time.perf_counter()
-    feats = [extract(row_messages(r), enc, bigrams) for r in rows]
+    msgs = [row_messages(r) for r in rows]
+    feats = [extract(m, True) for m in msgs] if bigrams else extract_many(msgs)
     log(f"featurized {len(rows)} prompts in {time.perf_counter() - t0:.1f}s")
     return to_csr(feats)
 
@@ -73,19 +80,40 @@ def fisher_variance(
     return 1.0 / (np.asarray(X.multiply(X).T @ h).ravel() + l2)
 
 
+def _texts(message: Any) -> list[str]:
+    if isinstance(message, str):
+        return [message]
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [p.get("text", "") for p in content if isinstance(p, dict)]
+    return []
+
+
 def fit(X: Any, rows: list[dict], params: dict[str, float]) -> tuple[IRTDifficulty, list[str]]:
     """Fit the IRT model; with ``semantic_dims`` the embedding part is folded into unigrams."""
     from scipy import sparse
 
     pairs = build_pairs(rows)
-    irt = IRTDifficulty(**{k: params[k] for k in IRT_KEYS if k in params})
+    irt = IRTDifficulty(
+        l2=float(params.get("l2", 3.0)),
+        l2_ability=float(params.get("l2_ability", 0.01)),
+        prompt_weight_power=float(params.get("prompt_weight_power", 0.5)),
+    )
     dims = int(params.get("semantic_dims", 0))
     if dims <= 0:
+        if not params.get("unigrams", 1):  # structure features only
+            keep = np.zeros(X.shape[1])
+            keep[DENSE_OFF:] = 1.0
+            X = (X @ sparse.diags(keep)).tocsr()
         return irt.fit(X, pairs.prompt, pairs.model, pairs.y, len(pairs.models)), pairs.models
-    from .distill import o200k_table
+    from .distill import corpus_words, hashed_table
 
-    emb = o200k_table(dims).astype(np.float64) * float(params.get("semantic_scale", 1.0))
-    sem = sparse.csr_matrix(X[:, UNI_OFF:BI_OFF] @ emb)
+    words = corpus_words([t for r in rows for m in row_messages(r) for t in _texts(m)])
+    emb = hashed_table(HASH_BITS, dims, words).astype(np.float64)
+    emb *= float(params.get("semantic_scale", 1.0))
+    sem = sparse.csr_matrix(X[:, HASH_OFF:DENSE_OFF] @ emb)
     free = bool(params.get("unigrams", 1))
     base = (
         X
@@ -97,7 +125,7 @@ def fit(X: Any, rows: list[dict], params: dict[str, float]) -> tuple[IRTDifficul
     )
     u = irt.coef_[N_FEATURES:]
     coef = irt.coef_[:N_FEATURES].copy()
-    coef[UNI_OFF:BI_OFF] += emb @ u  # X_uni @ (E u) == (X_uni @ E) @ u: exact fold
+    coef[HASH_OFF:DENSE_OFF] += emb @ u  # X_w @ (E u) == (X_w @ E) @ u: exact fold
     irt.coef_ = coef
     irt.var_ = irt.var_[:N_FEATURES] if free else fisher_variance(X, irt, coef, pairs, irt.l2)
     return irt, pairs.models
@@ -117,7 +145,7 @@ def train(
     reasons = Counter(r for r in (excluded(row) for row in all_rows) if r)
     rows = load_rows(data)
     log(f"{data}: {len(all_rows)} rows, {len(rows)} kept, excluded: {dict(reasons)}")
-    bigrams = bool(params.get("bigrams", 1))
+    bigrams = bool(params.get("bigrams", 0))
     X = featurize(rows, log, bigrams)
     folds: list[PairEval] = []
     if validate:
@@ -175,8 +203,8 @@ def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> 
     meta = {
         "feature_version": FEATURE_VERSION,
         "n_features": N_FEATURES,
-        "encoding": ENCODING_NAME,
-        "bigrams": bool(result.info["params"].get("bigrams", 1)),
+        "hash_bits": HASH_BITS,
+        "bigrams": bool(result.info["params"].get("bigrams", 0)),
         "dense_features": {
             n: round(float(m.coef_[DENSE_OFF + i]), 5) for i, n in enumerate(DENSE_NAMES)
         },

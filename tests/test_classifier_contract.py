@@ -68,13 +68,26 @@ def test_message_shapes_never_raise(scorer, name):
     assert isinstance(s.n_tokens, int) and s.n_tokens >= 0
 
 
-def test_n_tokens_is_tiktoken_count(scorer):
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The quick brown fox jumps over the lazy dog. " * 20,
+        "def f(x):\n    return {k: v for k, v in x.items() if v}\n" * 10,
+        "Solve for x: 3x^2 - 12x + 9 = 0, then compute the sum of the roots. " * 8,
+        "Привет, как дела? Расскажи, пожалуйста, о себе подробно. " * 10,
+    ],
+)
+def test_n_tokens_estimates_o200k(scorer, text):
+    """n_tokens (used for context-window checks) is a word/byte estimate, not a BPE count:
+    it must land within -20% / +50% of o200k, erring high."""
     from classifiers.tokenizer import get_encoding
 
-    text = "The quick brown fox jumps over the lazy dog. " * 20
-    assert scorer.score([{"role": "user", "content": text}]).n_tokens == len(
-        get_encoding().encode_ordinary(text)
-    )
+    n = scorer.score([{"role": "user", "content": text}]).n_tokens
+    true = len(get_encoding().encode_ordinary(text))
+    assert 0.8 * true <= n <= 1.5 * true, (n, true)
+
+
+def test_no_text_has_no_tokens(scorer):
     assert scorer.score(SHAPES["images_only"]).n_tokens == 0
 
 
@@ -102,6 +115,67 @@ def test_batch_matches_single(scorer):
         assert b.difficulty == pytest.approx(s.difficulty, abs=1e-5)
         assert b.uncertainty == pytest.approx(s.uncertainty, abs=1e-5)
     assert scorer.score_batch([]) == []
+
+
+def test_numpy_path_equals_onnxruntime_on_training_prompts(scorer):
+    """One request is scored with numpy from model.onnx's table, batches with onnxruntime:
+    the two must give the same numbers on real prompts of every length."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "data" / "routing-train.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        prompts = [json.loads(line)["prompt"] for _, line in zip(range(3000), f, strict=False)]
+    convs = [[{"role": "user", "content": p}] for p in prompts[::30]]
+    assert scorer._table is not None  # the shipped model takes the numpy path
+    for conv, b in zip(convs, scorer.score_batch(convs), strict=True):
+        s = scorer.score(conv)
+        assert s.difficulty == pytest.approx(b.difficulty, abs=1e-4)
+        assert s.uncertainty == pytest.approx(b.uncertainty, abs=1e-4)
+
+
+def test_other_graphs_run_on_onnxruntime(tmp_path):
+    """A model.onnx that is not the linear graph must not be read as a table."""
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from classifiers.onnx_table import read_linear_table
+    from classifiers.scorer import MODEL_DIR, DifficultyScorer
+
+    table = read_linear_table(MODEL_DIR / "model.onnx")
+    t = numpy_helper.from_array(table, "T")
+    axes = numpy_helper.from_array(np.asarray([1], np.int64), "axes")
+    nodes = [  # same inputs/outputs, but difficulty doubled: not the graph onnx_table knows
+        helper.make_node("Gather", ["T", "ids"], ["g"], axis=0),
+        helper.make_node("Mul", ["values", "values"], ["x2"]),
+        helper.make_node("Concat", ["values", "x2"], ["xx"], axis=2),
+        helper.make_node("Mul", ["g", "xx"], ["gx"]),
+        helper.make_node("ReduceSum", ["gx", "axes"], ["s"], keepdims=0),
+        helper.make_node("Add", ["s", "s"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "other",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", "K"]),
+            helper.make_tensor_value_info("values", TensorProto.FLOAT, ["N", "K", 1]),
+        ],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 2])],
+        initializer=[t, axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    shutil.copy(MODEL_DIR / "model.json", tmp_path / "model.json")
+    assert read_linear_table(tmp_path / "model.onnx") is None
+    other = DifficultyScorer(tmp_path)
+    base = DifficultyScorer()
+    conv = [{"role": "user", "content": HARD}]
+    assert other.score(conv).difficulty == pytest.approx(2 * base.score(conv).difficulty, rel=1e-5)
 
 
 def test_hard_proof_harder_than_greeting(scorer):
@@ -146,7 +220,9 @@ def test_import_is_light_and_scoring_is_offline(tmp_path):
         assert not heavy, heavy
         s = classifiers.default_scorer().score("What is 2+2?")
         assert s.n_tokens == 7, s
-        assert "litellm" not in sys.modules
+        # one request: numpy from model.onnx's table, no onnxruntime, no tokenizer
+        late = [m for m in ("onnxruntime", "tiktoken", "litellm") if m in sys.modules]
+        assert not late, late
         print(elapsed)
         """
     )
