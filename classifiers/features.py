@@ -75,12 +75,15 @@ def _byte_classes() -> np.ndarray:
 
 
 _CLASSES = _byte_classes()
+_DENSITY_PRIOR_BYTES = 32
 
 
 def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float]:
     """Structure features; byte-class counts from one bincount (lexical cues are in the n-grams)."""
     raw = text.encode("utf-8", "replace")
     n_bytes = max(len(raw), 1)
+    # densities are shrunk towards 0 for short texts: one capital in "Hello!" is not a signal
+    smooth = n_bytes + _DENSITY_PRIOR_BYTES
     arr = np.frombuffer(raw, np.uint8)
     digits, upper, punct, maths, lines, questions, markup = (
         np.bincount(arr, minlength=256) @ _CLASSES
@@ -97,14 +100,14 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
         float(conv.n_audio > 0),
         float(conv.wants_json),
         float("```" in text),
-        min(punct / n_bytes * 10.0, 1.0),
+        min(punct / smooth * 10.0, 1.0),
         float(markup > 0),
-        min(maths / n_bytes * 10.0, 1.0),
-        min(digits / n_bytes * 5.0, 1.0),
+        min(maths / smooth * 10.0, 1.0),
+        min(digits / smooth * 5.0, 1.0),
         math.log1p(lines) / 5.0,
         math.log1p(questions) / 3.0,
-        min(non_ascii / n_bytes * 2.0, 1.0),
-        min(upper / n_bytes * 5.0, 1.0),
+        min(non_ascii / smooth * 2.0, 1.0),
+        min(upper / smooth * 5.0, 1.0),
         min(n_bytes / max(n_tok, 1) / 8.0, 2.0),
         float(n_bytes <= 1 and not text.strip()),
     ]
@@ -226,9 +229,12 @@ def extract_many(conversations: list[Any]) -> list[Features]:
             else 0
         )
         dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
-        w = w_all[a:b]
         if b > a:
-            vals = w * np.float32(1.0 / math.sqrt(float(np.dot(w, w))))
+            if len(segs) == 1:  # the same arithmetic as extract(), to the last bit
+                vals = np.full(b - a, 1.0 / math.sqrt(b - a), np.float32)
+            else:
+                w = w_all[a:b]
+                vals = w * np.float32(1.0 / math.sqrt(float(np.dot(w, w))))
             f = Features(
                 ids=np.concatenate((ids_all[a:b], _DENSE_IDS)),
                 values=np.concatenate((vals, dense)),

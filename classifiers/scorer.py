@@ -1,11 +1,13 @@
 """Runtime difficulty scorer: messages -> features (numpy) -> the ONNX model -> :class:`Score`.
 
-model.onnx is the one artifact. Batches run through onnxruntime (single-threaded: intra_op =
-inter_op = 1, a batch is microseconds of graph work and threads only add wake-up latency). One
-request is scored with numpy from the same graph's table when the graph is the linear one
-``tierwise train`` builds (:mod:`classifiers.onnx_table` says why and checks the graph): same
-numbers, a third of the time, and no onnxruntime import at all for ``route()`` and the CLI.
-tests/test_classifier_contract.py checks the two paths agree.
+model.onnx is the one artifact, and onnxruntime can always run it (``engine="onnxruntime"``).
+The default engine, ``"auto"``, evaluates it with numpy when the graph is the linear one
+``tierwise train`` builds (:mod:`classifiers.onnx_table` checks the graph and reads its table):
+same numbers (tests/test_classifier_contract.py compares them with onnxruntime), without
+onnxruntime's fixed cost per run, which is larger than the model's own work (measured in
+bench/latency.py: ~50 us per single run on a request path, ~8 us per conversation in a batch of
+64, against ~5 us and ~2 us in numpy). Any other graph runs on onnxruntime (one thread: a batch
+is microseconds of graph work and threads only add wake-up latency).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,12 +25,15 @@ from .onnx_table import read_linear_table
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 FEATURE_VERSION = 2  # 1: o200k token ids (tiktoken); 2: hashed words
+Engine = Literal["auto", "onnxruntime"]
 
 
 class DifficultyScorer:
     """Scores OpenAI chat conversations with the difficulty model in ``model_dir``."""
 
-    def __init__(self, model_dir: str | Path | None = None) -> None:
+    def __init__(self, model_dir: str | Path | None = None, engine: Engine = "auto") -> None:
+        if engine not in ("auto", "onnxruntime"):
+            raise ValueError(f"engine must be 'auto' or 'onnxruntime', not {engine!r}")
         self.model_dir = Path(model_dir) if model_dir is not None else MODEL_DIR
         self.onnx_path = self.model_dir / "model.onnx"
         meta_path = self.model_dir / "model.json"
@@ -48,15 +53,17 @@ class DifficultyScorer:
                 "`tierwise train` from this version of tierwise."
             )
         self._bigrams = bool(self.meta.get("bigrams", False))
-        self._table = read_linear_table(self.onnx_path)
+        self._table = read_linear_table(self.onnx_path) if engine == "auto" else None
         if self._table is not None and self._table.shape[0] < N_FEATURES:
             raise ValueError(
                 f"{self.onnx_path}: table has {self._table.shape[0]} rows, the features need "
                 f"{N_FEATURES}; retrain it with `tierwise train`."
             )
         self._session: Any = None
-        if self._table is None:  # not our linear graph: onnxruntime scores everything
+        if self._table is None:  # onnxruntime scores everything: load it now, fail early
             self._session = self._load_session()
+        #: "numpy" or "onnxruntime": what scores requests
+        self.engine = "numpy" if self._table is not None else "onnxruntime"
 
     def _load_session(self) -> Any:
         import onnxruntime as ort
@@ -72,12 +79,12 @@ class DifficultyScorer:
 
     @property
     def session(self) -> Any:
-        """The onnxruntime session (created on first use)."""
+        """The onnxruntime session of model.onnx (created on first use)."""
         if self._session is None:
             self._session = self._load_session()
         return self._session
 
-    def _run(self, ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run_onnxruntime(self, ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(difficulty, uncertainty) of ``[N, K]`` padded ids/values, through onnxruntime."""
         (out,) = self.session.run(["scores"], {"ids": ids, "values": vals[..., None]})
         return out[:, 0], np.sqrt(np.maximum(out[:, 1], 0.0))
@@ -86,7 +93,7 @@ class DifficultyScorer:
         """Difficulty of one conversation (a bare string is treated as one user turn)."""
         f = extract(messages, self._bigrams)
         if self._table is None:
-            d, u = self._run(f.ids.reshape(1, -1), f.values.reshape(1, -1))
+            d, u = self.run_onnxruntime(f.ids.reshape(1, -1), f.values.reshape(1, -1))
             return Score(difficulty=float(d[0]), uncertainty=float(u[0]), n_tokens=f.n_tokens)
         rows = self._table.take(f.ids, axis=0)  # [K, 2]: (weight, variance) per entry
         x = f.values
@@ -98,7 +105,7 @@ class DifficultyScorer:
         )
 
     def score_batch(self, conversations: list[list[dict]] | list[Any]) -> list[Score]:
-        """Difficulty of many conversations in one onnxruntime call."""
+        """Difficulty of many conversations (one hashing pass, one model evaluation)."""
         if not conversations:
             return []
         feats = (
@@ -106,9 +113,18 @@ class DifficultyScorer:
             if self._bigrams
             else extract_many(conversations)
         )
-        ids, vals = pad_batch(feats)
-        d, u = self._run(ids, vals)
+        if self._table is None:
+            ids, vals = pad_batch(feats)
+            d, u = self.run_onnxruntime(ids, vals)
+            dl, ul = d.tolist(), u.tolist()
+        else:  # flat: no padding; one gather, one segment sum per output
+            flat_ids = np.concatenate([f.ids for f in feats])
+            x = np.concatenate([f.values for f in feats])
+            starts = np.cumsum([0] + [f.ids.size for f in feats[:-1]])
+            rows = self._table.take(flat_ids, axis=0)
+            dl = np.add.reduceat(x * rows[:, 0], starts).tolist()
+            ul = np.sqrt(np.maximum(np.add.reduceat(x * x * rows[:, 1], starts), 0.0)).tolist()
         return [
-            Score(difficulty=float(d[i]), uncertainty=float(u[i]), n_tokens=f.n_tokens)
+            Score(difficulty=float(dl[i]), uncertainty=float(ul[i]), n_tokens=f.n_tokens)
             for i, f in enumerate(feats)
         ]

@@ -139,7 +139,27 @@ def train(
     validate: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Validate with leave-one-source-out folds, fit on all rows, write the model to ``out_dir``."""
+    """Validate with leave-one-source-out folds, fit on all rows, write the model to ``out_dir``.
+
+    BLAS runs single-threaded here: a multi-threaded dot product sums in another order, so the
+    weights (and model.onnx's bytes) would depend on the machine's core count.
+    """
+    import scipy.optimize  # noqa: F401  (load the BLAS libraries before limiting them)
+    import scipy.sparse  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _train(data, out_dir, params, eval_data, validate, log)
+
+
+def _train(
+    data: str | Path,
+    out_dir: str | Path | None,
+    params: dict[str, float] | None,
+    eval_data: str | Path | None,
+    validate: bool,
+    log: Callable[[str], None],
+) -> TrainResult:
     params = {**DEFAULT_PARAMS, **(params or {})}
     all_rows = read_jsonl(data)
     reasons = Counter(r for r in (excluded(row) for row in all_rows) if r)

@@ -117,22 +117,31 @@ def test_batch_matches_single(scorer):
     assert scorer.score_batch([]) == []
 
 
-def test_numpy_path_equals_onnxruntime_on_training_prompts(scorer):
-    """One request is scored with numpy from model.onnx's table, batches with onnxruntime:
-    the two must give the same numbers on real prompts of every length."""
+def test_numpy_engine_equals_onnxruntime_on_training_prompts(scorer):
+    """The default engine evaluates model.onnx's linear graph with numpy; onnxruntime running
+    the same file must give the same numbers, one by one and in batches, on real prompts."""
     import gzip
     import json
     from pathlib import Path
 
+    from classifiers.scorer import DifficultyScorer
+
     path = Path(__file__).resolve().parent.parent / "data" / "routing-train.jsonl.gz"
     with gzip.open(path, "rt", encoding="utf-8") as f:
         prompts = [json.loads(line)["prompt"] for _, line in zip(range(3000), f, strict=False)]
-    convs = [[{"role": "user", "content": p}] for p in prompts[::30]]
-    assert scorer._table is not None  # the shipped model takes the numpy path
-    for conv, b in zip(convs, scorer.score_batch(convs), strict=True):
-        s = scorer.score(conv)
-        assert s.difficulty == pytest.approx(b.difficulty, abs=1e-4)
-        assert s.uncertainty == pytest.approx(b.uncertainty, abs=1e-4)
+    convs = [[{"role": "user", "content": p}] for p in prompts[::30]] + [
+        SHAPES[k] for k in sorted(SHAPES)
+    ]
+    ort = DifficultyScorer(engine="onnxruntime")
+    assert scorer.engine == "numpy" and ort.engine == "onnxruntime"
+    for conv, a, b in zip(convs, scorer.score_batch(convs), ort.score_batch(convs), strict=True):
+        s, o = scorer.score(conv), ort.score(conv)
+        for x in (a, b, o):
+            assert x.difficulty == pytest.approx(s.difficulty, abs=1e-4)
+            assert x.uncertainty == pytest.approx(s.uncertainty, abs=1e-4)
+            assert x.n_tokens == s.n_tokens
+    with pytest.raises(ValueError, match="engine"):
+        DifficultyScorer(engine="tensorflow")  # type: ignore[arg-type]
 
 
 def test_other_graphs_run_on_onnxruntime(tmp_path):
@@ -173,6 +182,7 @@ def test_other_graphs_run_on_onnxruntime(tmp_path):
     shutil.copy(MODEL_DIR / "model.json", tmp_path / "model.json")
     assert read_linear_table(tmp_path / "model.onnx") is None
     other = DifficultyScorer(tmp_path)
+    assert other.engine == "onnxruntime"
     base = DifficultyScorer()
     conv = [{"role": "user", "content": HARD}]
     assert other.score(conv).difficulty == pytest.approx(2 * base.score(conv).difficulty, rel=1e-5)
@@ -232,3 +242,29 @@ def test_import_is_light_and_scoring_is_offline(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert float(out.stdout.strip()) < 0.3
+
+
+def test_extract_many_equals_extract():
+    """The batch featurizer (one hashing pass) gives exactly the per-conversation features."""
+    import numpy as np
+
+    from classifiers.features import extract, extract_many
+
+    convs = [SHAPES[k] for k in sorted(SHAPES)] + [
+        HARD,
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "an answer"},
+            {"role": "user", "content": "And the second one?"},
+        ],
+        "",
+        "x " * 40000,  # longer than one hashing chunk
+    ]
+    for conv, many in zip(convs, extract_many(convs), strict=True):
+        one = extract(conv)
+        assert many.n_tokens == one.n_tokens
+        assert np.array_equal(many.ids, one.ids)
+        # bit for bit: training featurizes with extract_many, serving with extract
+        assert np.array_equal(many.values, one.values)
+    assert extract_many([]) == []
