@@ -130,7 +130,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"tierwise: serving on http://{args.host}:{args.port} "
           f"(policy: {args.policy or 'embedded demo'}; {where})", file=sys.stderr)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                    access_log=args.access_log)
     finally:
         app.accountant.close()  # what was answered reaches the ledger before it closes
         if ledger is not None:
@@ -184,6 +185,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "relative to the working directory; '' for none")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"])
+    # Off by default: at info level uvicorn's line per request cost ~12% of the proxy's CPU
+    # per request (bench/PROFILE.md); the ledger and /metrics record every request anyway.
+    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
+                   help="log one line per HTTP request (uvicorn's access log; default: off)")
     p.set_defaults(func=cmd_serve)
 
     for module, name, help_text in DELEGATED:
