@@ -29,7 +29,9 @@ from typing import Any, Protocol
 from router.streaming import as_chunks, assemble, has_output, is_usage_only
 
 # Starts the upstream call: returns the response dict, or (stream flights) an async iterator of
-# chunk dicts whose opening already happened (so HTTP errors raise before any chunk).
+# chunk dicts whose opening already happened (so HTTP errors raise before any chunk). A stream
+# iterator may also yield lists of chunk dicts: the chunks of one network read, handed on to
+# the waiters together (one wake-up, and one write to the client, per read).
 StartCall = Callable[[], Awaitable[Any]]
 
 _NOT_IN_KEY = {"model", "stream", "stream_options"}
@@ -53,6 +55,14 @@ class Subscription(Protocol):
 
     def events(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
         """Every chunk from the first one; raises the call's error where it happened."""
+
+    def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
+        """Like `events`, but every chunk available at once comes in one list; `drained` is
+        True when the list just handed out was the last."""
+
+    @property
+    def drained(self) -> bool:
+        """True once `batches` has handed out the flight's last chunk."""
 
     async def response(self) -> dict[str, Any]:
         """The complete response; raises the call's error."""
@@ -94,10 +104,12 @@ class Flight:
         try:
             result = await start()
             if self.stream:
-                async for chunk in result:
-                    if self.output_at is None and has_output(chunk):
-                        self.output_at = len(self.chunks)
-                    self.chunks.append(chunk)
+                chunks = self.chunks
+                async for item in result:
+                    for chunk in item if item.__class__ is list else (item,):
+                        if self.output_at is None and has_output(chunk):
+                            self.output_at = len(chunks)
+                        chunks.append(chunk)
                     self._notify()
             else:
                 self.result = result
@@ -127,6 +139,7 @@ class FlightSubscription:
         self._coalescer = coalescer
         self.flight = flight
         self.coalesced = coalesced
+        self.drained = False  # True once `batches` handed out the flight's last chunk
         self._closed = False
 
     async def wait_output(self) -> bool:
@@ -158,6 +171,35 @@ class FlightSubscription:
                 sent += 1
                 if include_usage or not is_usage_only(chunk):
                     yield chunk
+            if flight.done:
+                if flight.error is not None:
+                    raise flight.error
+                return
+            await flight.changed()
+
+    async def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
+        flight = self.flight
+        if not flight.stream:
+            while not flight.done:
+                await flight.changed()
+            if flight.error is not None:
+                raise flight.error
+            self.drained = True
+            yield as_chunks(flight.response(), include_usage)
+            return
+        sent = 0
+        while True:
+            chunks = flight.chunks
+            if sent < len(chunks):
+                batch = chunks[sent:]
+                sent = len(chunks)
+                # the last batch: the stream's end can go out with it, in the same write
+                self.drained = flight.done and flight.error is None
+                if not include_usage:
+                    batch = [c for c in batch if not is_usage_only(c)]
+                if batch:
+                    yield batch
+                continue
             if flight.done:
                 if flight.error is not None:
                     raise flight.error
@@ -223,18 +265,68 @@ class InProcessCoalescer:
         return len(self._flights)
 
 
+class OwnCall:
+    """A non-stream Solo waiter's call, made in the waiter's own task when it asks for the
+    answer: no flight task, no wake-ups (nobody else can join it). Cancelling the waiter
+    cancels the call, as leaving a Solo flight does."""
+
+    coalesced = False
+    drained = True
+
+    def __init__(self, solo: Solo, start: StartCall) -> None:
+        self._solo = solo
+        self._start: StartCall | None = start
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+
+    async def response(self) -> dict[str, Any]:
+        if self._start is not None:
+            start, self._start = self._start, None
+            try:
+                self._result = await start()
+            except Exception as exc:  # noqa: BLE001 - kept and raised again, like a flight's
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        if self._result is None:  # cancelled while calling: nothing to give
+            raise ConnectionAbortedError("the call was cancelled")
+        return self._result
+
+    async def wait_output(self) -> bool:
+        await self.response()
+        return True
+
+    async def events(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+        for chunk in as_chunks(await self.response(), include_usage):
+            yield chunk
+
+    async def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
+        yield as_chunks(await self.response(), include_usage)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._result is None and self._error is None:
+                self._solo.stats["cancelled"] = self._solo.stats.get("cancelled", 0) + 1
+
+
 class Solo:
     """No coalescing (opted out): every request is its own flight, never shared. Counts into
-    the stats of the coalescer it stands in for, whatever its kind (in-process or shared)."""
+    the stats of the coalescer it stands in for, whatever its kind (in-process or shared).
+    A non-stream request makes its call in its own task (OwnCall); a stream gets a Flight,
+    which reads ahead of the client."""
 
     def __init__(self, coalescer: Any = None) -> None:
         self.stats: dict[str, int] = getattr(coalescer, "stats", None) or {
             "calls": 0, "coalesced": 0, "cancelled": 0}
 
-    def join(self, key: str, start: StartCall, *, stream: bool) -> FlightSubscription:
+    def join(self, key: str, start: StartCall, *, stream: bool) -> Subscription:
+        self.stats["calls"] = self.stats.get("calls", 0) + 1
+        if not stream:
+            return OwnCall(self, start)
         flight = Flight(key, stream)
         flight.waiters = 1
-        self.stats["calls"] = self.stats.get("calls", 0) + 1
         flight.task = asyncio.create_task(flight.run(start), name="tierwise-solo")
         return FlightSubscription(self, flight, coalesced=False)
 

@@ -71,16 +71,17 @@ class Router(Decider):
     async def _serve(self, body: dict[str, Any], coalesce: bool, failed: Routing) -> Outcome:
         decision, stream, escalations = failed.decision, failed.stream, failed.escalations
         plan = self.plan(decision)
-        joiner: Coalescer = (self.coalescer if coalesce and self.policy.coalesce
-                             else Solo(self.coalescer))
+        solo = not (coalesce and self.policy.coalesce)
+        joiner: Coalescer = Solo(self.coalescer) if solo else self.coalescer
         checks = self.policy.response_checks
         for i, name in enumerate(plan):
             tier = self._tier(name)
             failed.tier, failed.model = tier.name, tier.model
             nxt = plan[i + 1] if i + 1 < len(plan) else None
             served: dict[str, Any] = {}  # the deployment that answered, if this waiter calls
-            sub = joiner.join(coalesce_key(body, tier.name),
-                              self._starter(tier, body, stream, served), stream=stream)
+            # a Solo flight is never looked up: its key need not be computed (hash of the body)
+            key = tier.name if solo else coalesce_key(body, tier.name)
+            sub = joiner.join(key, self._starter(tier, body, stream, served), stream=stream)
             try:
                 if stream:
                     started = await sub.wait_output()

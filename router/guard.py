@@ -34,7 +34,7 @@ from router.auth import Authenticator, Client
 from router.cache import ResponseCache, directives
 from router.errors import TierwiseError, UpstreamError
 from router.limits import Admission, Limiter, LimitExceeded, estimate_tokens
-from router.responder import ClientGone, read_body, replay_body
+from router.responder import PARSED_BODY, ClientGone, read_body, replay_body
 from router.state import State, open_state
 from router.validation import parse_body
 
@@ -69,8 +69,12 @@ class Guard:
 
     def __init__(self, app: ASGIApp, policy: Policy, *, state: State | None = None,
                  router: Any = None, on_fallback: Callable[[str], None] | None = None,
-                 first_byte_timeout_s: float | None = None, accountant: Any = None) -> None:
+                 first_byte_timeout_s: float | None = None, accountant: Any = None,
+                 chat: ASGIApp | None = None) -> None:
         self.app = app
+        # POST /v1/chat/completions goes straight to `chat` (the proxy's ChatCompletions) when
+        # given, not through the app's routing and middleware (~20 us less per request)
+        self.chat = chat or app
         self.accountant = accountant  # router.accountant.Accountant: records cache hits
         self.metrics: Any = None  # set by build_app, for callers that want the parts
         self.ledger: Any = None
@@ -168,16 +172,17 @@ class Guard:
         if key is not None:
             extra["x-tierwise-cache"] = "miss" if may_read else "bypass"
         await self._forward(scope, raw, receive, send, admission, extra,
-                            key if key is not None and may_write else None)
+                            key if key is not None and may_write else None, body)
 
     async def _forward(self, scope: Scope, raw: bytes, receive: Receive, send: Send,
-                       admission: Admission, extra: dict[str, str], cache_key: str | None) -> None:
+                       admission: Admission, extra: dict[str, str], cache_key: str | None,
+                       body: dict[str, Any] | None = None) -> None:
         status = 0
         resp_headers: dict[str, str] = {}
         parts: list[bytes] = []
         size = 0
-        started = asyncio.Event()
         limit = self.cache.settings.max_entry_bytes
+        deadline: asyncio.Timeout | None = None
 
         async def capture(message: Message) -> None:
             nonlocal status, size
@@ -187,7 +192,8 @@ class Guard:
                                     for k, v in message.get("headers") or [])
                 message = dict(message)
                 message["headers"] = [*message.get("headers", []), *_encode(extra)]
-                started.set()
+                if deadline is not None:
+                    deadline.reschedule(None)  # the first byte is out: no deadline any more
             elif message["type"] == "http.response.body" and cache_key is not None:
                 chunk = message.get("body") or b""
                 size += len(chunk)
@@ -195,26 +201,23 @@ class Guard:
                     parts.append(chunk)
             await send(message)
 
+        if body is not None:  # parsed and checked already: the chat endpoint need not again
+            scope.setdefault("state", {})[PARSED_BODY] = body
+        # The app runs in this task (no task of its own, no waiter): the first-byte deadline
+        # cancels it here, and the admission is seen by its Router listeners through _CURRENT.
         token = _CURRENT.set(admission)
-        # ensure_future copies the context, so the app sees this request's admission.
-        call = asyncio.ensure_future(self.app(scope, replay_body(raw, receive), capture))
-        _CURRENT.reset(token)
-        waiter = asyncio.ensure_future(started.wait())
         try:
-            await asyncio.wait({call, waiter}, timeout=self.first_byte_timeout_s,
-                               return_when=asyncio.FIRST_COMPLETED)
-            if not started.is_set() and not call.done():
-                call.cancel()
-                await asyncio.gather(call, return_exceptions=True)
-                log.warning("no response within %.0f s; answered 504", self.first_byte_timeout_s)
-                await _send_error(send, UpstreamError("no response from the upstream in time",
-                                                      status_code=504))
-                return
-            await call
+            async with asyncio.timeout(self.first_byte_timeout_s) as deadline:
+                await self.chat(scope, replay_body(raw, receive), capture)
+        except TimeoutError:
+            if deadline is None or not deadline.expired() or status:
+                raise  # not ours, or the answer had begun (the deadline was off by then)
+            log.warning("no response within %.0f s; answered 504", self.first_byte_timeout_s)
+            await _send_error(send, UpstreamError("no response from the upstream in time",
+                                                  status_code=504))
+            return
         finally:
-            waiter.cancel()
-            if not call.done():  # we were cancelled (server shutdown, client gone): stop the app
-                call.cancel()
+            _CURRENT.reset(token)
         if not admission.charged:
             cost = _float(resp_headers.get("x-tierwise-cost-usd"))
             if status == 200 and cost is not None:
@@ -249,6 +252,8 @@ class Guard:
         if admission is None or admission.charged:
             return
         admission.charged = True
+        if not self.limiter.charges(admission.client):
+            return  # no budget or token limit for this caller: nothing to book
         usage = routing.usage or {}
         tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
         cost = 0.0 if routing.coalesced else routing.cost_usd
@@ -319,7 +324,8 @@ def build_app(policy: Policy, *, scorer: Any = None,
     if ledger is not None:
         routes += dashboard_routes(ledger, metrics)
     app = create_app(policy, router=router, extra_routes=routes, **proxy_kwargs)
-    guard = Guard(app, policy, state=state, router=router, accountant=accountant)
+    guard = Guard(app, policy, state=state, router=router, accountant=accountant,
+                  chat=app.state.chat)
     guard.accountant, guard.metrics, guard.ledger = accountant, metrics, ledger
     return guard
 

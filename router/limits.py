@@ -65,6 +65,9 @@ class _Limits:
     month: float | None
 
 
+_UNLIMITED = _Limits(None, None, None, None)
+
+
 class Limiter:
     """Admits requests against the limits and charges what they cost afterwards."""
 
@@ -74,9 +77,13 @@ class Limiter:
         self.state = state
         self.downgrade_tier = settings.downgrade_tier or cheapest_tier
         self.clock = clock
+        self._defaults: _Limits | None = None
+        self._defaults = self.limits_for(Client("-"))  # of every caller without its own key
 
     def limits_for(self, client: Client) -> _Limits:
         key = client.key
+        if key is None and self._defaults is not None:
+            return self._defaults
 
         def pick(name: str) -> Any:
             own = getattr(key, name) if key is not None else None
@@ -94,10 +101,12 @@ class Limiter:
 
     async def admit(self, client: Client, estimated_tokens: int) -> Admission:
         """Count the request; LimitExceeded if a limit is reached, else an Admission."""
-        now = self.clock()
         lim = self.limits_for(client)
-        req_key, tok_key, day_key, month_key, window_left = self._keys(client, now)
         admission = Admission(client, estimated_tokens)
+        if lim == _UNLIMITED:  # nothing to count: no state round trips, no keys to build
+            return admission
+        now = self.clock()
+        req_key, tok_key, day_key, month_key, window_left = self._keys(client, now)
         for limit, key, name, period_left in (
                 (lim.day, day_key, "daily", _until_next_day(now)),
                 (lim.month, month_key, "monthly", _until_next_month(now))):
@@ -133,8 +142,10 @@ class Limiter:
 
     async def charge(self, admission: Admission, cost_usd: float, tokens: int | None) -> None:
         """Book a finished request: its cost against the budgets, its real token count."""
-        now = self.clock()
         lim = self.limits_for(admission.client)
+        if not self.charges(lim):
+            return
+        now = self.clock()
         _, tok_key, day_key, month_key, _ = self._keys(admission.client, now)
         if cost_usd > 0 and math.isfinite(cost_usd):
             if lim.day is not None:
@@ -143,6 +154,12 @@ class Limiter:
                 await self.state.incr(month_key, cost_usd, 32 * 86400)
         if lim.tpm is not None and tokens is not None and tokens != admission.estimated_tokens:
             await self.state.incr(tok_key, tokens - admission.estimated_tokens, WINDOW_S + 5)
+
+    def charges(self, lim: _Limits | Client) -> bool:
+        """Would `charge` book anything for this caller (a budget or a token limit)?"""
+        if isinstance(lim, Client):
+            lim = self.limits_for(lim)
+        return lim.day is not None or lim.month is not None or lim.tpm is not None
 
     async def spent(self, client: Client) -> tuple[float, float]:
         """(USD spent today, USD spent this month) by `client`."""

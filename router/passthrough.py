@@ -2,10 +2,10 @@
 
 litellm costs ~4 ms of CPU per call (~8 ms streaming) to translate a request that, for OpenAI,
 vLLM, and every other OpenAI-compatible server, needs no translation at all. This module sends the
-client's body as it is (only ``model`` replaced) over one shared ``aiohttp.ClientSession`` per
-event loop (keep-alive connection pool, per-call timeouts) and hands back the provider's JSON, or
-its SSE events as raw bytes, for ~0.2 ms of CPU per call (bench/PROFILE.md). litellm stays for
-every other provider, and for prices (its model map) everywhere.
+client's body as it is (only ``model`` replaced) over one shared keep-alive connection pool per
+event loop (router/httpclient.py: a small HTTP/1.1 client, ~0.1 ms of CPU per call where
+aiohttp took ~0.3 ms) and hands back the provider's JSON, or its SSE events as raw bytes.
+litellm stays for every other provider, and for prices (its model map) everywhere.
 
     data = await chat_completion(base_url, api_key, body, timeout=30)        # -> dict
     async for event in stream_chat_completion(base_url, api_key, body, 30):   # -> bytes
@@ -19,7 +19,9 @@ Failures raise a ``PassthroughError`` carrying what the engine needs to decide o
 ``status`` (HTTP status to report), ``reason`` (short tag, e.g. ``rate_limited``),
 ``retryable`` (would the next tier plausibly succeed) and ``upstream_status``. ``classify(exc)``
 returns the same ``(retryable, status, reason)`` tuple as ``router.upstream.classify_failure``.
-No retries happen here: tierwise owns failover between tiers.
+No retries happen here (tierwise owns failover between tiers), except one: a reused keep-alive
+connection that the server had already closed, before a single byte of the answer, is retried
+once on a new connection (the request never reached the server).
 
 The API key goes into the Authorization header only. It is never logged, never part of an
 exception message (upstream error text is scrubbed of it), never in a repr.
@@ -29,12 +31,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import json.scanner
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
+from router.httpclient import (
+    MAX_BODY_BYTES,
+    ConnectFailed,
+    Connection,
+    ConnectionLost,
+    Endpoint,
+    HTTPClientError,
+    Pool,
+    ResponseError,
+    request_head,
+)
+from router.streaming import RawChunk, RawJSON
 
 __all__ = [
     "PassthroughError", "UpstreamStatusError", "RateLimitedError", "ServerError",
@@ -47,6 +61,8 @@ __all__ = [
 
 _MESSAGE_LIMIT = 500
 _DONE = b"data: [DONE]"
+# json.loads minus its Python layers (bytes detection, decode, raw_decode): the C scanner
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,11 +242,11 @@ def _status_error(status: int, raw: bytes, api_key: str | None) -> UpstreamStatu
 
 
 def _transport_error(exc: BaseException, url: str) -> PassthroughError:
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+    if isinstance(exc, TimeoutError):
         return UpstreamTimeoutError(f"upstream timed out: {url}")
-    if isinstance(exc, aiohttp.InvalidURL):
-        return UpstreamConnectionError(f"invalid upstream URL: {url}", reason="invalid_url")
-    return UpstreamConnectionError(f"cannot reach upstream {url}: {type(exc).__name__}")
+    if isinstance(exc, ResponseError):
+        return BadResponseError(f"upstream answer unreadable ({exc}): {url}")
+    return UpstreamConnectionError(f"cannot reach upstream {url}: {exc}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,18 +296,21 @@ class ChatStream:
     The events are the upstream's own bytes, passed through (``\\r\\n`` line ends normalised).
     ``usage`` holds the usage object of the stream's usage chunk once seen; ``done`` is True
     once ``data: [DONE]`` has passed. Leaving the loop early: call ``close()`` (or use
-    ``async with``) to release the connection.
+    ``async with``) to release the connection. ``headers`` maps lower-case names to values.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str, timeout: float) -> None:
-        self._response = response
+    def __init__(self, conn: Connection, url: str, timeout: float) -> None:
+        conn.streaming = True
+        self._conn = conn
         self._url = url
         self._timeout = timeout
-        self.status = response.status
-        self.headers = response.headers
+        self.status = conn.status
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                        for k, v in conn.headers}
         self.usage: dict[str, Any] | None = None
         self.done = False
         self.events = 0
+        self._released = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._events()
@@ -301,6 +320,7 @@ class ChatStream:
         try:
             async for events in reads:
                 for event in events:
+                    self._note_usage(event)
                     yield event
         finally:
             await reads.aclose()
@@ -312,6 +332,8 @@ class ChatStream:
         reads = self._reads()
         try:
             async for events in reads:
+                for event in events:
+                    self._note_usage(event)
                 yield events[0] if len(events) == 1 else b"".join(events)
         finally:
             await reads.aclose()
@@ -319,36 +341,41 @@ class ChatStream:
     async def _reads(self) -> AsyncGenerator[list[bytes], None]:
         """The complete events of each network read (reads with none are skipped)."""
         buf = b""
-        content = self._response.content
+        conn = self._conn
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                try:
-                    # the session's sock_read timeout bounds every gap between chunks
-                    chunk = await content.readany()
-                except (TimeoutError, aiohttp.ServerTimeoutError):
-                    raise StreamInterrupted(
-                        f"upstream stream stalled for {self._timeout:g} s: {self._url}",
-                        events=self.events, timed_out=True) from None
-                except (aiohttp.ClientError, ConnectionError) as exc:
-                    raise StreamInterrupted(
-                        f"upstream stream broke after {self.events} events: "
-                        f"{type(exc).__name__}", events=self.events) from None
+                chunk = conn.take_body()
                 if not chunk:
-                    break
+                    if conn.complete:
+                        break
+                    if conn.error is not None:
+                        raise StreamInterrupted(
+                            f"upstream stream broke after {self.events} events: "
+                            f"{type(conn.error).__name__}", events=self.events)
+                    try:
+                        # every gap between chunks is bounded by the timeout
+                        await conn.wait(loop, timeout=self._timeout)
+                    except TimeoutError:
+                        raise StreamInterrupted(
+                            f"upstream stream stalled for {self._timeout:g} s: {self._url}",
+                            events=self.events, timed_out=True) from None
+                    continue
                 buf += chunk
                 if b"\r" in buf:
                     buf = buf.replace(b"\r\n", b"\n")
                 events = []
+                start = 0
                 while True:
-                    cut = buf.find(b"\n\n")
+                    cut = buf.find(b"\n\n", start)
                     if cut < 0:
                         break
-                    event, buf = buf[:cut + 2], buf[cut + 2:]
+                    event = buf[start:cut + 2]
+                    start = cut + 2
                     if event.startswith(_DONE):
                         self.done = True
-                    elif b'"usage"' in event:
-                        self._note_usage(event)
                     events.append(event)
+                buf = buf[start:]
                 if events:
                     self.events += len(events)
                     yield events
@@ -357,22 +384,56 @@ class ChatStream:
                     f"upstream stream ended inside an event after {self.events} events",
                     events=self.events)
         finally:
-            self._response.release()
+            self._release()
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         """The stream's chunks as dicts (the shape router.upstream.Upstream.astream yields):
         ``data:`` events parsed, comments and ``[DONE]`` skipped. An event that is not JSON
-        raises StreamInterrupted (reason ``bad_chunk``)."""
-        events = self._events()
+        raises StreamInterrupted (reason ``bad_chunk``). A chunk from a plain one-line
+        ``data: {...}`` event is a RawChunk that keeps those bytes, for relaying as they are."""
+        batches = self.chunk_batches()
         try:
-            async for event in events:
-                for chunk in self._parse(event):
+            async for batch in batches:
+                for chunk in batch:
                     yield chunk
         finally:  # a cancelled consumer gives the connection back now, not at GC time
-            await events.aclose()
+            await batches.aclose()  # type: ignore[attr-defined]
 
-    def _parse(self, event: bytes) -> list[dict[str, Any]]:
-        out = []
+    async def chunk_batches(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """Like `chunks`, but the chunks of one network read come as one list."""
+        reads = self._reads()
+        try:
+            async for events in reads:
+                batch = self._parse_all(events)
+                if batch:
+                    yield batch
+        finally:  # a cancelled consumer gives the connection back now, not at GC time
+            await reads.aclose()
+
+    def _parse_all(self, events: list[bytes]) -> list[dict[str, Any]]:
+        """The chunks of one read's events. A plain one-line ``data: {...}`` event (nearly all
+        of them) is scanned by json's C scanner directly, without json.loads' Python layers
+        (~2x faster per chunk); anything else goes through `_parse`."""
+        out: list[dict[str, Any]] = []
+        for event in events:
+            if event.startswith(b"data: {") and event.count(b"\n") == 2:
+                try:
+                    text = event[6:-2].decode()
+                    chunk, end = _scan_json(text, 0)
+                    if end != len(text) and text[end:].strip():
+                        raise ValueError("extra data")
+                except (ValueError, StopIteration, UnicodeDecodeError, RecursionError):
+                    self._parse(event, out)  # raises StreamInterrupted (bad_chunk)
+                    continue
+                if chunk.get("usage"):
+                    self.usage = chunk["usage"]
+                out.append(RawChunk(chunk, event))
+            elif not event.startswith(_DONE):
+                self._parse(event, out)
+        return out
+
+    def _parse(self, event: bytes, out: list[dict[str, Any]]) -> None:
+        single = event.startswith(b"data:") and event.count(b"\n") == 2  # "data: {...}\n\n"
         for line in event.split(b"\n"):
             if not line.startswith(b"data:"):
                 continue
@@ -388,10 +449,13 @@ class ChatStream:
                 exc.reason = "bad_chunk"
                 raise exc from None
             if isinstance(chunk, dict):
-                out.append(chunk)
-        return out
+                if chunk.get("usage"):
+                    self.usage = chunk["usage"]
+                out.append(RawChunk(chunk, event) if single else chunk)
 
     def _note_usage(self, event: bytes) -> None:
+        if b'"usage"' not in event or b'"usage":null' in event or b'"usage": null' in event:
+            return
         for line in event.split(b"\n"):
             if line.startswith(b"data:"):
                 try:
@@ -401,8 +465,13 @@ class ChatStream:
                 if isinstance(usage, dict):
                     self.usage = usage
 
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._conn.release()  # back to the pool if the answer was read whole, else closed
+
     async def close(self) -> None:
-        self._response.release()
+        self._release()
 
     async def __aenter__(self) -> ChatStream:
         return self
@@ -412,32 +481,108 @@ class ChatStream:
 
 
 class PassthroughClient:
-    """One pooled aiohttp session for OpenAI-protocol upstreams (create it inside the loop)."""
+    """A pool of keep-alive connections to OpenAI-protocol upstreams (router/httpclient.py).
+    Create and use it inside one event loop."""
 
-    def __init__(self, *, limit: int = 1000, limit_per_host: int = 0,
-                 keepalive_timeout: float = 30.0, connect_timeout: float = 10.0) -> None:
-        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=limit_per_host,
-                                         keepalive_timeout=keepalive_timeout,
-                                         ttl_dns_cache=300, enable_cleanup_closed=True)
-        self._connect_timeout = connect_timeout
-        self.session = aiohttp.ClientSession(
-            connector=connector, json_serialize=json.dumps, auto_decompress=True,
-            skip_auto_headers=("User-Agent",), headers={"User-Agent": "tierwise"})
+    def __init__(self, *, limit: int = 1000, keepalive_timeout: float = 30.0,
+                 connect_timeout: float = 10.0) -> None:
+        self._pool = Pool(limit=limit, keepalive_timeout=keepalive_timeout,
+                          connect_timeout=connect_timeout)
+        self._endpoints: dict[str, Endpoint] = {}
+        self._heads: dict[tuple[str, str | None, bool], bytes] = {}
 
-    @staticmethod
-    def _request(base_url: str, api_key: str | None, body: Mapping[str, Any],
-                 model: str | None, extra_headers: Mapping[str, str] | None
-                 ) -> tuple[str, bytes, dict[str, str]]:
-        url = base_url.rstrip("/") + "/chat/completions"
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
+
+    @property
+    def connections_opened(self) -> int:
+        """Connections opened so far (fewer than calls: connections are reused)."""
+        return self._pool.opened
+
+    @property
+    def connections_in_use(self) -> int:
+        """Connections serving a call right now (0 once every answer was read or closed)."""
+        return self._pool.in_use
+
+    def _request(self, base_url: str, api_key: str | None, body: Mapping[str, Any],
+                 model: str | None, extra_headers: Mapping[str, str] | None, stream: bool
+                 ) -> tuple[Endpoint, bytes, bytes]:
+        """(endpoint, request head, body bytes); PassthroughError for a bad URL or header."""
+        endpoint = self._endpoints.get(base_url)
+        if endpoint is None:
+            url = base_url.rstrip("/") + "/chat/completions"
+            try:
+                endpoint = Endpoint.parse(url)
+            except ConnectFailed:
+                raise UpstreamConnectionError(f"invalid upstream URL: {url}",
+                                              reason="invalid_url") from None
+            if len(self._endpoints) < 1000:
+                self._endpoints[base_url] = endpoint
+        cache_key = (base_url, api_key, stream)
+        head = self._heads.get(cache_key) if extra_headers is None else None
+        if head is None:
+            headers = {"User-Agent": "tierwise", "Content-Type": "application/json",
+                       "Accept-Encoding": "identity"}
+            if stream:
+                headers["Accept"] = "text/event-stream"
+            if api_key:
+                headers["Authorization"] = f"Bearer {api_key}"
+            if extra_headers:
+                headers.update(extra_headers)
+            try:
+                head = request_head(endpoint, headers)
+            except (ValueError, UnicodeEncodeError):  # a key or header with a line break
+                raise UpstreamConnectionError(
+                    f"a request header for {endpoint.url} has an invalid character (check the "
+                    "API key)", reason="invalid_header") from None
+            if extra_headers is None and len(self._heads) < 1000:
+                self._heads[cache_key] = head
         if model is not None:
             body = {**body, "model": model}
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        if extra_headers:
-            headers.update(extra_headers)
-        return url, data, headers
+        return endpoint, head, data
+
+    async def _send(self, endpoint: Endpoint, head: bytes, data: bytes,
+                    deadline: float | None, timeout: float,
+                    loop: asyncio.AbstractEventLoop) -> Connection:
+        """Send the request and wait for the response head (non-stream calls: the whole
+        response) until `deadline`, or `timeout` between reads. A reused connection the
+        server had closed before answering a byte is retried once on a new one."""
+        for attempt in (0, 1):
+            conn = await self._pool.acquire(
+                endpoint, deadline if deadline is not None else loop.time() + timeout, loop)
+            try:
+                conn.send(head, data)
+                while not (conn.complete if deadline is not None else conn.head_done):
+                    if conn.error is not None:
+                        raise conn.error
+                    if conn.buffered > MAX_BODY_BYTES:
+                        raise ResponseError(f"answer larger than {MAX_BODY_BYTES} bytes")
+                    await conn.wait(loop, deadline=deadline,
+                                    timeout=None if deadline is not None else timeout)
+            except ConnectionLost as exc:
+                conn.close()
+                if attempt == 0 and not exc.got_bytes and conn.served:
+                    continue  # a stale keep-alive connection: the server never saw the request
+                raise
+            except BaseException:
+                conn.close()  # timeout, cancellation: the answer is unread, drop the connection
+                raise
+            return conn
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _rest(conn: Connection, timeout: float, loop: asyncio.AbstractEventLoop) -> bytes:
+        """The rest of a response's body (an error answer on the stream path)."""
+        try:
+            while not conn.complete:
+                if conn.error is not None:
+                    raise conn.error
+                await conn.wait(loop, timeout=timeout)
+            return conn.take_body()
+        finally:
+            conn.release()
 
     async def chat_completion(self, base_url: str, api_key: str | None,
                               body: Mapping[str, Any], timeout: float, *,
@@ -445,14 +590,17 @@ class PassthroughClient:
                               extra_headers: Mapping[str, str] | None = None
                               ) -> dict[str, Any]:
         """POST a non-streaming chat request; the upstream's JSON object, or PassthroughError."""
-        url, data, headers = self._request(base_url, api_key, body, model, extra_headers)
-        to = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, self._connect_timeout))
+        endpoint, head, data = self._request(base_url, api_key, body, model, extra_headers,
+                                             False)
+        url = endpoint.url
+        loop = asyncio.get_running_loop()
         try:
-            async with self.session.post(url, data=data, headers=headers, timeout=to) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            conn = await self._send(endpoint, head, data, loop.time() + timeout, timeout, loop)
+        except (TimeoutError, HTTPClientError) as exc:
             raise _transport_error(exc, url) from None
+        status = conn.status
+        raw = conn.take_body()
+        conn.release()
         if status >= 400:
             raise _status_error(status, raw, api_key)
         try:
@@ -466,7 +614,7 @@ class PassthroughClient:
                                    f"object: {url}")
         if "error" in result and "choices" not in result:
             raise _status_error(502, raw, api_key)
-        return result
+        return RawJSON(result, raw)
 
     async def open_chat_stream(self, base_url: str, api_key: str | None,
                                body: Mapping[str, Any], timeout: float, *,
@@ -478,34 +626,29 @@ class PassthroughClient:
         returned ChatStream raises only StreamInterrupted. ``timeout`` bounds the wait for the
         response head and every gap between chunks.
         """
-        body = {**body, "stream": True}
-        url, data, headers = self._request(base_url, api_key, body, model, extra_headers)
-        headers["Accept"] = "text/event-stream"
-        to = aiohttp.ClientTimeout(total=None, connect=min(timeout, self._connect_timeout),
-                                   sock_read=timeout)
+        endpoint, head, data = self._request(base_url, api_key, {**body, "stream": True},
+                                             model, extra_headers, True)
+        url = endpoint.url
+        loop = asyncio.get_running_loop()
         try:
-            resp = await self.session.post(url, data=data, headers=headers, timeout=to)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            conn = await self._send(endpoint, head, data, None, timeout, loop)
+        except (TimeoutError, HTTPClientError) as exc:
             raise _transport_error(exc, url) from None
-        if resp.status >= 400:
+        if conn.status >= 400:
             try:
-                raw = await resp.read()
-            except (TimeoutError, aiohttp.ClientError, OSError):
+                raw = await self._rest(conn, timeout, loop)
+            except (TimeoutError, HTTPClientError):
                 raw = b""
-            finally:
-                resp.release()
-            raise _status_error(resp.status, raw, api_key)
-        ctype = resp.headers.get("Content-Type", "")
+            raise _status_error(conn.status, raw, api_key)
+        ctype = (conn.header(b"content-type") or b"").decode("latin-1")
         if "json" in ctype and "event-stream" not in ctype:
             # some servers answer an error object with 200 instead of a stream
             try:
-                raw = await resp.read()
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raw = await self._rest(conn, timeout, loop)
+            except (TimeoutError, HTTPClientError) as exc:
                 raise _transport_error(exc, url) from None
-            finally:
-                resp.release()
             raise _status_error(502, raw, api_key)
-        return ChatStream(resp, url, timeout)
+        return ChatStream(conn, url, timeout)
 
     async def stream_chat_completion(self, base_url: str, api_key: str | None,
                                      body: Mapping[str, Any], timeout: float, *,
@@ -520,13 +663,14 @@ class PassthroughClient:
                 yield event
 
     async def aclose(self) -> None:
-        await self.session.close()
+        await self._pool.aclose()
 
     def __repr__(self) -> str:
-        return f"PassthroughClient(closed={self.session.closed})"
+        return f"PassthroughClient(closed={self.closed})"
 
 
-# One client per event loop: aiohttp sessions are bound to the loop they were created in.
+# One client per event loop: its connections (asyncio transports) belong to the loop they were
+# created in.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PassthroughClient] = (
     weakref.WeakKeyDictionary())
 
@@ -535,7 +679,7 @@ def default_client() -> PassthroughClient:
     """This event loop's shared client (created on first use)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
-    if client is None or client.session.closed:
+    if client is None or client.closed:
         client = _clients[loop] = PassthroughClient()
     return client
 

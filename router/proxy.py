@@ -33,6 +33,7 @@ from policies import Policy
 from router.engine import Router
 from router.errors import TierwiseError
 from router.responder import (
+    PARSED_BODY,
     PIN_HEADER,
     ChatResponder,
     ClientGone,
@@ -58,13 +59,16 @@ class ChatCompletions:
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            body = parse_body(await read_body(receive))
-        except ClientGone:
-            return
-        except TierwiseError as exc:
-            await send_error(send, exc)
-            return
+        # router.guard in front has parsed and checked the body already (and replays it)
+        body = (scope.get("state") or {}).pop(PARSED_BODY, None)
+        if body is None:
+            try:
+                body = parse_body(await read_body(receive))
+            except ClientGone:
+                return
+            except TierwiseError as exc:
+                await send_error(send, exc)
+                return
         await ChatResponder(self.router, scope, receive, send).respond(body)
 
 
@@ -111,7 +115,7 @@ class Proxy:
         if needs_litellm:
             upstream.prepare()
         else:
-            import router.passthrough  # noqa: F401 - the pass-through's own imports (aiohttp)
+            import router.passthrough  # noqa: F401 - the pass-through's own imports (httptools)
         if any(t.api_base == "builtin" or any(d.api_base == "builtin" for d in t.deployments)
                for t in self.router.policy.tiers):
             from router.simulator import builtin_base_url
@@ -160,9 +164,10 @@ def create_app(policy: Policy | str | Path | None = None, *, scorer: Any = None,
     """The proxy as an ASGI app; `policy` None serves the embedded demo."""
     router = router or Router(policy, scorer=scorer)
     proxy = Proxy(router)
+    chat = ChatCompletions(router)
     app = Starlette(
         routes=[
-            Route("/v1/chat/completions", ChatCompletions(router), methods=["POST"]),
+            Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/route", proxy.route, methods=["POST"]),
             Route("/v1/models", proxy.models, methods=["GET"]),
             Route("/healthz", proxy.healthz, methods=["GET"]),
@@ -174,4 +179,5 @@ def create_app(policy: Policy | str | Path | None = None, *, scorer: Any = None,
     )
     app.state.router = router
     app.state.proxy = proxy
+    app.state.chat = chat  # router.guard calls it directly for POST /v1/chat/completions
     return app

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 class Relay:
     """A stream waiter's chunks for the client. `aclose()` (client gone) only unsubscribes this
-    waiter; it also works before the first chunk was asked for, unlike an async generator's."""
+    waiter; it also works before the first chunk was asked for, unlike an async generator's.
+
+    `batch()` hands out every chunk available at once (the responder writes them in one go);
+    iterating gives them one at a time (the SDK)."""
 
     def __init__(self, sub: Subscription, body: dict[str, Any], routing: Routing,
                  on_end: Callable[[Routing], None],
@@ -35,17 +38,32 @@ class Relay:
         self._sub = sub
         self._routing = routing
         self._include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        self._events = sub.events(include_usage=True)
+        self._batches = sub.batches(include_usage=True)
+        self._pending: list[dict[str, Any]] = []
         self._closed = False
+
+    @property
+    def drained(self) -> bool:
+        """True when the last batch handed out was the stream's last (its end may be sent with
+        it); the next `batch()` then ends the stream without waiting."""
+        return self._sub.drained
 
     def __aiter__(self) -> Relay:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
+        if not self._pending:
+            self._pending = await self.batch()
+            self._pending.reverse()
+        return self._pending.pop()
+
+    async def batch(self) -> list[dict[str, Any]]:
+        """The chunks available now (at least one, waiting for it if need be), for the client;
+        StopAsyncIteration at the end."""
         routing = self._routing
         while True:
             try:
-                chunk = await self._events.__anext__()
+                batch = await self._batches.__anext__()
             except StopAsyncIteration:
                 if not self._closed:
                     self._close()
@@ -61,14 +79,18 @@ class Relay:
                 self._abort("upstream_error", status)
                 raise upstream_error(exc, status,
                                      [*routing.escalations, f"{reason}:{routing.tier}"]) from exc
-            if chunk.get("usage"):
-                routing.usage = chunk["usage"]
-            if chunk.get("choices"):
-                if routing.ttft_ms is None:
-                    routing.ttft_ms = (time.perf_counter() - routing.started) * 1000
-                return chunk
-            if self._include_usage:
-                return chunk
+            out = []
+            for chunk in batch:
+                if chunk.get("usage"):
+                    routing.usage = chunk["usage"]
+                if chunk.get("choices"):
+                    if routing.ttft_ms is None:
+                        routing.ttft_ms = (time.perf_counter() - routing.started) * 1000
+                    out.append(chunk)
+                elif self._include_usage:
+                    out.append(chunk)
+            if out:
+                return out
 
     def _abort(self, outcome: str, status: int) -> None:
         if self._reported:
@@ -85,7 +107,7 @@ class Relay:
     async def aclose(self) -> None:
         self._close()
         self._abort("cancelled", 499)  # no-op when the stream ended or failed already
-        await self._events.aclose()  # type: ignore[attr-defined]
+        await self._batches.aclose()  # type: ignore[attr-defined]
 
 
 class ChunkStream:

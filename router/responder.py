@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from router.engine import Outcome, Router
 from router.errors import InvalidRequestError, TierwiseError
 from router.relay import Relay
-from router.streaming import SSE_DONE, sse
+from router.streaming import SSE_DONE, RawJSON, sse
 from router.validation import BodyTooLarge
 
 log = logging.getLogger("tierwise.serve")
@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 PIN_HEADER = "x-tierwise-tier"
+# scope["state"] key under which router.guard leaves the body it parsed and checked already
+PARSED_BODY = "tierwise_body"
 COALESCE_HEADER = "x-tierwise-coalesce"
 INTERNAL_ERROR = {"error": {"message": "internal error in tierwise", "type": "server_error",
                             "param": None, "code": None}}
@@ -98,7 +100,9 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 async def send_json(send: Send, status: int, data: Any,
                     headers: dict[str, str] | None = None) -> None:
-    payload = json.dumps(data, separators=(",", ":")).encode()
+    # an upstream answer passed through as it is: its own bytes (router.streaming.RawJSON)
+    payload = data.raw if data.__class__ is RawJSON else json.dumps(
+        data, separators=(",", ":")).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     raw += [(k.encode(), v.encode("latin-1", "replace")) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -116,24 +120,31 @@ async def wait_disconnect(receive: Receive) -> None:
 
 
 async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it (and raising ClientGone) if the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(wait_disconnect(receive))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        # Cancelled from outside (shutdown timeout, the guard's first-byte deadline): the work
-        # must not go on alone, unobserved, with nobody to answer.
+    """Await `work`, cancelling it (and raising ClientGone) if the client disconnects first.
+
+    `work` runs in this task; one watcher task waits for the disconnect and cancels this task
+    (cheaper per request than running `work` in a task of its own beside the watcher). The
+    cancellation arrives inside `work`, which never returned while the watcher ran."""
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await wait_disconnect(receive)
+        gone = True
         task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        # ours alone (not also a shutdown or a deadline from outside): the client left
+        if gone and task.uncancel() == 0:
+            raise ClientGone() from None
         raise
     finally:
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    raise ClientGone()
 
 
 class ChatResponder:
@@ -146,13 +157,20 @@ class ChatResponder:
         self.send = send
 
     async def respond(self, body: dict[str, Any]) -> None:
+        # One watcher for the whole answer: if the client leaves, whatever is being awaited
+        # (the routing task, the upstream call, a write) is cancelled, and the stream relay
+        # closed (leaving its flight).
+        try:
+            await unless_disconnected(self.receive, self._answer(body))
+        except ClientGone:
+            return
+
+    async def _answer(self, body: dict[str, Any]) -> None:
         coalesce = (header(self.scope, COALESCE_HEADER) or "on").strip().lower() not in {
             "off", "false", "0", "no"}
         try:
-            outcome = await unless_disconnected(self.receive, self.router.serve(
-                body, pin=header(self.scope, PIN_HEADER), coalesce=coalesce))
-        except ClientGone:
-            return
+            outcome = await self.router.serve(body, pin=header(self.scope, PIN_HEADER),
+                                              coalesce=coalesce)
         except TierwiseError as exc:
             await send_error(self.send, exc)
             return
@@ -162,38 +180,38 @@ class ChatResponder:
             return
         if outcome.stream is None:
             await send_json(self.send, 200, outcome.response, outcome.routing.headers())
-        else:
-            await self._stream(outcome)
-
-    async def _stream(self, outcome: Outcome) -> None:
+            return
         relay = outcome.stream
         assert isinstance(relay, Relay)
-        pump = asyncio.ensure_future(self._pump(outcome))
-        watcher = asyncio.ensure_future(wait_disconnect(self.receive))
         try:
-            await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if not pump.done():  # the client left: stop sending, leave the flight
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
-            else:
-                pump.result()
+            await self._pump(outcome)
         finally:
-            watcher.cancel()
             await relay.aclose()
 
     async def _pump(self, outcome: Outcome) -> None:
+        relay = outcome.stream
+        assert isinstance(relay, Relay)
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         headers += [(k.encode(), v.encode("latin-1", "replace"))
                     for k, v in outcome.routing.headers().items()]
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-        assert outcome.stream is not None
+        send = self.send
         try:
-            async for chunk in outcome.stream:
-                await self.send({"type": "http.response.body", "body": sse(chunk),
-                                 "more_body": True})
+            while True:
+                try:
+                    batch = await relay.batch()
+                except StopAsyncIteration:
+                    break
+                # one write per batch (the chunks of one upstream read), not one per chunk
+                body = sse(batch[0]) if len(batch) == 1 else b"".join([sse(c) for c in batch])
+                if relay.drained:  # the last chunks: the end goes out in the same write
+                    await send({"type": "http.response.body", "body": body + SSE_DONE})
+                    with contextlib.suppress(StopAsyncIteration):
+                        await relay.batch()  # ends the stream's bookkeeping (accounting)
+                    return
+                await send({"type": "http.response.body", "body": body, "more_body": True})
         except TierwiseError as exc:  # the status line is gone: report in-band, then stop
             log.warning("stream failed after the first byte: %s", exc.message)
-            await self.send({"type": "http.response.body", "body": sse(exc.to_openai()),
-                             "more_body": True})
-        await self.send({"type": "http.response.body", "body": SSE_DONE})
+            await send({"type": "http.response.body", "body": sse(exc.to_openai()),
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": SSE_DONE})

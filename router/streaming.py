@@ -110,8 +110,34 @@ def has_output(chunk: dict[str, Any]) -> bool:
 
 
 def sse(data: dict[str, Any]) -> bytes:
-    """One server-sent event carrying a JSON object."""
+    """One server-sent event carrying a JSON object (a RawChunk's own bytes, as they came)."""
+    if data.__class__ is RawChunk:
+        return data.raw  # type: ignore[attr-defined, no-any-return]
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
 SSE_DONE = b"data: [DONE]\n\n"
+
+
+class RawJSON(dict):  # type: ignore[type-arg]
+    """An upstream's JSON object answer parsed, keeping its bytes: `send_json` sends them as
+    they came instead of serialising the dict again. Never mutated on the request path (the
+    checks, coalescing and accounting only read answers), so the two cannot diverge."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, data: dict[str, Any], raw: bytes) -> None:
+        super().__init__(data)
+        self.raw = raw
+
+
+class RawChunk(dict):  # type: ignore[type-arg]
+    """A chunk parsed from an upstream SSE event that was one ``data: {...}`` line, keeping
+    that event's bytes: `sse()` relays them as they came instead of serialising the dict again.
+    Never mutated (nothing on the request path mutates a chunk), so the two cannot diverge."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, data: dict[str, Any], raw: bytes) -> None:
+        super().__init__(data)
+        self.raw = raw

@@ -5,7 +5,8 @@ decisions never need it. `Upstream` is the one place that calls a tier, three wa
 
 - a tier whose provider speaks OpenAI's protocol as it is (``openai/``, ``hosted_vllm/``, the
   builtin simulator) goes through router/passthrough.py: the client's body with only `model`
-  replaced, over a pooled aiohttp session, ~0.2 ms CPU per call instead of litellm's ~4 ms;
+  replaced, over a keep-alive connection pool (router/httpclient.py), ~0.1 ms CPU per call
+  instead of litellm's ~4 ms;
   ``transport = "litellm"`` on the tier keeps litellm;
 - any other single-deployment tier goes to `litellm.acompletion` (it translates the protocol);
 - a tier with `deployments` goes through a `litellm.Router` (router/deployments.py), which owns
@@ -200,9 +201,10 @@ class Upstream:
         return dump(response)
 
     async def astream(self, tier: Tier, body: dict[str, Any],
-                      served: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+                      served: dict[str, Any] | None = None) -> AsyncIterator[Any]:
         """Open a stream; HTTP errors raise here, before any chunk exists (so escalation can
-        still happen). Usage is always asked for so cost can be charged."""
+        still happen). Usage is always asked for so cost can be charged. The iterator yields
+        chunk dicts, or lists of them (pass-through: one list per network read)."""
         picker = self._picker(tier)
         if picker is not None:
             return await picker.call(lambda t: self.astream(t, body), served)
@@ -268,13 +270,20 @@ async def _chunks(stream: Any) -> AsyncIterator[dict[str, Any]]:
             await close()
 
 
-async def _complete_chunks(opened: Any) -> AsyncIterator[dict[str, Any]]:
-    """A pass-through stream's chunks; a stream that just stops (connection closed) with
-    neither a finish_reason nor [DONE] was cut, and must not look like a complete answer."""
+async def _complete_chunks(opened: Any) -> AsyncIterator[list[dict[str, Any]]]:
+    """A pass-through stream's chunks, a list per network read; a stream that just stops
+    (connection closed) with neither a finish_reason nor [DONE] was cut, and must not look
+    like a complete answer."""
     finished = False
-    async for chunk in opened.chunks():
-        finished = finished or any(c.get("finish_reason") for c in chunk.get("choices") or [])
-        yield chunk
+    batches = opened.chunk_batches()
+    try:
+        async for batch in batches:
+            if not finished:
+                finished = any(c.get("finish_reason") for chunk in batch
+                               for c in chunk.get("choices") or [])
+            yield batch
+    finally:  # a cancelled flight gives the connection back now, not at GC time
+        await batches.aclose()
     if not (finished or opened.done):
         from router.passthrough import StreamInterrupted
 

@@ -128,7 +128,7 @@ async def test_connections_are_reused(upstream):
     for _ in range(5):
         await pt.chat_completion(upstream.base, None, _body("ok"), 5)
     client = pt.default_client()
-    assert len(client.session.connector._conns) == 1  # type: ignore[union-attr]
+    assert client.connections_opened == 1 and client.connections_in_use == 0
     assert "Authorization" not in upstream.requests[-1][0]
 
 
@@ -290,4 +290,4 @@ async def test_chunks_early_close_releases_connection(upstream):
     await agen.aclose()
     client = pt.default_client()
     # the connection went back to the pool or was closed: nothing is left acquired
-    assert not client.session.connector._acquired  # type: ignore[union-attr]
+    assert client.connections_in_use == 0

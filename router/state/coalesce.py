@@ -69,6 +69,13 @@ class SharedSubscription:
     def events(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
         return self._inner.events(include_usage)  # type: ignore[no-any-return]
 
+    def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
+        return self._inner.batches(include_usage)  # type: ignore[no-any-return]
+
+    @property
+    def drained(self) -> bool:
+        return bool(self._inner.drained)
+
     async def response(self) -> dict[str, Any]:
         return await self._inner.response()  # type: ignore[no-any-return]
 
@@ -158,13 +165,14 @@ class SharedCoalescer:
             return result
         return self._relay(result, pub, lock, owner, keeper)
 
-    async def _relay(self, chunks: AsyncIterator[dict[str, Any]], pub: _Publisher, lock: str,
-                     owner: str, keeper: asyncio.Task[None]) -> AsyncIterator[dict[str, Any]]:
+    async def _relay(self, chunks: AsyncIterator[Any], pub: _Publisher, lock: str,
+                     owner: str, keeper: asyncio.Task[None]) -> AsyncIterator[Any]:
         end = b"X"
         try:
-            async for chunk in chunks:
-                await pub.put(b"C" + json.dumps(chunk, separators=(",", ":")).encode())
-                yield chunk
+            async for item in chunks:  # a chunk, or a list of them (router.coalesce.StartCall)
+                for chunk in item if isinstance(item, list) else (item,):
+                    await pub.put(b"C" + json.dumps(chunk, separators=(",", ":")).encode())
+                yield item
             end = b"E"
         finally:
             keeper.cancel()
