@@ -1,0 +1,65 @@
+"""In-domain ceiling: APGR when the held-out prompts come from sources the model trained on.
+
+Leave-one-source-out (bench/quality.py) measures transfer to unseen sources. This measures the
+other side: 5 random folds over all rows (whole ``dup_group``s on one side), the model trained on
+the other 4/5 of every source, scored per source on the same pairs. The gap between the two is
+how much of the difficulty signal is source-specific.
+
+    python bench/quality_insource.py
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from classifiers.data import load_rows, row_messages  # noqa: E402
+from classifiers.features import extract_many, to_csr  # noqa: E402
+from classifiers.train import DEFAULT_PARAMS, fit  # noqa: E402
+from classifiers.validation import evaluate_source  # noqa: E402
+
+FOLDS = 5
+
+
+def main() -> int:
+    from threadpoolctl import threadpool_limits
+
+    rows = load_rows(ROOT / "data" / "routing-train.jsonl.gz")
+    X = to_csr(extract_many([row_messages(r) for r in rows]))
+    groups = np.asarray(
+        [int((r.get("meta") or {}).get("dup_group", i + 10**9)) for i, r in enumerate(rows)]
+    )
+    uniq = np.unique(groups)
+    fold_of_group = dict(zip(uniq.tolist(), np.random.default_rng(0).permutation(uniq.size) % FOLDS,
+                             strict=True))
+    fold = np.asarray([fold_of_group[g] for g in groups.tolist()])
+    scores = np.zeros(len(rows))
+    with threadpool_limits(limits=1):
+        for k in range(FOLDS):
+            tr, te = fold != k, fold == k
+            model, _ = fit(X[tr], [r for r, t in zip(rows, tr, strict=True) if t], DEFAULT_PARAMS)
+            scores[te] = model.predict(X[te])
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `python bench/quality_insource.py`, "
+          f"{FOLDS} folds over all sources, shipped parameters\n")
+    print("| source | strong | weak | n | in-domain APGR | AUC |")
+    print("|---|---|---|---|---|---|")
+    src = np.asarray([r["source"] for r in rows])
+    allres = []
+    for s in sorted(set(src.tolist())):
+        idx = np.flatnonzero(src == s)
+        for r in evaluate_source([rows[i] for i in idx], scores[idx], s):
+            allres.append(r.result.apgr)
+            print(f"| {s} | {r.strong} | {r.weak} | {r.result.n} | {r.result.apgr:.3f} "
+                  f"| {r.result.auc:.3f} |")
+    print(f"\nMean in-domain APGR over these pairs: {np.mean(allres):.3f} (random 0.500)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
