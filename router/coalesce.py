@@ -26,7 +26,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
-from router.streaming import as_chunks, assemble, has_output, is_usage_only
+from router.streaming import LastBatch, as_chunks, assemble, has_output, is_usage_only
 
 # Starts the upstream call: returns the response dict, or (stream flights) an async iterator of
 # chunk dicts whose opening already happened (so HTTP errors raise before any chunk). A stream
@@ -106,7 +106,7 @@ class Flight:
             if self.stream:
                 chunks = self.chunks
                 async for item in result:
-                    for chunk in item if item.__class__ is list else (item,):
+                    for chunk in item if isinstance(item, list) else (item,):
                         if self.output_at is None and has_output(chunk):
                             self.output_at = len(chunks)
                         chunks.append(chunk)
@@ -311,11 +311,98 @@ class OwnCall:
                 self._solo.stats["cancelled"] = self._solo.stats.get("cancelled", 0) + 1
 
 
+class OwnStream:
+    """A stream Solo waiter's call, read in the waiter's own task as its client takes the
+    chunks (no flight task, no buffer beyond the chunks read before the first output, no
+    wake-ups). A list of chunks marked `LastBatch` by the upstream's iterator is its end: the
+    stream's end can go out with it (`drained`)."""
+
+    coalesced = False
+
+    def __init__(self, solo: Solo, start: StartCall) -> None:
+        self._solo = solo
+        self._start = start
+        self._it: Any = None
+        self._head: list[dict[str, Any]] = []
+        self._last = False  # the iterator gave its LastBatch: nothing but its end follows
+        self._ended = False  # the iterator ran to its end or failed (not: was cancelled)
+        self._closed = False
+        self.drained = False
+
+    async def _next(self) -> list[dict[str, Any]] | None:
+        """The next chunks from the upstream, None at the end."""
+        try:
+            item = await self._it.__anext__()
+        except StopAsyncIteration:
+            self._ended = True
+            return None
+        except Exception:
+            self._ended = True
+            raise
+        if item.__class__ is LastBatch:
+            self._last = True
+        return item if isinstance(item, list) else [item]
+
+    async def wait_output(self) -> bool:
+        try:
+            self._it = await self._start()  # opening failures raise here: escalation follows
+        except Exception:
+            self._ended = True
+            raise
+        while True:
+            chunks = await self._next()
+            if chunks is None:
+                return False
+            self._head += chunks
+            if any(has_output(c) for c in chunks):
+                return True
+
+    async def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
+        try:
+            batch, self._head = self._head, []
+            while True:
+                if batch:
+                    self.drained = self._last
+                    if not include_usage:
+                        batch = [c for c in batch if not is_usage_only(c)]
+                    if batch:
+                        yield batch
+                if self._ended:
+                    return
+                next_batch = await self._next()
+                if next_batch is None:
+                    return
+                batch = next_batch
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        it, self._it = self._it, None
+        close = getattr(it, "aclose", None)
+        if close is not None:
+            await close()  # gives the upstream connection back (or closes it) now
+
+    def events(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+        raise NotImplementedError("a Solo stream is read with batches()")
+
+    async def response(self) -> dict[str, Any]:
+        raise NotImplementedError("a Solo stream has no whole response")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._ended:  # left before the end: as a Solo flight's waiter leaving
+            self._solo.stats["cancelled"] = self._solo.stats.get("cancelled", 0) + 1
+        if self._it is not None:  # never read through batches(): release the upstream
+            asyncio.ensure_future(self._release())
+
+
 class Solo:
-    """No coalescing (opted out): every request is its own flight, never shared. Counts into
+    """No coalescing (opted out): every request is its own call, never shared. Counts into
     the stats of the coalescer it stands in for, whatever its kind (in-process or shared).
-    A non-stream request makes its call in its own task (OwnCall); a stream gets a Flight,
-    which reads ahead of the client."""
+    The call is made in the request's own task, as its client takes the answer (OwnCall,
+    OwnStream): nothing can join it, so nothing needs a flight."""
 
     def __init__(self, coalescer: Any = None) -> None:
         self.stats: dict[str, int] = getattr(coalescer, "stats", None) or {
@@ -323,16 +410,5 @@ class Solo:
 
     def join(self, key: str, start: StartCall, *, stream: bool) -> Subscription:
         self.stats["calls"] = self.stats.get("calls", 0) + 1
-        if not stream:
-            return OwnCall(self, start)
-        flight = Flight(key, stream)
-        flight.waiters = 1
-        flight.task = asyncio.create_task(flight.run(start), name="tierwise-solo")
-        return FlightSubscription(self, flight, coalesced=False)
+        return OwnStream(self, start) if stream else OwnCall(self, start)
 
-    def leave(self, flight: Flight) -> None:
-        flight.waiters -= 1
-        if flight.waiters <= 0 and not flight.done:
-            self.stats["cancelled"] = self.stats.get("cancelled", 0) + 1
-            if flight.task is not None:
-                flight.task.cancel()

@@ -98,7 +98,7 @@ class Router(Decider):
                 continue
             routing = Routing(decision, tier.name, tier.model, escalations,
                               coalesced=sub.coalesced, stream=stream, started=failed.started,
-                              decision_ms=failed.decision_ms,
+                              decision_ms=failed.decision_ms, request_id=failed.request_id,
                               prior_cost_usd=failed.prior_cost_usd, body=body, **served)
             if stream:
                 if not started and "empty" in checks and nxt is not None:

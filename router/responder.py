@@ -207,7 +207,8 @@ class ChatResponder:
                 if relay.drained:  # the last chunks: the end goes out in the same write
                     await send({"type": "http.response.body", "body": body + SSE_DONE})
                     with contextlib.suppress(StopAsyncIteration):
-                        await relay.batch()  # ends the stream's bookkeeping (accounting)
+                        while True:  # runs the stream's end bookkeeping (accounting); an
+                            await relay.batch()  # upstream talking past its [DONE] is ignored
                     return
                 await send({"type": "http.response.body", "body": body, "more_body": True})
         except TierwiseError as exc:  # the status line is gone: report in-band, then stop

@@ -141,3 +141,10 @@ class RawChunk(dict):  # type: ignore[type-arg]
     def __init__(self, data: dict[str, Any], raw: bytes) -> None:
         super().__init__(data)
         self.raw = raw
+
+
+class LastBatch(list):  # type: ignore[type-arg]
+    """The last chunks of a stream: router.upstream marks the chunks that came with the
+    upstream's [DONE], so the end can go out in the same write (router.coalesce.OwnStream)."""
+
+    __slots__ = ()

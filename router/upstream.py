@@ -29,6 +29,7 @@ from typing import Any
 
 from policies import Policy, Tier
 from router.errors import ConfigurationError, UpstreamError
+from router.streaming import LastBatch
 
 # Fields of the request body tierwise consumes itself instead of passing to the provider.
 _OWN_FIELDS = {"model"}
@@ -281,7 +282,8 @@ async def _complete_chunks(opened: Any) -> AsyncIterator[list[dict[str, Any]]]:
             if not finished:
                 finished = any(c.get("finish_reason") for chunk in batch
                                for c in chunk.get("choices") or [])
-            yield batch
+            # [DONE] came with these chunks: they are the last (the end can go out with them)
+            yield LastBatch(batch) if opened.done else batch
     finally:  # a cancelled flight gives the connection back now, not at GC time
         await batches.aclose()
     if not (finished or opened.done):

@@ -200,3 +200,42 @@ async def test_cost_is_charged_once_per_upstream_call(upstream: MisbehavingUpstr
     leaders = [r for r in seen if not r.coalesced]
     assert len(leaders) == 1  # an accounting listener charges only this one
     assert {r.tierwise.coalesced for r in plain} == {True}
+
+
+async def test_uncoalesced_streams_run_in_the_request_and_end_cleanly(
+        upstream: MisbehavingUpstream) -> None:
+    """Without coalescing a stream is read in its request's own task (no flight): a failure
+    before the first byte still escalates (and is no 'cancelled' call), the answer still comes
+    whole with its usage and one [DONE], and a client leaving half-way stops the upstream."""
+    import json
+
+    from upstreams import start_proxy
+
+    from router.proxy import create_app
+
+    policy = make_policy(upstream.url, ("fail500", "fail500", 3.0), ("small", "ok-small", 4.0),
+                         ("long", "long", 5.0), header="coalesce = false\n")
+    server = start_proxy(create_app(policy))
+    body = {"model": "auto", "messages": ask("no flight"), "stream": True,
+            "stream_options": {"include_usage": True}}
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            r = await http.post(server.url + "/v1/chat/completions", json=body)
+        assert r.status_code == 200 and r.headers["x-tierwise-escalated"].startswith(
+            "upstream_500:fail500->small")
+        events = [e for e in r.text.split("\n\n") if e]
+        assert events[-1] == "data: [DONE]" and r.text.count("[DONE]") == 1
+        assert '"usage"' in events[-2]
+        chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-1]]
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks
+                       if c["choices"]) == "[ok-small] answer to: no flight"
+        assert (await _readyz(server.url))["cancelled"] == 0
+        await _leave_early(server.url, {**body, "model": "long"}, stream=True)
+        for _ in range(50):
+            if upstream.aborted_streams["long"]:
+                break
+            await asyncio.sleep(0.1)
+        assert upstream.aborted_streams["long"] == 1 and not upstream.finished_streams["long"]
+        assert (await _readyz(server.url))["cancelled"] == 1
+    finally:
+        server.stop()
