@@ -11,7 +11,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from policies import model_info
 from policies.access_keys import access_settings
 from policies.errors import PolicyError
 from policies.locate import locate
@@ -128,7 +127,11 @@ class _Checker:
         # litellm's model map is a 5,000-entry JSON file: read it only if the tier leaves a gap.
         needs_map = any(v[k] is None for k in ("input_per_mtok", "context_window",
                                                "supports_tools", "supports_vision"))
-        info = model_info.lookup(v["model"]) if needs_map else None
+        info = None
+        if needs_map:
+            from policies import model_info  # only then: most shipped policies set everything
+
+            info = model_info.lookup(v["model"])
         if (v["input_per_mtok"] is None) != (v["output_per_mtok"] is None):
             raise self.fail(path, "sets only one of input_per_mtok / output_per_mtok",
                             fix="set both, or neither to use litellm's prices")

@@ -24,6 +24,9 @@ def _policy_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
+    # One prompt needs no BLAS thread pool: OpenBLAS starts one thread per core at numpy's
+    # import, which spins ~100 ms of CPU on the other core for nothing.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from router.decider import Decider
 
     decision = Decider(args.policy).route(args.text)
@@ -160,38 +163,50 @@ DELEGATED = (
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser. A delegated command's module is imported only when `command`
-    is that command (its arguments are needed), so `tierwise route` does not import them."""
+    """The argument parser. With `command` one of the commands, only that command's
+    subparser is built (argparse's per-parser set-up, gettext lookups included, is a good part
+    of `tierwise route`'s start-up), and a delegated command's module is imported only then;
+    otherwise (help, a mistyped command) every command is listed."""
     parser = argparse.ArgumentParser(prog="tierwise", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    known = {"route", "score", "serve", *(name for _, name, _ in DELEGATED)}
 
-    p = sub.add_parser("route", help="decide the tier for a prompt (no network call)")
-    p.add_argument("text")
-    p.add_argument("--json", action="store_true", help="print the decision as JSON")
-    _policy_arg(p)
-    p.set_defaults(func=cmd_route)
+    def wanted(name: str) -> bool:
+        return command not in known or command == name
 
-    p = sub.add_parser("score", help="score a JSONL file of prompts (one JSON line out per line)")
-    p.add_argument("file", help="JSONL with 'prompt' or 'messages' per line; - for stdin")
-    _policy_arg(p)
-    p.set_defaults(func=cmd_score)
+    if wanted("route"):
+        p = sub.add_parser("route", help="decide the tier for a prompt (no network call)")
+        p.add_argument("text")
+        p.add_argument("--json", action="store_true", help="print the decision as JSON")
+        _policy_arg(p)
+        p.set_defaults(func=cmd_route)
 
-    p = sub.add_parser("serve", help="run the OpenAI-compatible proxy")
-    _policy_arg(p)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--ledger", metavar="PATH", default=None,
-                   help="decision ledger (SQLite) file; default: the policy's [ledger] path, "
-                        "relative to the working directory; '' for none")
-    p.add_argument("--log-level", default="info",
-                   choices=["critical", "error", "warning", "info", "debug"])
-    # Off by default: at info level uvicorn's line per request cost ~12% of the proxy's CPU
-    # per request (bench/PROFILE.md); the ledger and /metrics record every request anyway.
-    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
-                   help="log one line per HTTP request (uvicorn's access log; default: off)")
-    p.set_defaults(func=cmd_serve)
+    if wanted("score"):
+        p = sub.add_parser("score",
+                           help="score a JSONL file of prompts (one JSON line out per line)")
+        p.add_argument("file", help="JSONL with 'prompt' or 'messages' per line; - for stdin")
+        _policy_arg(p)
+        p.set_defaults(func=cmd_score)
+
+    if wanted("serve"):
+        p = sub.add_parser("serve", help="run the OpenAI-compatible proxy")
+        _policy_arg(p)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+        p.add_argument("--ledger", metavar="PATH", default=None,
+                       help="decision ledger (SQLite) file; default: the policy's [ledger] path, "
+                            "relative to the working directory; '' for none")
+        p.add_argument("--log-level", default="info",
+                       choices=["critical", "error", "warning", "info", "debug"])
+        # Off by default: at info level uvicorn's line per request cost ~12% of the proxy's
+        # CPU per request (bench/PROFILE.md); the ledger and /metrics record every request.
+        p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False,
+                       help="log one line per HTTP request (uvicorn's access log; default: off)")
+        p.set_defaults(func=cmd_serve)
 
     for module, name, help_text in DELEGATED:
+        if not wanted(name):
+            continue
         p = sub.add_parser(name, help=help_text)
         if name != command:
             continue

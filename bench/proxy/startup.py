@@ -129,11 +129,6 @@ decider = Decider(args.policy)
 mark("import router.decider, load the policy")
 import numpy
 mark("import numpy")
-try:
-    import onnxruntime
-except ImportError:
-    pass
-mark("import onnxruntime")
 import classifiers.scorer
 mark("import classifiers.scorer (its other imports)")
 decider.scorer
@@ -141,7 +136,8 @@ mark("build the scorer (classifiers.default_scorer)")
 decision = decider.route(args.text)
 mark("score and decide")
 heavy = [m for m in ("litellm", "asyncio", "aiohttp", "uvicorn", "starlette", "router.engine",
-                     "router.proxy", "tiktoken", "sklearn", "scipy") if m in sys.modules]
+                     "router.proxy", "onnxruntime", "tiktoken", "sklearn", "scipy")
+         if m in sys.modules]
 print("STEPS " + json.dumps(([(n, 1000 * (t - p)) for (_, p), (n, t) in zip(marks, marks[1:])],
                              heavy)))
 """
@@ -187,6 +183,8 @@ def route_only(args: argparse.Namespace, env: dict) -> int:
            "python_floor_s": statistics.median(floor),
            "steps_ms": {k: statistics.median(v) for k, v in steps.items()},
            "heavy_modules_loaded": heavy,
+           # set: no .pyc files are written, so every run compiles tierwise's own modules
+           "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
            "imports": importtime("import router.cli, router.decider, policies", env)}
     print(f"load average {load0:.2f} -> {os.getloadavg()[0]:.2f}; {args.repeats} runs each")
     print(f"tierwise route: wall median {out['wall_s']['median'] * 1000:.0f} ms (min "
@@ -198,6 +196,9 @@ def route_only(args: argparse.Namespace, env: dict) -> int:
         print(f"  {ms:7.1f}  {name}")
     print(f"  {sum(out['steps_ms'].values()):7.1f}  total")
     print(f"heavy modules loaded: {heavy or 'none'}")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("PYTHONDONTWRITEBYTECODE is set: tierwise's modules are compiled from source on "
+              "every run (~20-30 ms here); an installed package has its .pyc files")
     (HERE / "route_cli.json").write_text(json.dumps(out, indent=1))
     return 0
 
