@@ -115,3 +115,32 @@ def test_cached_ecologits_order_gives_identical_estimates():
     finally:
         llm.dag.execute = patched
     assert fast == slow and all(k and k > 0 for k, _ in fast)
+
+
+def test_estimates_equal_ecologits_llm_impacts():
+    """router.energy computes what ecologits' public llm_impacts() does (same DAG, same min/max
+    combination) without its pydantic result objects: identical values, unknown zones too."""
+    import random
+
+    from router.energy import _eco, _mid, estimate_energy, resolve_model
+
+    utils = _eco()[0]
+    rnd = random.Random(7)
+    checked = 0
+    for model in ("gpt-4o-mini", "gpt-4o", "gpt-4.1-nano", "o3-mini",
+                  "meta-llama/Meta-Llama-3.1-70B-Instruct", "mistral-large-latest"):
+        key = resolve_model(model)
+        if key is None:
+            continue
+        for zone in (None, "USA", "FRA", "WOR", "NOWHERE"):
+            for tokens, latency in [(0, 0.0), (1, 0.001), (400, 3.0), (4000, 30.0),
+                                    (rnd.randint(0, 5000), rnd.random() * 60)]:
+                out = utils.llm_impacts(provider=key[0], model_name=key[1],
+                                        output_token_count=tokens,
+                                        request_latency=max(latency, 1e-3),
+                                        electricity_mix_zone=zone)
+                expected = ((None, None) if out.errors else
+                            (_mid(out.energy.value), _mid(out.gwp.value) * 1000.0))
+                assert estimate_energy(model, None, tokens, latency, zone) == expected
+                checked += 1
+    assert checked >= 60
