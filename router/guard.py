@@ -178,20 +178,20 @@ class Guard:
                        admission: Admission, extra: dict[str, str], cache_key: str | None,
                        body: dict[str, Any] | None = None) -> None:
         status = 0
-        resp_headers: dict[str, str] = {}
+        raw_headers: list[tuple[bytes, bytes]] = []
         parts: list[bytes] = []
         size = 0
         limit = self.cache.settings.max_entry_bytes
         deadline: asyncio.Timeout | None = None
 
         async def capture(message: Message) -> None:
-            nonlocal status, size
+            nonlocal status, size, raw_headers
             if message["type"] == "http.response.start":
                 status = message["status"]
-                resp_headers.update((k.decode("latin-1").lower(), v.decode("latin-1"))
-                                    for k, v in message.get("headers") or [])
-                message = dict(message)
-                message["headers"] = [*message.get("headers", []), *_encode(extra)]
+                raw_headers = message.get("headers") or []  # decoded only if needed, below
+                if extra:
+                    message = dict(message)
+                    message["headers"] = [*raw_headers, *_encode(extra)]
                 if deadline is not None:
                     deadline.reschedule(None)  # the first byte is out: no deadline any more
             elif message["type"] == "http.response.body" and cache_key is not None:
@@ -218,12 +218,14 @@ class Guard:
             return
         finally:
             _CURRENT.reset(token)
-        if not admission.charged:
-            cost = _float(resp_headers.get("x-tierwise-cost-usd"))
-            if status == 200 and cost is not None:
+        if not admission.charged and status == 200 and self.limiter.charges(admission.client):
+            cost = _float(_header(raw_headers, b"x-tierwise-cost-usd"))
+            if cost is not None:
                 await self.limiter.charge(admission, cost, None)
                 admission.charged = True
         if cache_key is not None and size <= limit:
+            resp_headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                            for k, v in raw_headers}
             await self.cache.put(cache_key, status, resp_headers, b"".join(parts))
 
     def _account_hit(self, hit: Any, key_id: str, started: float) -> dict[str, str]:
@@ -332,6 +334,14 @@ def build_app(policy: Policy, *, scorer: Any = None,
 
 def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode(), v.encode("latin-1", "replace")) for k, v in headers.items()]
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """A response header's value (`name` lower-case; the app's names may not be)."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 def _float(value: str | None) -> float | None:
