@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from router.accounting import RequestRecord, percentile, summarize
-from router.charts import COLORS, bar_chart, fmt, line_chart
+from router.charts import COLORS, Series, bar_chart, fmt, line_chart
 from router.ledger import empty_bucket
 
 
@@ -84,7 +84,7 @@ def panels(buckets: Sequence[dict[str, Any]], width: float) -> dict[str, dict[st
     def per(fn: Any) -> list[float | None]:
         return [fn(b) if b["n"] else None for b in buckets]
 
-    mix = [
+    mix: list[Series] = [
         (t, COLORS[i % len(COLORS)], [float(b["tiers"].get(t, [0])[0]) for b in buckets])
         for i, t in enumerate(tiers)
     ]
