@@ -142,25 +142,28 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
         n_tok = estimate_tokens(hashes.size, len(raw), len(text))
         n_last = n_tok if segs[0][1] == W_LAST_USER else 0
     else:
-        text = "\n".join(t for t, _ in segs)
+        text = "\n".join([t for t, _ in segs])
         parts = [encode(t) for t, _ in segs]
         raw = b"\n".join(parts)
         hashes, starts = word_hashes(raw)
-        seg_start = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]])
-        seg_of = np.searchsorted(seg_start, starts, side="right") - 1
-        seg_w = np.asarray([wt for _, wt in segs], np.float32)
-        w = seg_w[seg_of]
+        # the byte offset where each segment after the first begins ("\n" joins them): a
+        # word's segment follows from its own start
+        bounds: list[int] = []
+        pos = 0
+        for p in parts[:-1]:
+            pos += len(p) + 1
+            bounds.append(pos)
+        seg_of = np.searchsorted(np.array(bounds, np.int64), starts, side="right")
+        w = np.array([wt for _, wt in segs], np.float32).take(seg_of)
         n_tok = estimate_tokens(hashes.size, len(raw), len(text))
-        last = [i for i, (_, wt) in enumerate(segs) if wt == W_LAST_USER]
-        n_last = (
-            estimate_tokens(
-                int(np.count_nonzero(seg_of == last[0])),
-                len(parts[last[0]]),
-                len(segs[last[0]][0]),
-            )
-            if last
-            else 0
-        )
+        last = next((i for i, (_, wt) in enumerate(segs) if wt == W_LAST_USER), None)
+        if last is None:
+            n_last = 0
+        else:
+            begin = bounds[last - 1] if last else 0
+            end = bounds[last] if last < len(bounds) else len(raw) + 1
+            words = int(starts.searchsorted(end) - starts.searchsorted(begin))
+            n_last = estimate_tokens(words, len(parts[last]), len(segs[last][0]))
     # all structure features go in, zeros too: a zero adds nothing to the sum and skipping
     # np.nonzero saves more than the few extra gathered entries cost
     dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
