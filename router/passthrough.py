@@ -32,10 +32,12 @@ from __future__ import annotations
 import asyncio
 import json
 import json.scanner
+import os
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from router.httpclient import (
     MAX_BODY_BYTES,
@@ -255,10 +257,13 @@ def _transport_error(exc: BaseException, url: str) -> PassthroughError:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a pass-through call goes: base URL (``.../v1``) and the model name to send."""
+    """Where a pass-through call goes: base URL (``.../v1``; it may carry a ``?query`` that is
+    kept after ``/chat/completions``), the model name to send, and the header the API key goes
+    in (``authorization``: ``Bearer KEY``; ``api-key``: Azure OpenAI's ``api-key: KEY``)."""
 
     base_url: str
     model: str
+    key_header: str = "authorization"
 
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -271,10 +276,20 @@ def resolve_target(model: str, api_base: str | None) -> Target | None:
     """The pass-through target of a tier's litellm model string, or None to keep litellm.
 
     ``openai/X`` and ``hosted_vllm/X`` (with ``api_base``, or OpenAI's own URL for openai/)
-    and bare OpenAI model names go through; every other provider prefix stays on litellm
-    (it translates those protocols). Azure needs its api-key header and api-version: later.
+    and bare OpenAI model names go through; so does ``azure/DEPLOYMENT`` when its endpoint
+    (``api_base`` or AZURE_API_BASE) and AZURE_API_VERSION are known, the two things litellm
+    reads too (without a version litellm's own default applies, so the call stays there). Every
+    other provider prefix stays on litellm (it translates those protocols).
     """
     base = api_base.rstrip("/") if api_base else None
+    if model.startswith("azure/"):
+        base = base or (os.environ.get("AZURE_API_BASE") or "").rstrip("/") or None
+        version = os.environ.get("AZURE_API_VERSION")
+        deployment = model[len("azure/"):]
+        if not (base and version and deployment):
+            return None
+        return Target(f"{base}/openai/deployments/{quote(deployment, safe='')}"
+                      f"?api-version={quote(version, safe='')}", deployment, "api-key")
     for prefix in _OPENAI_PREFIXES:
         if model.startswith(prefix):
             name = model[len(prefix):]
@@ -489,7 +504,7 @@ class PassthroughClient:
         self._pool = Pool(limit=limit, keepalive_timeout=keepalive_timeout,
                           connect_timeout=connect_timeout)
         self._endpoints: dict[str, Endpoint] = {}
-        self._heads: dict[tuple[str, str | None, bool], bytes] = {}
+        self._heads: dict[tuple[str, str | None, bool, str], bytes] = {}
 
     @property
     def closed(self) -> bool:
@@ -506,12 +521,13 @@ class PassthroughClient:
         return self._pool.in_use
 
     def _request(self, base_url: str, api_key: str | None, body: Mapping[str, Any],
-                 model: str | None, extra_headers: Mapping[str, str] | None, stream: bool
-                 ) -> tuple[Endpoint, bytes, bytes]:
+                 model: str | None, extra_headers: Mapping[str, str] | None, stream: bool,
+                 key_header: str = "authorization") -> tuple[Endpoint, bytes, bytes]:
         """(endpoint, request head, body bytes); PassthroughError for a bad URL or header."""
         endpoint = self._endpoints.get(base_url)
         if endpoint is None:
-            url = base_url.rstrip("/") + "/chat/completions"
+            path, sep, query = base_url.partition("?")
+            url = path.rstrip("/") + "/chat/completions" + sep + query
             try:
                 endpoint = Endpoint.parse(url)
             except ConnectFailed:
@@ -519,14 +535,16 @@ class PassthroughClient:
                                               reason="invalid_url") from None
             if len(self._endpoints) < 1000:
                 self._endpoints[base_url] = endpoint
-        cache_key = (base_url, api_key, stream)
+        cache_key = (base_url, api_key, stream, key_header)
         head = self._heads.get(cache_key) if extra_headers is None else None
         if head is None:
             headers = {"User-Agent": "tierwise", "Content-Type": "application/json",
                        "Accept-Encoding": "identity"}
             if stream:
                 headers["Accept"] = "text/event-stream"
-            if api_key:
+            if api_key and key_header == "api-key":
+                headers["api-key"] = api_key
+            elif api_key:
                 headers["Authorization"] = f"Bearer {api_key}"
             if extra_headers:
                 headers.update(extra_headers)
@@ -587,11 +605,11 @@ class PassthroughClient:
     async def chat_completion(self, base_url: str, api_key: str | None,
                               body: Mapping[str, Any], timeout: float, *,
                               model: str | None = None,
-                              extra_headers: Mapping[str, str] | None = None
-                              ) -> dict[str, Any]:
+                              extra_headers: Mapping[str, str] | None = None,
+                              key_header: str = "authorization") -> dict[str, Any]:
         """POST a non-streaming chat request; the upstream's JSON object, or PassthroughError."""
         endpoint, head, data = self._request(base_url, api_key, body, model, extra_headers,
-                                             False)
+                                             False, key_header)
         url = endpoint.url
         loop = asyncio.get_running_loop()
         try:
@@ -619,7 +637,8 @@ class PassthroughClient:
     async def open_chat_stream(self, base_url: str, api_key: str | None,
                                body: Mapping[str, Any], timeout: float, *,
                                model: str | None = None,
-                               extra_headers: Mapping[str, str] | None = None) -> ChatStream:
+                               extra_headers: Mapping[str, str] | None = None,
+                               key_header: str = "authorization") -> ChatStream:
         """POST a streaming chat request (``stream`` forced true) and wait for the status line.
 
         Raises PassthroughError before any event (so the engine may still escalate); the
@@ -627,7 +646,7 @@ class PassthroughClient:
         response head and every gap between chunks.
         """
         endpoint, head, data = self._request(base_url, api_key, {**body, "stream": True},
-                                             model, extra_headers, True)
+                                             model, extra_headers, True, key_header)
         url = endpoint.url
         loop = asyncio.get_running_loop()
         try:
@@ -653,11 +672,12 @@ class PassthroughClient:
     async def stream_chat_completion(self, base_url: str, api_key: str | None,
                                      body: Mapping[str, Any], timeout: float, *,
                                      model: str | None = None,
-                                     extra_headers: Mapping[str, str] | None = None
+                                     extra_headers: Mapping[str, str] | None = None,
+                                     key_header: str = "authorization"
                                      ) -> AsyncIterator[bytes]:
         """The SSE events of a streaming chat request, as raw bytes (see ChatStream)."""
         stream = await self.open_chat_stream(base_url, api_key, body, timeout, model=model,
-                                             extra_headers=extra_headers)
+                                             extra_headers=extra_headers, key_header=key_header)
         async with stream:
             async for event in stream:
                 yield event

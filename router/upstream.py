@@ -128,6 +128,7 @@ class Direct:
     model: str
     api_key: str | None
     timeout: float
+    key_header: str = "authorization"
 
 
 class Upstream:
@@ -156,8 +157,10 @@ class Upstream:
         if target is None:
             return None
         key = endpoint.get("api_key")
+        if key is None and target.key_header == "api-key":
+            key = os.environ.get("AZURE_API_KEY")  # where litellm looks for Azure's key too
         return Direct(target.base_url, target.model, None if key == "not-needed" else key,
-                      tier.timeout_s or self.policy.timeout_s)
+                      tier.timeout_s or self.policy.timeout_s, target.key_header)
 
     def prepare(self) -> ModuleType:
         litellm = litellm_module()
@@ -196,7 +199,7 @@ class Upstream:
 
             sent = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
             return await chat_completion(direct.base_url, direct.api_key, sent, direct.timeout,
-                                         model=direct.model)
+                                         model=direct.model, key_header=direct.key_header)
         response = await self._acompletion(tier, {**body, "stream": False})
         _note_deployment(tier, response, served)
         return dump(response)
@@ -216,7 +219,8 @@ class Upstream:
             from router.passthrough import open_chat_stream
 
             opened = await open_chat_stream(direct.base_url, direct.api_key, body,
-                                            direct.timeout, model=direct.model)
+                                            direct.timeout, model=direct.model,
+                                            key_header=direct.key_header)
             return _complete_chunks(opened)
         response = await self._acompletion(tier, body)
         _note_deployment(tier, response, served)
