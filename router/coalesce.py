@@ -53,12 +53,10 @@ class Subscription(Protocol):
         """Wait until the answer has begun (True) or the call ended with no output (False);
         raises the call's error if it failed before any output."""
 
-    def events(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-        """Every chunk from the first one; raises the call's error where it happened."""
-
     def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
-        """Like `events`, but every chunk available at once comes in one list; `drained` is
-        True when the list just handed out was the last."""
+        """Every chunk from the first one, the chunks available at once in one list; raises
+        the call's error where it happened. `drained` is True when the list just handed out
+        was the last."""
 
     @property
     def drained(self) -> bool:
@@ -153,29 +151,6 @@ class FlightSubscription:
         if not flight.stream:
             return True  # a complete response: the checks judge it
         return False
-
-    async def events(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-        flight = self.flight
-        if not flight.stream:
-            while not flight.done:
-                await flight.changed()
-            if flight.error is not None:
-                raise flight.error
-            for chunk in as_chunks(flight.response(), include_usage):
-                yield chunk
-            return
-        sent = 0
-        while True:
-            while sent < len(flight.chunks):
-                chunk = flight.chunks[sent]
-                sent += 1
-                if include_usage or not is_usage_only(chunk):
-                    yield chunk
-            if flight.done:
-                if flight.error is not None:
-                    raise flight.error
-                return
-            await flight.changed()
 
     async def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
         flight = self.flight
@@ -297,10 +272,6 @@ class OwnCall:
         await self.response()
         return True
 
-    async def events(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-        for chunk in as_chunks(await self.response(), include_usage):
-            yield chunk
-
     async def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
         yield as_chunks(await self.response(), include_usage)
 
@@ -381,9 +352,6 @@ class OwnStream:
         close = getattr(it, "aclose", None)
         if close is not None:
             await close()  # gives the upstream connection back (or closes it) now
-
-    def events(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-        raise NotImplementedError("a Solo stream is read with batches()")
 
     async def response(self) -> dict[str, Any]:
         raise NotImplementedError("a Solo stream has no whole response")

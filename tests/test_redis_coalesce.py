@@ -79,9 +79,10 @@ async def ask(c: SharedCoalescer, up: Upstream, stream: bool, key: str = "k") ->
     try:
         if stream:
             text = ""
-            async for ch in sub.events(include_usage=True):
-                for choice in ch.get("choices") or []:
-                    text += choice["delta"].get("content") or ""
+            async for batch in sub.batches(include_usage=True):
+                for ch in batch:
+                    for choice in ch.get("choices") or []:
+                        text += choice["delta"].get("content") or ""
             return text, sub.coalesced
         return await sub.response(), sub.coalesced
     finally:

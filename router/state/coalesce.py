@@ -66,9 +66,6 @@ class SharedSubscription:
     async def wait_output(self) -> bool:
         return bool(await self._inner.wait_output())
 
-    def events(self, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-        return self._inner.events(include_usage)  # type: ignore[no-any-return]
-
     def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
         return self._inner.batches(include_usage)  # type: ignore[no-any-return]
 
