@@ -15,14 +15,13 @@ time ``E @ u`` folds into the word weights: the semantic signal costs nothing at
 from __future__ import annotations
 
 import json
-import re
 import struct
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from .hashing import encode, word_bucket
+from .hashing import encode, word_bucket, words
 
 CACHE = Path.home() / ".cache" / "tierwise"
 
@@ -130,14 +129,11 @@ def wordpiece_table(dims: int = 64, contextual: bool = False, batch: int = 1024)
     return (red / red.std()).astype(np.float32)
 
 
-_WORD_RE = re.compile(rb"[0-9a-z_\x80-\xff]+")
-
-
 def corpus_words(texts: list[str], min_count: int = 1) -> list[str]:
     """Distinct words of ``texts`` as :mod:`classifiers.hashing` splits them (training helper)."""
     counts: Counter[bytes] = Counter()
     for t in texts:
-        counts.update(_WORD_RE.findall(encode(t)))
+        counts.update(words(encode(t)))
     return [w.decode("utf-8", "ignore") for w, c in counts.items() if c >= min_count]
 
 

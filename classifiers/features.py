@@ -124,6 +124,16 @@ def estimate_tokens(n_words: int, n_bytes: int, n_chars: int) -> int:
     return max(int(n_words * 1.1 + 0.5), (n_bytes + n_chars) // 8)
 
 
+def _word_values(w: np.ndarray | None, out: np.ndarray) -> None:
+    """Each word occurrence's value into ``out``: its message weight over sqrt(sum of squared
+    weights); ``w`` None means one message, where that is 1/sqrt(count). extract() and
+    extract_many() both use this, so their features agree to the last bit."""
+    if w is None:
+        out[:] = 1.0 / math.sqrt(out.size)
+    else:
+        np.multiply(w, np.float32(1.0 / math.sqrt(float(np.dot(w, w)))), out=out)
+
+
 def extract(messages: Any, bigrams: bool = False) -> Features:
     """Features of an OpenAI ``messages`` list (or a plain prompt string).
 
@@ -185,10 +195,7 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     ids += HASH_OFF
     n = ids.size - n_dense
     vals = np.empty(ids.size, np.float32)
-    if w is None:  # one segment: every occurrence has the same value, 1/sqrt(count)
-        vals[:n] = 1.0 / math.sqrt(n)
-    else:
-        np.multiply(w, np.float32(1.0 / math.sqrt(float(np.dot(w, w)))), out=vals[:n])
+    _word_values(w, vals[:n])
     vals[n:] = dense
     return Features(ids=ids, values=vals, n_tokens=n_tok)
 
@@ -202,12 +209,10 @@ def extract_many(conversations: list[Any]) -> list[Features]:
     convs = [flatten(m) for m in conversations]
     parts: list[bytes] = []
     seg_w: list[float] = []
-    seg_conv: list[int] = []
-    for i, conv in enumerate(convs):
+    for conv in convs:
         for t, wt in conv.segments:
             parts.append(encode(t))
             seg_w.append(wt)
-            seg_conv.append(i)
     # segments joined by "\n" (a separator: no word spans two segments or two conversations)
     seg_start = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]]) if parts else np.zeros(0)
     hashes, starts = word_hashes(b"\n".join(parts))
@@ -233,15 +238,11 @@ def extract_many(conversations: list[Any]) -> list[Features]:
         )
         dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
         if b > a:
-            if len(segs) == 1:  # the same arithmetic as extract(), to the last bit
-                vals = np.full(b - a, 1.0 / math.sqrt(b - a), np.float32)
-            else:
-                w = w_all[a:b]
-                vals = w * np.float32(1.0 / math.sqrt(float(np.dot(w, w))))
+            vals = np.empty(b - a + len(DENSE_NAMES), np.float32)
+            _word_values(None if len(segs) == 1 else w_all[a:b], vals[: b - a])
+            vals[b - a :] = dense
             f = Features(
-                ids=np.concatenate((ids_all[a:b], _DENSE_IDS)),
-                values=np.concatenate((vals, dense)),
-                n_tokens=n_tok,
+                ids=np.concatenate((ids_all[a:b], _DENSE_IDS)), values=vals, n_tokens=n_tok
             )
         else:
             f = Features(ids=_DENSE_IDS, values=dense, n_tokens=n_tok)

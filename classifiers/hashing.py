@@ -13,6 +13,8 @@ The hash is part of the model: changing anything here needs a retrain (``FEATURE
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (odd)
@@ -48,6 +50,9 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 _WORD, _BYTE = _tables()
+# the same words as a regex over bytes, for training code that needs the words themselves
+_WORD_RUN = re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in np.flatnonzero(_WORD))
+                       + b"]+")
 
 
 def _chunk_hashes(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +110,12 @@ def buckets(hashes: np.ndarray, salt: int, bits: int, out: np.ndarray | None = N
     # the top bits of a Fibonacci-hashed value; < 2**bits, so the int64 view is the same number
     res: np.ndarray = np.right_shift(mixed, np.uint64(64 - bits), out=dest)
     return res.view(np.int64)
+
+
+def words(raw: bytes) -> list[bytes]:
+    """The words of ``encode(text)`` bytes, in order, as :func:`word_hashes` splits them (its
+    punctuation marks left out). Training helper."""
+    return _WORD_RUN.findall(raw)
 
 
 def word_bucket(word: str, bits: int, salt: int = 0) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .conversation import flatten
 from .data import build_pairs, excluded, load_rows, read_jsonl, row_messages, sha256_file
 from .features import (
     DENSE_NAMES,
@@ -80,17 +81,6 @@ def fisher_variance(
     return 1.0 / (np.asarray(X.multiply(X).T @ h).ravel() + l2)
 
 
-def _texts(message: Any) -> list[str]:
-    if isinstance(message, str):
-        return [message]
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return [content]
-    if isinstance(content, list):
-        return [p.get("text", "") for p in content if isinstance(p, dict)]
-    return []
-
-
 def fit(X: Any, rows: list[dict], params: dict[str, float]) -> tuple[IRTDifficulty, list[str]]:
     """Fit the IRT model; with ``semantic_dims`` the embedding part is folded into unigrams."""
     from scipy import sparse
@@ -110,7 +100,7 @@ def fit(X: Any, rows: list[dict], params: dict[str, float]) -> tuple[IRTDifficul
         return irt.fit(X, pairs.prompt, pairs.model, pairs.y, len(pairs.models)), pairs.models
     from .distill import corpus_words, hashed_table
 
-    words = corpus_words([t for r in rows for m in row_messages(r) for t in _texts(m)])
+    words = corpus_words([t for r in rows for t, _ in flatten(row_messages(r)).segments])
     emb = hashed_table(HASH_BITS, dims, words).astype(np.float64)
     emb *= float(params.get("semantic_scale", 1.0))
     sem = sparse.csr_matrix(X[:, HASH_OFF:DENSE_OFF] @ emb)

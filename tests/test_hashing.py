@@ -76,3 +76,17 @@ def test_any_text(text):
     h, starts = word_hashes(encode(text))
     assert h.size == starts.size
     assert np.all(np.diff(starts) > 0)
+
+
+def test_words_are_the_word_tokens_of_the_hash():
+    """hashing.words (training: which words exist) splits exactly like word_hashes, minus marks."""
+    from classifiers.hashing import words
+
+    raw = encode("Naïve café: x_1 = 3.5 + 東京? (done) e-mail")
+    h, _ = word_hashes(raw)
+    ws = words(raw)
+    assert ws == [b"na\xc3\xafve", b"caf\xc3\xa9", b"x_1", b"3", b"5",
+                  "東京".encode(), b"done", b"e", b"mail"]
+    word_h = {int(word_hashes(w)[0][0]) for w in ws}
+    marks = {int(word_hashes(m.encode())[0][0]) for m in ":=.+?()-"}
+    assert set(h.tolist()) == word_h | marks
