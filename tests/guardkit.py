@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,6 +19,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen[Any], url: str, timeout_s: float = 90.0,
+               output: Callable[[], str] | None = None) -> None:
+    """Poll a server process's ``url``/readyz until it answers 200. Fails (with ``output()``,
+    e.g. the process's log) if the process exits, or when ``timeout_s`` has passed."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, output() if output else f"{url}: the server process exited"
+        assert time.monotonic() < deadline, f"{url}: not ready within {timeout_s:.0f} s"
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from guardkit import free_port, wait_ready
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -399,11 +400,7 @@ def test_sdk_response_carries_cost(upstream):
 
 def test_ledger_survives_a_killed_serve(tmp_path):
     """SIGKILL `tierwise serve` (embedded demo): the rows committed before are all readable."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     path = tmp_path / "ledger.db"
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     proc = subprocess.Popen(
@@ -412,16 +409,7 @@ def test_ledger_survives_a_killed_serve(tmp_path):
         stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "tierwise serve never became ready"
-            try:
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        wait_ready(proc, base, 90, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]
         ids = [post(base, f"survive {i}").headers["x-tierwise-request-id"] for i in range(8)]
         deadline = time.monotonic() + 10  # wait for the writer thread to commit them
         while True:

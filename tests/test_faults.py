@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from badupstream import BadUpstream
-from guardkit import free_port, guarded_proxy, open_fds, rss_mb
+from guardkit import free_port, guarded_proxy, open_fds, rss_mb, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ["ok", "slow", "hang", "reset", "midreset", "garbage", "e500", "e503", "e429", "trickle"]
@@ -180,14 +180,7 @@ def test_shutdown_drains_in_flight_requests_then_stops(upstream: BadUpstream,
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert time.monotonic() < deadline and proc.poll() is None
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_ready(proc, url)
 
         async def scenario() -> tuple[list[Any], float]:
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:

@@ -7,16 +7,14 @@ client: a routed answer, its headers, a stream, a pinned tier, and readiness wit
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
+from guardkit import free_port, wait_ready
 
 MODEL = Path(__file__).resolve().parent.parent / "classifiers" / "model" / "model.onnx"
 
@@ -27,26 +25,15 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     process = subprocess.Popen(
         [sys.executable, "-m", "router", "serve", "--port", str(port), "--log-level", "warning",
          "--ledger", str(tmp_path_factory.mktemp("ledger") / "ledger.db")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
     try:
-        while True:
-            assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
-            assert time.monotonic() - started < 60, "not ready within a minute"
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        wait_ready(process, url, 60, lambda: process.stdout.read())  # type: ignore[union-attr]
         yield url
     finally:
         process.terminate()

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from badupstream import BadUpstream
 from conftest import require_binary
-from guardkit import free_port
+from guardkit import free_port, wait_ready
 from redisproc import RedisServer
 
 from router.auth import hash_key
@@ -49,16 +49,7 @@ class Replica:
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, "replica exited"
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("replica not ready")
+        wait_ready(self.proc, self.url, 90, lambda: "replica exited")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
