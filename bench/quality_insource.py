@@ -19,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classifiers.data import load_rows, row_messages  # noqa: E402
+from classifiers.data import dup_groups, load_rows, row_messages  # noqa: E402
 from classifiers.features import extract_many, to_csr  # noqa: E402
 from classifiers.train import DEFAULT_PARAMS, fit  # noqa: E402
 from classifiers.validation import evaluate_source  # noqa: E402
@@ -32,9 +32,7 @@ def main() -> int:
 
     rows = load_rows(ROOT / "data" / "routing-train.jsonl.gz")
     X = to_csr(extract_many([row_messages(r) for r in rows]))
-    groups = np.asarray(
-        [int((r.get("meta") or {}).get("dup_group", i + 10**9)) for i, r in enumerate(rows)]
-    )
+    groups = dup_groups(rows)
     uniq = np.unique(groups)
     fold_of_group = dict(zip(uniq.tolist(), np.random.default_rng(0).permutation(uniq.size) % FOLDS,
                              strict=True))

@@ -156,13 +156,8 @@ def build_pairs(rows: Iterable[dict], models: list[str] | None = None) -> Pairs:
     return Pairs(np.asarray(p, np.int64), np.asarray(m, np.int64), np.asarray(y), names)
 
 
-def dup_split(rows: list[dict], frac: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean (train, valid) masks with whole ``dup_group``s on one side."""
-    groups = np.asarray(
+def dup_groups(rows: list[dict]) -> np.ndarray:
+    """Each row's ``dup_group`` (near-duplicates share one); a row without one is its own."""
+    return np.asarray(
         [int((r.get("meta") or {}).get("dup_group", i + 10**9)) for i, r in enumerate(rows)]
     )
-    uniq = np.unique(groups)
-    rng = np.random.default_rng(seed)
-    valid_groups = set(rng.choice(uniq, size=int(len(uniq) * frac), replace=False).tolist())
-    valid = np.asarray([g in valid_groups for g in groups])
-    return ~valid, valid
