@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from classifiers import default_scorer  # noqa: E402
-from classifiers.features import extract, pad_batch  # noqa: E402
+from classifiers.features import extract  # noqa: E402
 from classifiers.hashing import encode, word_hashes  # noqa: E402
 from classifiers.scorer import DifficultyScorer  # noqa: E402
 from classifiers.tokenizer import get_encoding  # noqa: E402
@@ -183,7 +183,6 @@ def main() -> int:
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    _ = pad_batch
     return 0
 
 
