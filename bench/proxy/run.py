@@ -506,23 +506,20 @@ def main() -> int:
                       f"http://127.0.0.1:{UPSTREAM_PORT}/healthz",
                       f"http://127.0.0.1:{UPSTREAM_PORT}/v1/chat/completions", "bench-small")
     offline = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+    def tierwise(name: str, env: dict[str, str]) -> Server:
+        return Server(
+            name, [py, str(HERE / "tierwise_serve.py"), "--policy",
+                   str(HERE / "bench-policy.toml"), "--host", "127.0.0.1", "--port",
+                   str(TIERWISE_PORT), "--log-level", "warning"],
+            f"http://127.0.0.1:{TIERWISE_PORT}/healthz",
+            f"http://127.0.0.1:{TIERWISE_PORT}/v1/chat/completions", "auto", env=env)
+
     servers = {
         "upstream": upstream,
-        "tierwise": Server(
-            "tierwise", [py, str(HERE / "tierwise_serve.py"), "--policy",
-                         str(HERE / "bench-policy.toml"), "--host", "127.0.0.1", "--port",
-                         str(TIERWISE_PORT), "--log-level", "warning"],
-            f"http://127.0.0.1:{TIERWISE_PORT}/healthz",
-            f"http://127.0.0.1:{TIERWISE_PORT}/v1/chat/completions", "auto",
-            env={**offline, **src_env}),
-        "tierwise+uvloop": Server(
-            "tierwise+uvloop", [py, str(HERE / "tierwise_serve.py"), "--policy",
-                                str(HERE / "bench-policy.toml"), "--host", "127.0.0.1", "--port",
-                                str(TIERWISE_PORT), "--log-level", "warning"],
-            f"http://127.0.0.1:{TIERWISE_PORT}/healthz",
-            f"http://127.0.0.1:{TIERWISE_PORT}/v1/chat/completions", "auto",
-            env={**offline, **src_env, "PYTHONPATH": os.pathsep.join(
-                p for p in (src_env.get("PYTHONPATH"), args.uvloop_path) if p)}),
+        "tierwise": tierwise("tierwise", {**offline, **src_env}),
+        "tierwise+uvloop": tierwise("tierwise+uvloop", {**offline, **src_env, "PYTHONPATH":
+                                    os.pathsep.join(p for p in (src_env.get("PYTHONPATH"),
+                                                                args.uvloop_path) if p)}),
         "tierwise+passthrough": Server(
             "tierwise+passthrough", [py, str(HERE / "passthrough_proxy.py"), "--policy",
                                      str(HERE / "bench-policy.toml"), "--port", str(TW_PASS_PORT)],
