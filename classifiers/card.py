@@ -46,7 +46,7 @@ From `python bench/quality_variants.py` (bench/QUALITY_VARIANTS.md, 2026-11-26):
 | structure features only | 0.536 | 0.558 / 0.377 |
 | hashed words, L2 10 | 0.524 | 0.556 / 0.413 |
 | hashed words + word bigrams | 0.526 | 0.575 / 0.391 |
-| hashed words + MiniLM 64-dim word embedding (folded, free at run time) | 0.537 | 0.582 / 0.374 |
+| hashed words + MiniLM 64-dim word embedding (folded, free at run time) | 0.533 | 0.579 / 0.376 |
 | pair weight n^-1 instead of n^-0.5 | 0.530 | 0.577 / 0.378 |
 
 In-domain (`python bench/quality_insource.py`, bench/QUALITY_INSOURCE.md: 5 folds over all
