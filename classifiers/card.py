@@ -50,11 +50,20 @@ From `python bench/quality_variants.py` (bench/QUALITY_VARIANTS.md, 2026-11-26):
 | pair weight n^-1 instead of n^-0.5 | 0.530 | 0.577 / 0.378 |
 
 In-domain (`python bench/quality_insource.py`, bench/QUALITY_INSOURCE.md: 5 folds over all
-sources, so every source is seen in training): mean APGR 0.521, GPT-4-1106 vs Mixtral 0.568.
+sources, so every source is seen in training): mean APGR 0.519, GPT-4-1106 vs Mixtral 0.562.
 Seeing the source does not help: the limit is what a linear bag of words and structure can tell
 about one item's difficulty, not transfer. Some pairs are below random even in-domain
-(dcrouter's 7B-70B pairs, 0.43-0.46): the items the model calls hardest are often too hard for
-both models, where a strong call buys nothing.
+(dcrouter's 7B-70B pairs, 0.44-0.46): the items the model calls hardest are often too hard for
+both models, where a strong call buys nothing. Scoring each pair by its IRT expected gain
+sigmoid(a_strong - d) - sigmoid(a_weak - d) instead of d (same fit) gives 0.535 in-domain
+(+0.016; the gain is on pairs whose prompts sit above both abilities, 0.47 -> 0.55, and
+GPT-4-1106 vs Mixtral is unchanged at 0.565); the decision contract's single difficulty
+cannot carry it.
+
+A non-linear model does not transfer better (`python bench/quality_models.py`,
+bench/QUALITY_MODELS.md): gradient-boosted trees on the structure features + a 64-dim SVD of the
+words, fitted to each prompt's own IRT difficulty, 0.508 mean LOSO APGR (GPT-4-1106 vs Mixtral
+0.465), and 0.524 blended with the linear model (the linear model alone: 0.524).
 
 Earlier o200k-token models (tiktoken features, 3x slower): MiniLM 64-dim token embedding +
 structure 0.530 / 0.570; free o200k unigrams + hashed bigrams 0.525 / 0.569.
