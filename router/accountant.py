@@ -1,12 +1,17 @@
 """Accounting on the request path: one RequestRecord per request, into metrics and the ledger.
 
-`Accountant.attach(router)` makes it the Router's first listener (so its prices are in the
-x-tierwise-cost-usd / -saved-usd headers before the Guard charges budgets) and a failure
-listener. On the event loop it only builds the record from the Routing (tier prices from the
-policy: plain arithmetic, no litellm); the ecologits estimate (~0.5 ms CPU), the Prometheus
-updates and the ledger append run in one background thread, so the request does not wait for
-them. `flush()` waits for that thread (the /metrics handler calls it so a scrape sees every
-finished request).
+`Accountant.attach(router)` makes it a Router listener and failure listener, and takes the
+Router's decision-time hook. The Router has priced the Routing from the policy's tier prices
+before any listener runs (router.routing.price: the x-tierwise-cost-usd / -saved-usd headers
+and the Guard's budget charge use that), so on the event loop the accountant only hands the
+Routing, the caller's key id and the time to one background thread: one deque append per
+request, no lock, no object built. That thread builds the RequestRecord (the same arithmetic,
+router.accounting.build_record), estimates energy and CO2e (ecologits, ~0.1-0.5 ms for a known
+model), updates the Prometheus metrics and passes the batch to the ledger. It gathers what
+arrives within `window_s` (20 ms) and works it off in one go: one wake-up of the thread (one
+GIL hand-off with the event loop) per window, not per request. A Routing is not changed after
+its listeners ran, so reading it a little later is safe. `flush()` waits for what was handed
+over before it (the /metrics handler calls it so a scrape sees every finished request).
 
 Energy and CO2e are estimated for the model that answered (or the tier's `energy_model`) in the
 zone of the deployment that served, else the tier's zone, else the policy's, else ecologits'
@@ -16,25 +21,29 @@ provider default.
 from __future__ import annotations
 
 import atexit
+import collections
 import json
 import logging
-import queue
 import threading
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policies import Policy, Tier
 from router.accounting import Prices, RequestRecord, build_record
 from router.energy import estimate_energy
 from router.engine import Router
-from router.ledger import Ledger, wait_drained
 from router.metrics import Metrics
 from router.routing import Routing, new_request_id
 
+if TYPE_CHECKING:
+    from router.ledger import Ledger
+
 log = logging.getLogger("tierwise.accounting")
 
-_STOP = object()
+# Kinds of work items (the first element of each tuple in the queue)
+_ROUTING, _RECORD, _DECISION, _MARK, _STOP = range(5)
+_UNSET: Any = object()
 
 
 def _prices(tier: Tier) -> Prices:
@@ -52,8 +61,12 @@ class Accountant:
         self.ledger = ledger
         self.metrics = metrics
         self.store_prompts = policy.ledger.store_prompts
+        self.max_queue = max_queue
         self.dropped = 0  # records lost because the queue was full
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        # deque.append/popleft are atomic: the event loop appends, the thread pops
+        self._items: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._wake = threading.Event()
+        self._idle = True  # the thread waits for _wake (set it when adding work)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         ref = weakref.ref(self)
@@ -70,25 +83,29 @@ class Accountant:
         router.listeners.insert(0, self.on_routing)
         router.failure_listeners.append(self.on_routing)
         if self.metrics is not None:
-            router.on_decision = self.metrics.observe_decision
+            router.on_decision = self.on_decision
         return self
 
     # -- on the event loop -------------------------------------------------------------------
 
     def on_routing(self, routing: Routing) -> None:
-        """Router listener: record one finished (or failed) request."""
-        try:
-            record = self.record(routing)
-        except Exception:  # accounting must not fail a request that was answered
-            log.exception("could not account request %s", routing.request_id)
-            return
-        routing.cost_usd, routing.saved_usd = record.cost_usd, record.saved_usd
-        self.submit(record, self._energy_model(routing.tier, routing.model))
-
-    def record(self, routing: Routing) -> RequestRecord:
-        """The RequestRecord of a Routing, without energy (see `submit`)."""
+        """Router listener: record one finished (or failed) request (in the thread)."""
         from router.guard import current_key_id
 
+        self._put((_ROUTING, routing, current_key_id(), time.time()))
+
+    def on_decision(self, seconds: float, tier: str) -> None:
+        """Router hook: the decision-time histogram (observed in the thread)."""
+        self._put((_DECISION, seconds, tier))
+
+    def record(self, routing: Routing, key_id: str | None = _UNSET,
+               ts: float | None = None) -> RequestRecord:
+        """The RequestRecord of a Routing, without energy (see `_finish`). `key_id` defaults
+        to the API key of the request being served (router.guard.current_key_id)."""
+        if key_id is _UNSET:
+            from router.guard import current_key_id
+
+            key_id = current_key_id()
         tier = self.policy.tier(routing.tier)
         if tier is None:
             raise LookupError(f"tier {routing.tier!r} is not in policy {self.policy.name!r}")
@@ -105,7 +122,7 @@ class Accountant:
             coalesced=routing.coalesced, cache_hit=routing.cache_hit, stream=routing.stream,
             status=routing.status, outcome=routing.outcome, decision_ms=routing.decision_ms,
             ttft_ms=routing.ttft_ms, difficulty=routing.decision.difficulty,
-            api_key_id=current_key_id(), with_energy=False,
+            api_key_id=key_id, with_energy=False, ts=ts,
             prompt_text=self._prompt(routing.body) if self.store_prompts else None)
 
     @staticmethod
@@ -135,18 +152,29 @@ class Accountant:
         return record
 
     def submit(self, record: RequestRecord, energy_model: str | None) -> None:
-        """Hand a record to the background thread (energy, metrics, ledger). Never blocks."""
+        """Hand a finished record to the background thread (energy, metrics, ledger)."""
+        self._put((_RECORD, record, energy_model))
+
+    def _put(self, item: tuple[Any, ...]) -> None:
+        """Queue work for the thread. Never blocks; drops (and counts) beyond `max_queue`."""
         if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._work, daemon=True,
-                                                    name="tierwise-accounting")
-                    self._thread.start()
-        try:
-            self._q.put_nowait((record, energy_model))
-        except queue.Full:
+            self._start()
+        if len(self._items) >= self.max_queue:
             self.dropped += 1
-            log.warning("accounting queue full: request %s not recorded", record.request_id)
+            log.warning("accounting queue full: a request was not recorded")
+            return
+        self._items.append(item)
+        if self._idle:  # (the thread sets _idle before its last look at the queue)
+            self._idle = False
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name="tierwise-accounting")
+                thread.start()
+                self._thread = thread
 
     def _energy_model(self, tier_name: str, model: str) -> str:
         tier = self.policy.tier(tier_name)
@@ -155,29 +183,60 @@ class Accountant:
     # -- in the background thread ------------------------------------------------------------
 
     def _work(self) -> None:
+        items = self._items
         while True:
-            items = [self._q.get()]
+            self._wake.wait()
+            self._wake.clear()
             # Gather what arrives in the next moment: one wake-up of this thread per window
             # instead of one per request (each wake-up is a GIL hand-off with the event loop).
             time.sleep(self.window_s)
             while True:
-                try:
-                    items.append(self._q.get_nowait())
-                except queue.Empty:
+                batch = []
+                while items:
+                    batch.append(items.popleft())
+                if batch and self._run(batch):
+                    return
+                self._idle = True
+                if not items:
                     break
-            for item in items:
-                try:
-                    if item is _STOP:
-                        continue
-                    self._finish(*item)
-                except Exception:
-                    log.exception("accounting of one request failed")
-                finally:
-                    self._q.task_done()
-            if any(item is _STOP for item in items):
-                return
+                self._idle = False  # work came in before the flag was up: go on
 
-    def _finish(self, record: RequestRecord, energy_model: str | None) -> None:
+    def _run(self, batch: list[tuple[Any, ...]]) -> bool:
+        """Work off one batch; True when it holds the stop mark."""
+        records: list[RequestRecord] = []
+        marks: list[threading.Event] = []
+        stop = False
+        for item in batch:
+            kind = item[0]
+            try:
+                if kind == _ROUTING:
+                    routing = item[1]
+                    record = self.record(routing, item[2], item[3])
+                    self._finish(record, self._energy_model(routing.tier, routing.model),
+                                 records)
+                elif kind == _RECORD:
+                    self._finish(item[1], item[2], records)
+                elif kind == _DECISION:
+                    if self.metrics is not None:
+                        self.metrics.observe_decision(item[1], item[2])
+                elif kind == _MARK:
+                    marks.append(item[1])
+                else:
+                    stop = True
+            except Exception:
+                log.exception("accounting of one request failed")
+        if records and self.ledger is not None:
+            try:
+                self.ledger.extend(records)
+            except Exception:  # e.g. closed already at shutdown
+                log.exception("%d requests did not reach the ledger", len(records))
+        for mark in marks:
+            mark.set()
+        return stop
+
+    def _finish(self, record: RequestRecord, energy_model: str | None,
+                batch: list[RequestRecord] | None = None) -> None:
+        """Energy, metrics and the ledger for one record (the ledger: via `batch` if given)."""
         paid = not (record.coalesced or record.cache_hit)
         if paid and energy_model is not None and record.completion_tokens:
             record.energy_kwh, record.co2e_g = estimate_energy(
@@ -185,16 +244,24 @@ class Accountant:
                 record.zone)
         if self.metrics is not None:
             self.metrics.observe(record)
-        if self.ledger is not None:
+        if batch is not None:
+            batch.append(record)
+        elif self.ledger is not None:
             self.ledger.append(record)
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until every submitted record reached metrics and the ledger's queue."""
-        return wait_drained(self._q, timeout)
+        """Wait until everything handed over before this call reached metrics and the
+        ledger's queue; False on timeout."""
+        if self._thread is None or not self._thread.is_alive():
+            return not self._items
+        mark = threading.Event()
+        self._put((_MARK, mark))
+        return mark.wait(timeout)
 
     def close(self) -> None:
         """Finish what is queued and stop the thread (the ledger is closed by its owner)."""
         if self._thread is not None and self._thread.is_alive():
-            self._q.put(_STOP)
+            self._items.append((_STOP,))
+            self._idle = False
+            self._wake.set()
             self._thread.join(timeout=30)
-

@@ -15,6 +15,7 @@ prunes at most once a minute. Prompt text is dropped unless ``store_prompts`` is
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import math
@@ -47,7 +48,28 @@ _SCHEMA = (
     + ", ".join(f"{f.name} {_sql_type(f.type)}" for f in fields(RequestRecord))
     + ")"
 )
-_INSERT = f"INSERT INTO requests ({', '.join(_COLS)}) VALUES ({', '.join('?' * len(_COLS))})"
+_ROW_SQL = f"({', '.join('?' * len(_COLS))})"
+# Rows per INSERT statement: powers of two up to this (SQLite's default cap of 32766 bound
+# variables, 999 before 3.32, bounds the largest that fits; see _insert_groups)
+_MAX_GROUP = 256
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_sql(n: int) -> str:
+    return f"INSERT INTO requests ({', '.join(_COLS)}) VALUES {', '.join([_ROW_SQL] * n)}"
+
+
+def _insert_groups(n: int, largest: int) -> list[int]:
+    """Split `n` rows into statements of power-of-two sizes up to `largest` (e.g. 100 ->
+    64, 32, 4): a few statements per batch, and only a few distinct SQL texts to prepare."""
+    out = []
+    size = largest
+    while n:
+        while size > n:
+            size //= 2
+        out.append(size)
+        n -= size
+    return out
 _ESC, _PROMPT = _COLS.index("escalations"), _COLS.index("prompt_text")
 _BOOL_IDX = [_COLS.index(c) for c in _BOOL]
 _STOP = object()
@@ -139,6 +161,15 @@ class Ledger:
 
         Do not mutate the record afterwards: the writer reads it a little later.
         """
+        self._put(record)
+
+    def extend(self, records: list[RequestRecord]) -> None:
+        """Queue several records as one item (one queue operation for the batch: what the
+        accounting thread does). Same rules as `append`."""
+        if records:
+            self._put(records)
+
+    def _put(self, item: RequestRecord | list[RequestRecord]) -> None:
         if self._closed:
             raise RuntimeError(f"ledger {self.path} is closed")
         if self._thread is None:
@@ -149,9 +180,9 @@ class Ledger:
                     )
                     self._thread.start()
         try:
-            self._q.put_nowait(record)  # converted to a row by the writer thread
+            self._q.put_nowait(item)  # converted to rows by the writer thread
         except queue.Full:
-            self.dropped += 1
+            self.dropped += len(item) if isinstance(item, list) else 1
 
     def _row(self, r: RequestRecord) -> tuple[Any, ...]:
         row = [getattr(r, c) for c in _COLS]
@@ -177,9 +208,11 @@ class Ledger:
                     except queue.Empty:
                         break
                 stop = any(item is _STOP for item in batch)
-                n = len(batch) - stop
+                records = [r for item in batch if item is not _STOP
+                           for r in (item if isinstance(item, list) else (item,))]
+                n = len(records)
                 try:
-                    rows = [self._row(item) for item in batch if item is not _STOP]
+                    rows = [self._row(r) for r in records]
                     if rows:
                         self._write(conn, rows)
                     if time.monotonic() - self._last_prune > _PRUNE_EVERY_S:
@@ -196,11 +229,22 @@ class Ledger:
             conn.close()
 
     def _write(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        # Many rows per INSERT statement, not executemany's one statement per row: sqlite3
+        # lets go of the GIL around every statement, and each of those hand-offs with the
+        # event loop's thread cost the proxy more than the row itself (bench/PROFILE.md 7).
+        variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        largest = _MAX_GROUP
+        while largest > 1 and largest * len(_COLS) > variables:
+            largest //= 2
         for attempt in range(5):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany(_INSERT, rows)
+                    start = 0
+                    for size in _insert_groups(len(rows), largest):
+                        group = rows[start:start + size]
+                        start += size
+                        conn.execute(_insert_sql(size), [v for row in group for v in row])
                     conn.execute("COMMIT")
                     return
                 except BaseException:
