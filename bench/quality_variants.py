@@ -21,10 +21,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from classifiers import features  # noqa: E402
 from classifiers.train import train  # noqa: E402
 
+# "_knee" is not a training parameter: it sets features.WORD_POOL_KNEE for that variant only
+# (the serving code reads the module's constant; a model trained with another knee would need it)
 VARIANTS: dict[str, dict[str, float]] = {
-    "shipped: hashed words + structure, L2 3": {},
+    "shipped: hashed words + structure, L2 3, pooling knee 16": {},
+    "root pooling without a knee (shipped until 809c4b8)": {"_knee": float("inf")},
+    "pooling knee 4": {"_knee": 4.0},
+    "pooling knee 64": {"_knee": 64.0},
     "structure features only": {"unigrams": 0},
     "hashed words, L2 10": {"l2": 10.0},
     "hashed words + word bigrams": {"bigrams": 1},
@@ -46,11 +52,16 @@ def main() -> int:
         if args.only and not any(o in name for o in args.only):
             continue
         t0 = time.time()
+        params = dict(params)
+        shipped_knee = features.WORD_POOL_KNEE
+        features.WORD_POOL_KNEE = params.pop("_knee", shipped_knee)
         try:
             res = train(args.data, None, params=params, eval_data="", log=lambda m: None)
         except RuntimeError as e:  # e.g. the MiniLM weights are not installed
             print(f"| {name} | skipped: {e} | | |", flush=True)
             continue
+        finally:
+            features.WORD_POOL_KNEE = shipped_knee
         mean = float(np.mean([f.result.apgr for f in res.folds]))
         head = next(
             f.result for f in res.folds if f.strong == "gpt-4-1106-preview" and "mixtral" in f.weak

@@ -42,28 +42,36 @@ From `python bench/quality_variants.py` (bench/QUALITY_VARIANTS.md, 2026-11-26):
 
 | variant | mean LOSO APGR | GPT-4-1106 vs Mixtral (RouterBench) APGR / CPT50 |
 |---|---|---|
-| **shipped: hashed words + structure, L2 3** | **0.524** | **0.565 / 0.409** |
+| **shipped: hashed words + structure, L2 3, pooling knee 16** | **0.536** | **0.576 / 0.374** |
+| root pooling without a knee (shipped until 809c4b8) | 0.524 | 0.565 / 0.409 |
+| pooling knee 4 | 0.536 | 0.568 / 0.376 |
+| pooling knee 64 | 0.526 | 0.538 / 0.440 |
 | structure features only | 0.536 | 0.558 / 0.377 |
-| hashed words, L2 10 | 0.524 | 0.556 / 0.413 |
-| hashed words + word bigrams | 0.526 | 0.575 / 0.391 |
-| hashed words + MiniLM 64-dim word embedding (folded, free at run time) | 0.533 | 0.579 / 0.376 |
-| pair weight n^-1 instead of n^-0.5 | 0.530 | 0.577 / 0.378 |
+| hashed words, L2 10 | 0.535 | 0.570 / 0.372 |
+| hashed words + word bigrams | 0.535 | 0.562 / 0.382 |
+| hashed words + MiniLM 64-dim word embedding (folded, free at run time) | 0.537 | 0.575 / 0.376 |
+| pair weight n^-1 instead of n^-0.5 | 0.534 | 0.561 / 0.389 |
+
+The pooling knee (features.py `WORD_POOL_KNEE`) was chosen for robustness first: with pure root
+pooling the word block grew like sqrt(length), so a 10,000-message chat repeating one word
+scored d = +30 and long documents drifted towards "easy"; it also measured best (knees 4-32:
+0.533-0.536; none: 0.524).
 
 In-domain (`python bench/quality_insource.py`, bench/QUALITY_INSOURCE.md: 5 folds over all
-sources, so every source is seen in training): mean APGR 0.519, GPT-4-1106 vs Mixtral 0.562.
+sources, so every source is seen in training): mean APGR 0.513, GPT-4-1106 vs Mixtral 0.542.
 Seeing the source does not help: the limit is what a linear bag of words and structure can tell
 about one item's difficulty, not transfer. Some pairs are below random even in-domain
-(dcrouter's 7B-70B pairs, 0.44-0.46): the items the model calls hardest are often too hard for
-both models, where a strong call buys nothing. Scoring each pair by its IRT expected gain
-sigmoid(a_strong - d) - sigmoid(a_weak - d) instead of d (same fit) gives 0.535 in-domain
-(+0.016; the gain is on pairs whose prompts sit above both abilities, 0.47 -> 0.55, and
-GPT-4-1106 vs Mixtral is unchanged at 0.565); the decision contract's single difficulty
-cannot carry it.
+(dcrouter's 7B-70B pairs 0.46, math-l5's Claude pair 0.46): the items the model calls hardest
+are often too hard for both models, where a strong call buys nothing. Scoring each pair by its
+IRT expected gain sigmoid(a_strong - d) - sigmoid(a_weak - d) instead of d (same fit) gives 0.535
+in-domain (+0.022; the gain is on pairs whose prompts sit above both abilities, e.g. 0.46 ->
+0.56, while GPT-4-1106 vs Mixtral moves 0.542 -> 0.565); the decision contract's single
+difficulty cannot carry it.
 
 A non-linear model does not transfer better (`python bench/quality_models.py`,
 bench/QUALITY_MODELS.md): gradient-boosted trees on the structure features + a 64-dim SVD of the
-words, fitted to each prompt's own IRT difficulty, 0.508 mean LOSO APGR (GPT-4-1106 vs Mixtral
-0.465), and 0.524 blended with the linear model (the linear model alone: 0.524).
+words, fitted to each prompt's own IRT difficulty, 0.509 mean LOSO APGR (GPT-4-1106 vs Mixtral
+0.498), and 0.527 blended with the linear model (the linear model alone: 0.536).
 
 Earlier o200k-token models (tiktoken features, 3x slower): MiniLM 64-dim token embedding +
 structure 0.530 / 0.570; free o200k unigrams + hashed bigrams 0.525 / 0.569.
@@ -82,10 +90,14 @@ shipped model must retrain from a clean checkout with the `train` extra alone.
   any word model tried.
 - No chat data is trained on. On AlpacaEval (chat-like, eval only) the GPT-4 pairs are slightly
   below random: prompts the model calls hard (maths, short factual questions) are not where GPT-4's
-  judged preference gain is. Short factual questions score harder than their real difficulty
-  ("What is 2+2?" 0.48 vs "hi" -0.33), because short benchmark questions (TriviaQA, NQ, GSM-style
-  arithmetic) are hard for small models; code requests score easy ("reverse a linked list" -1.1),
-  because the code sources (MBPP, HumanEval) are easy for most models.
+  judged preference gain is. Short arithmetic scores far harder than its real difficulty
+  ("What is 2+2?" 1.04, harder than "Prove that sqrt(2) is irrational." 0.16; "hi" -0.18): "+"
+  and digits mark the hard maths items of the benchmarks (MATH, GSM-style, math-l5), and no
+  trivially easy arithmetic is in the data; code requests score easy ("reverse a linked list"
+  -0.9), because the code sources (MBPP, HumanEval) are easy for most models.
+- Conversations far longer than the training prompts (p99 ~540 words) are extrapolation: the
+  pooling keeps their word block bounded, but what length itself does to difficulty is only
+  learned up to that range.
 - Abilities are on one scale only through models shared between sources; gpt-4-1106-preview is
   only in RouterBench (ARC, Winogrande, noisy MBPP) and its ability is lower than its real rank.
   Set abilities in the policy, or run `tierwise calibrate ability`, for models that matter.
@@ -176,8 +188,10 @@ Words of every message, hashed straight from the lower-cased UTF-8 bytes in nump
 (`classifiers/hashing.py`; no tokenizer: a BPE encode of 500 tokens costs ~90 us, the whole
 budget): a word is a run of `[0-9a-z_]` or non-ASCII bytes, each punctuation mark is its own
 token, into 2^{bits} buckets {bigram_text}. Each occurrence is weighted by its message's weight
-(last user turn 1.0, other turns 0.5, system 0.3) and the block is divided by sqrt(sum of
-squared weights); plus {len(meta["dense_features"])} structure features:
+(last user turn 1.0, other turns 0.5, system 0.3) and the block is divided by sqrt(S), S the
+sum of squared weights, up to S = 16, and by S / 4 beyond (a scaled mean: the block's sum stays
+at most 4 times the mean word weight however long the conversation is); plus
+{len(meta["dense_features"])} structure features:
 {dense}.{semantic}
 
 ## Model
