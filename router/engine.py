@@ -29,7 +29,7 @@ from router.decider import Decider
 from router.errors import TierwiseError, UpstreamError
 from router.messages import as_messages
 from router.relay import ChunkStream, Relay
-from router.routing import Listener, Outcome, Routing, price
+from router.routing import Listener, Outcome, Routing, price, tier_cost
 from router.upstream import Upstream, classify_failure, dump, upstream_error
 
 
@@ -43,6 +43,8 @@ class Router(Decider):
         self.coalescer: Coalescer = coalescer or InProcessCoalescer()
         self.listeners: list[Listener] = []
         self.failure_listeners: list[Listener] = []
+        self._tiers: dict[str, Tier] = {}  # name -> tier of self._tiers_of, see _tier
+        self._tiers_of: Policy | None = None
 
     # --- the async request path (proxy, middleware, acomplete) --------------------------------
 
@@ -52,31 +54,31 @@ class Router(Decider):
         started = time.perf_counter()
         decision = self.decide(body, pin)
         decision_ms = (time.perf_counter() - started) * 1000
-        stream = bool(body.get("stream"))
-        escalations = list(decision.escalations)
-        # what failure listeners see if no tier answers
-        failed = Routing(decision, decision.tier, decision.model, escalations, stream=stream,
-                         started=started, decision_ms=decision_ms, body=body)
+        # One Routing per request, filled in as it goes: what listeners see when it is
+        # answered, and what failure listeners see if no tier answers.
+        routing = Routing(decision, decision.tier, decision.model, list(decision.escalations),
+                          stream=bool(body.get("stream")), started=started,
+                          decision_ms=decision_ms, body=body)
         try:
-            return await self._serve(body, coalesce, failed)
+            return await self._serve(body, coalesce, routing)
         except asyncio.CancelledError:
-            failed.outcome, failed.status = "cancelled", 499
-            self._notify_failure(failed)
+            routing.outcome, routing.status = "cancelled", 499
+            self._notify_failure(routing)
             raise
         except TierwiseError as exc:
-            failed.outcome, failed.status = "upstream_error", exc.status_code
-            self._notify_failure(failed)
+            routing.outcome, routing.status = "upstream_error", exc.status_code
+            self._notify_failure(routing)
             raise
 
-    async def _serve(self, body: dict[str, Any], coalesce: bool, failed: Routing) -> Outcome:
-        decision, stream, escalations = failed.decision, failed.stream, failed.escalations
+    async def _serve(self, body: dict[str, Any], coalesce: bool, routing: Routing) -> Outcome:
+        decision, stream, escalations = routing.decision, routing.stream, routing.escalations
         plan = self.plan(decision)
         solo = not (coalesce and self.policy.coalesce)
         joiner: Coalescer = Solo(self.coalescer) if solo else self.coalescer
         checks = self.policy.response_checks
         for i, name in enumerate(plan):
             tier = self._tier(name)
-            failed.tier, failed.model = tier.name, tier.model
+            routing.tier, routing.model = tier.name, tier.model
             nxt = plan[i + 1] if i + 1 < len(plan) else None
             served: dict[str, Any] = {}  # the deployment that answered, if this waiter calls
             # a Solo flight is never looked up: its key need not be computed (hash of the body)
@@ -96,15 +98,12 @@ class Router(Decider):
                 # stream that broke half-way: it may still move on.
                 self._escalate_or_raise(exc, name, nxt, escalations, sent_nothing=not stream)
                 continue
-            routing = Routing(decision, tier.name, tier.model, escalations,
-                              coalesced=sub.coalesced, stream=stream, started=failed.started,
-                              decision_ms=failed.decision_ms, request_id=failed.request_id,
-                              prior_cost_usd=failed.prior_cost_usd, body=body, **served)
             if stream:
                 if not started and "empty" in checks and nxt is not None:
                     sub.close()
                     escalations.append(f"empty:{name}->{nxt}")
                     continue
+                self._answered(routing, sub.coalesced, served)
                 return Outcome(routing, stream=Relay(sub, body, routing, self._notify,
                                                      self._notify_failure))
             sub.close()
@@ -112,18 +111,26 @@ class Router(Decider):
             if bad and nxt is not None:
                 escalations.append(f"{bad}:{name}->{nxt}")
                 if not sub.coalesced:  # this request paid for the discarded answer
-                    routing.usage = response.get("usage")
-                    price(routing, tier, self.policy.largest)
-                    failed.prior_cost_usd = routing.cost_usd or 0.0
+                    routing.prior_cost_usd += tier_cost(tier, response.get("usage"))
                 continue
+            self._answered(routing, sub.coalesced, served)
             routing.failed_check = bad
             routing.usage = response.get("usage")
             self._notify(routing)
             return Outcome(routing, response=response)
         raise UpstreamError("no tier answered", attempts=escalations)  # plan is never empty
 
+    @staticmethod
+    def _answered(routing: Routing, coalesced: bool, served: dict[str, Any]) -> None:
+        routing.coalesced = coalesced
+        if served:
+            routing.deployment, routing.zone = served.get("deployment"), served.get("zone")
+
     def _tier(self, name: str) -> Tier:
-        tier = self.policy.tier(name)
+        if self._tiers_of is not self.policy:  # (re)built for the policy in use
+            self._tiers_of = self.policy
+            self._tiers = {t.name: t for t in self.policy.tiers}
+        tier = self._tiers.get(name)
         if tier is None:  # decide() only names tiers of this policy
             raise RuntimeError(f"tier {name!r} vanished from the policy")
         return tier

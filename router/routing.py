@@ -3,10 +3,10 @@ listener contract, and pricing a Routing from the policy's tier prices."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from random import getrandbits as _bits
 from typing import Any
 
 from policies import Decision, Tier
@@ -14,8 +14,10 @@ from router.accounting import Prices
 
 
 def new_request_id() -> str:
-    """32 random hex digits (as uuid4().hex, without building a UUID object per request)."""
-    return os.urandom(16).hex()
+    """32 random hex digits, like uuid4().hex, from the random module's generator (seeded
+    from os.urandom, and again in a forked child): no UUID object and no getrandom() system
+    call per request. A request id names a request; it is no secret."""
+    return f"{_bits(128):032x}"
 
 
 @dataclass
@@ -97,13 +99,21 @@ Listener = Callable[[Routing], None]
 def price(routing: Routing, tier: Tier, largest: Tier) -> None:
     """Set routing.cost_usd / saved_usd from the tiers' prices and the usage (no litellm: the
     loader filled the prices from litellm's map). A coalesced follower or a cache hit made no
-    call: it costs nothing and saves the whole baseline."""
+    call: it costs nothing and saves the whole baseline. (The arithmetic of
+    router.accounting.Prices.cost, inlined: the ledger's record comes out the same.)"""
     usage = routing.usage if isinstance(routing.usage, dict) else {}
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
     free = routing.coalesced or routing.cache_hit
-    cost = 0.0 if free else Prices(tier.input_per_mtok, tier.output_per_mtok).cost(
-        prompt, completion)
+    cost = 0.0 if free else (prompt * tier.input_per_mtok
+                             + completion * tier.output_per_mtok) / 1e6
     cost += routing.prior_cost_usd
-    baseline = Prices(largest.input_per_mtok, largest.output_per_mtok).cost(prompt, completion)
+    baseline = (prompt * largest.input_per_mtok + completion * largest.output_per_mtok) / 1e6
     routing.cost_usd, routing.saved_usd = cost, baseline - cost
+
+
+def tier_cost(tier: Tier, usage: Any) -> float:
+    """What a call to `tier` that used `usage` (an OpenAI usage object, or None) cost."""
+    usage = usage if isinstance(usage, dict) else {}
+    return Prices(tier.input_per_mtok, tier.output_per_mtok).cost(
+        int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
