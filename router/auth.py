@@ -44,6 +44,9 @@ class Client:
     key: ApiKey | None = None
 
 
+_ANONYMOUS = Client(ANONYMOUS)  # every caller when auth is off (immutable: shared)
+
+
 def hash_key(key: str) -> str:
     """The sha256 hex a policy stores for `key` (``[[auth.keys]] sha256 = ...``)."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
@@ -94,7 +97,7 @@ class Authenticator:
     def authenticate(self, headers: Mapping[str, str]) -> Client:
         """The caller of a request whose (lower-case) headers are `headers`."""
         if not self.enabled:
-            return Client(ANONYMOUS)
+            return _ANONYMOUS
         key = presented_key(headers)
         if key is None:
             raise AuthenticationError(

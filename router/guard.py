@@ -155,10 +155,13 @@ class Guard:
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k != PIN_HEADER]
             scope["headers"].append((PIN_HEADER, admission.downgrade_to.encode()))
             extra["x-tierwise-downgraded"] = f"budget:{admission.downgrade_to}"
+        if not self.cache.enabled:
+            await self._forward(scope, raw, receive, send, admission, extra, None, body)
+            return
         pin = next((v.decode("latin-1") for k, v in scope["headers"] if k == PIN_HEADER), None)
         may_read, may_write = directives(headers.get("cache-control"))
-        key = self.cache.key(body, client.id, pin) if self.cache.enabled else None
-        if key is not None and may_read:
+        key = self.cache.key(body, client.id, pin)
+        if may_read:
             hit = await self.cache.get(key)
             if hit is not None:
                 await self.limiter.charge(admission, 0.0, 0)
@@ -169,10 +172,9 @@ class Guard:
                 await send({"type": "http.response.start", "status": hit.status, "headers": out})
                 await send({"type": "http.response.body", "body": hit.body})
                 return
-        if key is not None:
-            extra["x-tierwise-cache"] = "miss" if may_read else "bypass"
+        extra["x-tierwise-cache"] = "miss" if may_read else "bypass"
         await self._forward(scope, raw, receive, send, admission, extra,
-                            key if key is not None and may_write else None, body)
+                            key if may_write else None, body)
 
     async def _forward(self, scope: Scope, raw: bytes, receive: Receive, send: Send,
                        admission: Admission, extra: dict[str, str], cache_key: str | None,
@@ -182,7 +184,20 @@ class Guard:
         parts: list[bytes] = []
         size = 0
         limit = self.cache.settings.max_entry_bytes
-        deadline: asyncio.Timeout | None = None
+        # The first-byte deadline: a timer that cancels this task (what asyncio.timeout does,
+        # without its context manager object and state machine per request).
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        cancelling = task.cancelling()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        deadline = loop.call_at(loop.time() + self.first_byte_timeout_s, expire)
 
         async def capture(message: Message) -> None:
             nonlocal status, size, raw_headers
@@ -192,8 +207,7 @@ class Guard:
                 if extra:
                     message = dict(message)
                     message["headers"] = [*raw_headers, *_encode(extra)]
-                if deadline is not None:
-                    deadline.reschedule(None)  # the first byte is out: no deadline any more
+                deadline.cancel()  # the first byte is out: no deadline any more
             elif message["type"] == "http.response.body" and cache_key is not None:
                 chunk = message.get("body") or b""
                 size += len(chunk)
@@ -207,16 +221,20 @@ class Guard:
         # cancels it here, and the admission is seen by its Router listeners through _CURRENT.
         token = _CURRENT.set(admission)
         try:
-            async with asyncio.timeout(self.first_byte_timeout_s) as deadline:
-                await self.chat(scope, replay_body(raw, receive), capture)
-        except TimeoutError:
-            if deadline is None or not deadline.expired() or status:
-                raise  # not ours, or the answer had begun (the deadline was off by then)
+            await self.chat(scope, replay_body(raw, receive), capture)
+        except asyncio.CancelledError:
+            # ours only if the deadline fired and nobody else cancelled this task too
+            if not expired or task.uncancel() > cancelling:
+                raise
             log.warning("no response within %.0f s; answered 504", self.first_byte_timeout_s)
             await _send_error(send, UpstreamError("no response from the upstream in time",
                                                   status_code=504))
             return
+        else:
+            if expired:  # the app swallowed our cancellation: take it back
+                task.uncancel()
         finally:
+            deadline.cancel()
             _CURRENT.reset(token)
         if not admission.charged and status == 200 and self.limiter.charges(admission.client):
             cost = _float(_header(raw_headers, b"x-tierwise-cost-usd"))

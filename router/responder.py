@@ -119,15 +119,25 @@ async def wait_disconnect(receive: Receive) -> None:
         pass
 
 
-async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
+# How long an answer may take before a watcher for the client's disconnect is started. Most
+# answers are done sooner (no watcher task at all: a timer instead, ~1 us against ~7 us for a
+# task started and cancelled per request); a client that leaves is noticed at most this late.
+WATCH_AFTER_S = 0.05
+
+
+async def unless_disconnected(receive: Receive, work: Awaitable[T],
+                              watch_after_s: float = WATCH_AFTER_S) -> T:
     """Await `work`, cancelling it (and raising ClientGone) if the client disconnects first.
 
-    `work` runs in this task; one watcher task waits for the disconnect and cancels this task
-    (cheaper per request than running `work` in a task of its own beside the watcher). The
-    cancellation arrives inside `work`, which never returned while the watcher ran."""
+    `work` runs in this task. After `watch_after_s` (if it is still running) a watcher task
+    waits for the disconnect and cancels this task (cheaper per request than running `work`
+    in a task of its own beside the watcher). The cancellation arrives inside `work`, which
+    never returned while the watcher ran."""
     task = asyncio.current_task()
     assert task is not None
+    loop = task.get_loop()
     gone = False
+    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         nonlocal gone
@@ -135,7 +145,11 @@ async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
         gone = True
         task.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(watch_after_s, start_watching)
     try:
         return await work
     except asyncio.CancelledError:
@@ -144,7 +158,9 @@ async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
             raise ClientGone() from None
         raise
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 class ChatResponder:
