@@ -88,7 +88,7 @@ def parse_body(raw: bytes, limits: LimitSettings) -> dict[str, Any]:
         raise BodyTooLarge(f"request body is larger than {limits.max_body_bytes} bytes")
     try:
         text = raw.decode("utf-8")
-        body = json.loads(text, parse_constant=_no_constants)
+        body = _decode(text)
     except InvalidRequestError:
         raise
     except RecursionError:
@@ -97,16 +97,29 @@ def parse_body(raw: bytes, limits: LimitSettings) -> dict[str, Any]:
         raise InvalidRequestError("request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidRequestError("request body must be a JSON object")
-    _check_values(body, "", 0)
+    # The walk finds what the text itself can rule out: a lone surrogate only comes from a
+    # \u escape (the bytes were valid UTF-8), and nesting needs as many brackets as levels.
+    if "\\u" in text or text.count("{") + text.count("[") > MAX_DEPTH:
+        _check_values(body, "", 0)
     check_body(body, limits)
     return body
 
 
+_ORDER = {name: i for i, name in enumerate(FIELDS)}
+# json.loads(text, parse_constant=...) builds a JSONDecoder per call; this one is built once
+_decode = json.JSONDecoder(parse_constant=_no_constants).decode
+
+
 def check_body(body: dict[str, Any], limits: LimitSettings) -> None:
     """Field types and the policy's caps on an already parsed body."""
-    for name, (ok, expect) in FIELDS.items():
-        if name in body and body[name] is not None and not ok(body[name]):
-            raise InvalidRequestError(f"'{name}' must be {expect}", param=name)
+    bad = None  # the first bad field in FIELDS order (a body has few of the fields)
+    for name, value in body.items():
+        check = FIELDS.get(name)
+        if check is not None and value is not None and not check[0](value) and (
+                bad is None or _ORDER[name] < _ORDER[bad]):
+            bad = name
+    if bad is not None:
+        raise InvalidRequestError(f"'{bad}' must be {FIELDS[bad][1]}", param=bad)
     check_messages(body.get("messages"))
     messages: list[Any] = body["messages"]
     if len(messages) > limits.max_messages:
