@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from router import fastjson
 from router.httpclient import (
     MAX_BODY_BYTES,
     ConnectFailed,
@@ -558,8 +559,7 @@ class PassthroughClient:
                 self._heads[cache_key] = head
         if model is not None:
             body = {**body, "model": model}
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        return endpoint, head, data
+        return endpoint, head, fastjson.dumps(body)
 
     async def _send(self, endpoint: Endpoint, head: bytes, data: bytes,
                     deadline: float | None, timeout: float,
@@ -622,8 +622,8 @@ class PassthroughClient:
         if status >= 400:
             raise _status_error(status, raw, api_key)
         try:
-            result = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            result = fastjson.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise BadResponseError(
                 f"upstream answered HTTP {status} with a body that is not JSON "
                 f"({len(raw)} bytes): {url}") from None
@@ -695,12 +695,23 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PassthroughClient
     weakref.WeakKeyDictionary())
 
 
+# the last (loop, client) pair handed out, nearly always the one asked for next (weak: a
+# finished loop and its connections are not kept alive by it)
+_last: tuple[Any, Any] = (lambda: None, lambda: None)
+
+
 def default_client() -> PassthroughClient:
     """This event loop's shared client (created on first use)."""
+    global _last
     loop = asyncio.get_running_loop()
+    if _last[0]() is loop:
+        client = _last[1]()
+        if client is not None and not client.closed:
+            return client  # type: ignore[no-any-return]
     client = _clients.get(loop)
     if client is None or client.closed:
         client = _clients[loop] = PassthroughClient()
+    _last = (weakref.ref(loop), weakref.ref(client))
     return client
 
 

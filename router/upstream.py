@@ -197,9 +197,11 @@ class Upstream:
         if direct is not None:
             from router.passthrough import chat_completion
 
+            # one copy of the body: without the stream fields, with the tier's model
             sent = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+            sent["model"] = direct.model
             return await chat_completion(direct.base_url, direct.api_key, sent, direct.timeout,
-                                         model=direct.model, key_header=direct.key_header)
+                                         key_header=direct.key_header)
         response = await self._acompletion(tier, {**body, "stream": False})
         _note_deployment(tier, response, served)
         return dump(response)
