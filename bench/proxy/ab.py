@@ -17,7 +17,8 @@ median per-burst ratio B/A, and p50 latency minus the upstream's own.
     python bench/proxy/ab.py /tmp/a /tmp/b
 
 --policy-a/--policy-b compare policies instead (e.g. one that sets energy_model on the tiers);
---pin puts the servers on CPU 0 and the upstream and wrk on CPU 1.
+--pin puts the servers on CPU 0 and the upstream and wrk on CPU 1; --nice -10 (as root) runs
+them ahead of other work on the machine.
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ def main() -> int:
     ap.add_argument("--policy-b", default=str(HERE / "bench-policy.toml"))
     ap.add_argument("--pin", action="store_true",
                     help="servers on CPU 0; this script, the upstream and wrk on CPU 1")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="niceness of the servers, the upstream and wrk (e.g. -10 as root, "
+                         "ahead of other work on a shared machine), as run.py --nice")
     args = ap.parse_args()
+    bench.NICE = args.nice
     for src in (args.a, args.b):
         if not (Path(src) / "router" / "__init__.py").is_file():
             sys.exit(f"ab.py: {src} has no router/ package (it would silently run the installed "
