@@ -61,6 +61,10 @@ class Accountant:
         self.ledger = ledger
         self.metrics = metrics
         self.store_prompts = policy.ledger.store_prompts
+        # per tier name: the tier and its prices (the policy does not change under us)
+        self._tiers = {t.name: (t, _prices(t)) for t in policy.tiers}
+        self._largest = policy.largest
+        self._largest_prices = _prices(policy.largest)
         self.max_queue = max_queue
         self.dropped = 0  # records lost because the queue was full
         # deque.append/popleft are atomic: the event loop appends, the thread pops
@@ -106,17 +110,17 @@ class Accountant:
             from router.guard import current_key_id
 
             key_id = current_key_id()
-        tier = self.policy.tier(routing.tier)
-        if tier is None:
+        found = self._tiers.get(routing.tier)
+        if found is None:
             raise LookupError(f"tier {routing.tier!r} is not in policy {self.policy.name!r}")
+        tier, prices = found
         usage = routing.usage if isinstance(routing.usage, dict) else {}
-        largest = self.policy.largest
         return build_record(
             request_id=routing.request_id, tier=tier.name, model=routing.model,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
-            baseline_model=largest.model, latency_ms=routing.latency_ms or 0.0,
-            prices=_prices(tier), baseline_prices=_prices(largest),
+            baseline_model=self._largest.model, latency_ms=routing.latency_ms or 0.0,
+            prices=prices, baseline_prices=self._largest_prices,
             prior_cost_usd=routing.prior_cost_usd, deployment=routing.deployment,
             zone=routing.zone or tier.zone, escalations=routing.escalations,
             coalesced=routing.coalesced, cache_hit=routing.cache_hit, stream=routing.stream,
@@ -177,8 +181,8 @@ class Accountant:
                 self._thread = thread
 
     def _energy_model(self, tier_name: str, model: str) -> str:
-        tier = self.policy.tier(tier_name)
-        return (tier.energy_model if tier is not None and tier.energy_model else None) or model
+        found = self._tiers.get(tier_name)
+        return (found[0].energy_model if found is not None else None) or model
 
     # -- in the background thread ------------------------------------------------------------
 
@@ -204,6 +208,7 @@ class Accountant:
     def _run(self, batch: list[tuple[Any, ...]]) -> bool:
         """Work off one batch; True when it holds the stop mark."""
         records: list[RequestRecord] = []
+        decisions: list[tuple[float, str]] = []
         marks: list[threading.Event] = []
         stop = False
         for item in batch:
@@ -212,19 +217,25 @@ class Accountant:
                 if kind == _ROUTING:
                     routing = item[1]
                     record = self.record(routing, item[2], item[3])
-                    self._finish(record, self._energy_model(routing.tier, routing.model),
-                                 records)
+                    self._estimate(record, self._energy_model(routing.tier, routing.model))
+                    records.append(record)
                 elif kind == _RECORD:
-                    self._finish(item[1], item[2], records)
+                    self._estimate(item[1], item[2])
+                    records.append(item[1])
                 elif kind == _DECISION:
-                    if self.metrics is not None:
-                        self.metrics.observe_decision(item[1], item[2])
+                    decisions.append((item[1], item[2]))
                 elif kind == _MARK:
                     marks.append(item[1])
                 else:
                     stop = True
             except Exception:
                 log.exception("accounting of one request failed")
+        if self.metrics is not None and (records or decisions):
+            try:
+                self.metrics.observe_decisions(decisions)
+                self.metrics.observe_many(records)
+            except Exception:
+                log.exception("%d requests did not reach the metrics", len(records))
         if records and self.ledger is not None:
             try:
                 self.ledger.extend(records)
@@ -234,19 +245,21 @@ class Accountant:
             mark.set()
         return stop
 
-    def _finish(self, record: RequestRecord, energy_model: str | None,
-                batch: list[RequestRecord] | None = None) -> None:
-        """Energy, metrics and the ledger for one record (the ledger: via `batch` if given)."""
+    @staticmethod
+    def _estimate(record: RequestRecord, energy_model: str | None) -> None:
+        """Energy and CO2e of a record (ecologits), for a request that made its call."""
         paid = not (record.coalesced or record.cache_hit)
         if paid and energy_model is not None and record.completion_tokens:
             record.energy_kwh, record.co2e_g = estimate_energy(
                 energy_model, None, record.completion_tokens, record.latency_ms / 1000,
                 record.zone)
+
+    def _finish(self, record: RequestRecord, energy_model: str | None) -> None:
+        """Energy, metrics and the ledger for one record (what the thread does per batch)."""
+        self._estimate(record, energy_model)
         if self.metrics is not None:
             self.metrics.observe(record)
-        if batch is not None:
-            batch.append(record)
-        elif self.ledger is not None:
+        if self.ledger is not None:
             self.ledger.append(record)
 
     def flush(self, timeout: float = 5.0) -> bool:

@@ -35,6 +35,8 @@ savings = saved - overspend = baseline - cost. Each counter also has a ``_create
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -47,6 +49,33 @@ from prometheus_client import (
 )
 
 from router.accounting import RequestRecord
+
+
+def _observe_all(child: Any, values: list[float]) -> None:
+    """``child.observe(v)`` for every value: one update of the sum and one per bucket that
+    gets values, instead of two locked updates per value (prometheus-client's Histogram
+    internals: ``_upper_bounds`` ends with +Inf, ``_buckets`` are per-bucket counts, as
+    Histogram.observe uses them). Falls back to observe() where they are missing."""
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            child.observe(v)
+        return
+    counts = [0] * len(bounds)
+    last = len(bounds) - 1
+    s = 0.0
+    for v in values:
+        s += v
+        i = bisect_left(bounds, v)  # the first bound >= v: Histogram.observe's bucket
+        if i <= last and v == v:  # (NaN: no bucket, as observe)
+            counts[i] += 1
+    total.inc(s)
+    for i, n in enumerate(counts):
+        if n:
+            buckets[i].inc(n)
+
 
 DECISION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80)
@@ -131,9 +160,83 @@ class Metrics:
         if record.deployment:
             self.deployments.labels(t, record.deployment, record.zone or "").inc()
 
+    def observe_many(self, records: Sequence[RequestRecord]) -> None:
+        """Count finished requests: the same series and totals as `observe` on each, with one
+        update per series for the whole batch (every update takes a lock; the accounting
+        thread hands over ~20 records at a time)."""
+        if len(records) < 2:
+            for record in records:
+                self.observe(record)
+            return
+        add: dict[tuple[Any, ...], float] = {}  # (metric, *labels) -> amount
+        seen: dict[tuple[Any, ...], list[float]] = {}  # histogram (metric, tier) -> values
+        get = add.get
+        for r in records:
+            t = r.tier
+            k: tuple[Any, ...] = (self.requests, t, r.outcome)
+            add[k] = get(k, 0) + 1
+            k = (self.latency, t)
+            if k in seen:
+                seen[k].append(r.latency_ms / 1000)
+            else:
+                seen[k] = [r.latency_ms / 1000]
+            if r.ttft_ms is not None:
+                k = (self.ttft, t)
+                if k in seen:
+                    seen[k].append(r.ttft_ms / 1000)
+                else:
+                    seen[k] = [r.ttft_ms / 1000]
+            k = (self.tokens, t, "prompt")
+            add[k] = get(k, 0) + r.prompt_tokens
+            k = (self.tokens, t, "completion")
+            add[k] = get(k, 0) + r.completion_tokens
+            k = (self.cost, t)
+            add[k] = get(k, 0.0) + r.cost_usd
+            k = (self.baseline, t)
+            add[k] = get(k, 0.0) + r.baseline_cost_usd
+            k = (self.saved, t)
+            add[k] = get(k, 0.0) + max(r.saved_usd, 0.0)
+            k = (self.overspend, t)
+            add[k] = get(k, 0.0) + max(-r.saved_usd, 0.0)
+            if r.energy_kwh is not None:
+                k = (self.energy, t)
+                add[k] = get(k, 0.0) + r.energy_kwh
+            if r.co2e_g is not None:
+                k = (self.co2e, t)
+                add[k] = get(k, 0.0) + r.co2e_g
+            for step in r.escalations:
+                reason, _, hop = step.partition(":")
+                src, _, dst = hop.partition("->")
+                k = (self.escalations, reason, src, dst)
+                add[k] = get(k, 0) + 1
+            if r.coalesced:
+                k = (self.coalesced, t)
+                add[k] = get(k, 0) + 1
+            if r.cache_hit:
+                k = (self.cache_hits, t)
+                add[k] = get(k, 0) + 1
+            if r.deployment:
+                k = (self.deployments, t, r.deployment, r.zone or "")
+                add[k] = get(k, 0) + 1
+        for (metric, *labels), amount in add.items():
+            self._child(metric, *labels).inc(amount)
+        for (metric, tier), values in seen.items():
+            _observe_all(self._child(metric, tier), values)
+
     def observe_decision(self, seconds: float, tier: str) -> None:
         """Record the routing decision time (call on every decision, including /v1/route)."""
         self._child(self.decision, tier).observe(seconds)
+
+    def observe_decisions(self, decisions: Sequence[tuple[float, str]]) -> None:
+        """`observe_decision` for each (seconds, tier), one update per series and bucket."""
+        by_tier: dict[str, list[float]] = {}
+        for seconds, tier in decisions:
+            if tier in by_tier:
+                by_tier[tier].append(seconds)
+            else:
+                by_tier[tier] = [seconds]
+        for tier, values in by_tier.items():
+            _observe_all(self._child(self.decision, tier), values)
 
     def observe_redis_fallback(self, operation: str) -> None:
         """Count one fallback to local state because Redis was unavailable."""

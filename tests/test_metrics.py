@@ -105,6 +105,30 @@ def test_metrics_match_records():
     )
 
 
+def test_observe_many_is_observe_on_each():
+    """The accounting thread's batched update: the same series, counts and (to rounding)
+    sums as one observe() per record, for batches of every size."""
+    recs = make_records(250, seed=5)
+    one, many = Metrics(), Metrics()
+    for r in recs:
+        one.observe(r)
+    start = 0
+    for size in (1, 2, 17, 80, 150):
+        many.observe_many(recs[start:start + size])
+        start += size
+    decisions = [(r.decision_ms / 1000, r.tier) for r in recs]
+    for seconds, tier in decisions:
+        one.observe_decision(seconds, tier)
+    many.observe_decisions(decisions[:1])
+    many.observe_decisions(decisions[1:])
+    want, got = samples(one), samples(many)
+    assert set(got) == set(want)
+    for key, value in want.items():
+        if key[0].endswith("_created"):
+            continue
+        assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-15), key
+
+
 def test_registries_are_independent():
     a, b = Metrics(), Metrics()
     a.observe(make_records(1)[0])
