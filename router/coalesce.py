@@ -328,24 +328,8 @@ class OwnStream:
             if any(has_output(c) for c in chunks):
                 return True
 
-    async def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
-        try:
-            batch, self._head = self._head, []
-            while True:
-                if batch:
-                    self.drained = self._last
-                    if not include_usage:
-                        batch = [c for c in batch if not is_usage_only(c)]
-                    if batch:
-                        yield batch
-                if self._ended:
-                    return
-                next_batch = await self._next()
-                if next_batch is None:
-                    return
-                batch = next_batch
-        finally:
-            await self._release()
+    def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
+        return _OwnBatches(self, include_usage)
 
     async def _release(self) -> None:
         it, self._it = self._it, None
@@ -364,6 +348,56 @@ class OwnStream:
             self._solo.stats["cancelled"] = self._solo.stats.get("cancelled", 0) + 1
         if self._it is not None:  # never read through batches(): release the upstream
             asyncio.ensure_future(self._release())
+
+
+class _OwnBatches:
+    """`OwnStream.batches`: the chunks read before the first output, then the rest as they
+    come; the upstream is released when they end, fail or are closed. A plain async iterator
+    rather than an async generator (asyncio registers and finalizes every one of those)."""
+
+    __slots__ = ("_own", "_include_usage", "_started", "_done")
+
+    def __init__(self, own: OwnStream, include_usage: bool) -> None:
+        self._own = own
+        self._include_usage = include_usage
+        self._started = False
+        self._done = False
+
+    def __aiter__(self) -> _OwnBatches:
+        return self
+
+    async def __anext__(self) -> list[dict[str, Any]]:
+        own = self._own
+        if not self._done:
+            try:
+                batch: list[dict[str, Any]] | None = None
+                if not self._started:
+                    self._started = True
+                    batch, own._head = own._head, []
+                while True:
+                    if batch:
+                        own.drained = own._last
+                        if not self._include_usage:
+                            batch = [c for c in batch if not is_usage_only(c)]
+                        if batch:
+                            return batch
+                    if own._ended:
+                        break
+                    batch = await own._next()
+                    if batch is None:
+                        break
+            except BaseException:
+                self._done = True
+                await own._release()
+                raise
+            self._done = True
+            await own._release()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._done = True
+            await self._own._release()
 
 
 class Solo:

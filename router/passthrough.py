@@ -51,7 +51,7 @@ from router.httpclient import (
     ResponseError,
     request_head,
 )
-from router.streaming import RawChunk, RawJSON
+from router.streaming import LastBatch, RawChunk, RawJSON
 
 __all__ = [
     "PassthroughError", "UpstreamStatusError", "RateLimitedError", "ServerError",
@@ -327,6 +327,8 @@ class ChatStream:
         self.done = False
         self.events = 0
         self._released = False
+        self._buf = b""
+        self._loop = asyncio.get_running_loop()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._events()
@@ -356,9 +358,18 @@ class ChatStream:
 
     async def _reads(self) -> AsyncGenerator[list[bytes], None]:
         """The complete events of each network read (reads with none are skipped)."""
-        buf = b""
+        try:
+            while (events := await self._read_events()) is not None:
+                yield events
+        finally:
+            self._release()
+
+    async def _read_events(self) -> list[bytes] | None:
+        """The complete events of the next network read that has any; None at the end. The
+        connection is released at the end and on any failure (cancellation included)."""
+        if self._released:
+            return None
         conn = self._conn
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 chunk = conn.take_body()
@@ -371,13 +382,13 @@ class ChatStream:
                             f"{type(conn.error).__name__}", events=self.events)
                     try:
                         # every gap between chunks is bounded by the timeout
-                        await conn.wait(loop, timeout=self._timeout)
+                        await conn.wait(self._loop, timeout=self._timeout)
                     except TimeoutError:
                         raise StreamInterrupted(
                             f"upstream stream stalled for {self._timeout:g} s: {self._url}",
                             events=self.events, timed_out=True) from None
                     continue
-                buf += chunk
+                buf = self._buf + chunk if self._buf else chunk
                 if b"\r" in buf:
                     buf = buf.replace(b"\r\n", b"\n")
                 events = []
@@ -391,40 +402,54 @@ class ChatStream:
                     if event.startswith(_DONE):
                         self.done = True
                     events.append(event)
-                buf = buf[start:]
+                self._buf = buf[start:]
                 if events:
                     self.events += len(events)
-                    yield events
-            if buf.strip():
+                    return events
+            if self._buf.strip():
                 raise StreamInterrupted(
                     f"upstream stream ended inside an event after {self.events} events",
                     events=self.events)
-        finally:
+        except BaseException:
             self._release()
+            raise
+        self._release()
+        return None
+
+    async def next_batch(self) -> list[dict[str, Any]] | None:
+        """The chunks of the next network read that has any (see `chunks`); None at the end.
+        A coroutine, not an async generator: the pass-through's stream path awaits this."""
+        while True:
+            events = await self._read_events()
+            if events is None:
+                return None
+            batch = self._parse_all(events)
+            if batch:
+                return batch
+
+    def checked_batches(self) -> CheckedBatches:
+        """`next_batch` as an async iterator that also tells a cut stream from a whole one."""
+        return CheckedBatches(self)
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
         """The stream's chunks as dicts (the shape router.upstream.Upstream.astream yields):
         ``data:`` events parsed, comments and ``[DONE]`` skipped. An event that is not JSON
         raises StreamInterrupted (reason ``bad_chunk``). A chunk from a plain one-line
         ``data: {...}`` event is a RawChunk that keeps those bytes, for relaying as they are."""
-        batches = self.chunk_batches()
         try:
-            async for batch in batches:
+            while (batch := await self.next_batch()) is not None:
                 for chunk in batch:
                     yield chunk
         finally:  # a cancelled consumer gives the connection back now, not at GC time
-            await batches.aclose()  # type: ignore[attr-defined]
+            self._release()
 
     async def chunk_batches(self) -> AsyncIterator[list[dict[str, Any]]]:
         """Like `chunks`, but the chunks of one network read come as one list."""
-        reads = self._reads()
         try:
-            async for events in reads:
-                batch = self._parse_all(events)
-                if batch:
-                    yield batch
+            while (batch := await self.next_batch()) is not None:
+                yield batch
         finally:  # a cancelled consumer gives the connection back now, not at GC time
-            await reads.aclose()
+            self._release()
 
     def _parse_all(self, events: list[bytes]) -> list[dict[str, Any]]:
         """The chunks of one read's events. A plain one-line ``data: {...}`` event (nearly all
@@ -489,11 +514,64 @@ class ChatStream:
     async def close(self) -> None:
         self._release()
 
+    def __del__(self) -> None:
+        # dropped unfinished without close() (an abandoned SDK stream): the connection must
+        # not stay checked out of the pool (async generators got this from asyncio's hooks)
+        if not getattr(self, "_released", True):
+            try:
+                self._release()
+            except Exception:  # noqa: BLE001 - the loop may be closed already
+                pass
+
     async def __aenter__(self) -> ChatStream:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class CheckedBatches:
+    """A pass-through stream's chunks, one list per network read (router.streaming.LastBatch
+    when [DONE] came with them: the end can go out in the same write). A stream that just
+    stops (connection closed) with neither a finish_reason nor [DONE] was cut, and must not
+    look like a complete answer: StreamInterrupted then. A plain async iterator, not an async
+    generator (asyncio registers and finalizes each of those; this is on every stream)."""
+
+    __slots__ = ("_stream", "_finished", "_ended")
+
+    def __init__(self, stream: ChatStream) -> None:
+        self._stream = stream
+        self._finished = False  # some chunk carried a finish_reason
+        self._ended = False
+
+    def __aiter__(self) -> CheckedBatches:
+        return self
+
+    async def __anext__(self) -> list[dict[str, Any]]:
+        if self._ended:
+            raise StopAsyncIteration
+        stream = self._stream
+        try:
+            batch = await stream.next_batch()
+        except BaseException:
+            self._ended = True
+            raise
+        if batch is None:
+            self._ended = True
+            if not (self._finished or stream.done):
+                raise StreamInterrupted(f"upstream stream ended after {stream.events} events "
+                                        "without a finish_reason or [DONE]",
+                                        events=stream.events)
+            raise StopAsyncIteration
+        if not self._finished:
+            self._finished = any(c.get("finish_reason") for chunk in batch
+                                 for c in chunk.get("choices") or ())
+        return LastBatch(batch) if stream.done else batch
+
+    async def aclose(self) -> None:
+        """Leave early: the connection is released (closed, as the answer is unread)."""
+        self._ended = True
+        self._stream._release()
 
 
 class PassthroughClient:

@@ -29,7 +29,6 @@ from typing import Any
 
 from policies import Policy, Tier
 from router.errors import ConfigurationError, UpstreamError
-from router.streaming import LastBatch
 
 # Fields of the request body tierwise consumes itself instead of passing to the provider.
 _OWN_FIELDS = {"model"}
@@ -223,7 +222,7 @@ class Upstream:
             opened = await open_chat_stream(direct.base_url, direct.api_key, body,
                                             direct.timeout, model=direct.model,
                                             key_header=direct.key_header)
-            return _complete_chunks(opened)
+            return opened.checked_batches()
         response = await self._acompletion(tier, body)
         _note_deployment(tier, response, served)
         return _chunks(response)
@@ -275,28 +274,6 @@ async def _chunks(stream: Any) -> AsyncIterator[dict[str, Any]]:
         close = getattr(stream, "aclose", None)
         if close is not None:
             await close()
-
-
-async def _complete_chunks(opened: Any) -> AsyncIterator[list[dict[str, Any]]]:
-    """A pass-through stream's chunks, a list per network read; a stream that just stops
-    (connection closed) with neither a finish_reason nor [DONE] was cut, and must not look
-    like a complete answer."""
-    finished = False
-    batches = opened.chunk_batches()
-    try:
-        async for batch in batches:
-            if not finished:
-                finished = any(c.get("finish_reason") for chunk in batch
-                               for c in chunk.get("choices") or [])
-            # [DONE] came with these chunks: they are the last (the end can go out with them)
-            yield LastBatch(batch) if opened.done else batch
-    finally:  # a cancelled flight gives the connection back now, not at GC time
-        await batches.aclose()
-    if not (finished or opened.done):
-        from router.passthrough import StreamInterrupted
-
-        raise StreamInterrupted(f"upstream stream ended after {opened.events} events without "
-                                "a finish_reason or [DONE]", events=opened.events)
 
 
 def classify_failure(exc: BaseException) -> tuple[bool, int, str]:
