@@ -129,7 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # build_app = the proxy app behind router.guard (keys, input limits, budgets, rate limits,
     # cache) on the policy's shared state, coalescing across replicas when that is Redis,
     # with accounting into /metrics and the ledger (/dashboard).
-    app = build_app(policy, ledger=ledger)
+    app = build_app(policy, ledger=ledger, freeze_gc=True)
     print(f"tierwise: serving on http://{args.host}:{args.port} "
           f"(policy: {args.policy or 'embedded demo'}; {where})", file=sys.stderr)
     try:
