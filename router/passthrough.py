@@ -321,14 +321,21 @@ class ChatStream:
         self._url = url
         self._timeout = timeout
         self.status = conn.status
-        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                        for k, v in conn.headers}
+        self._headers: Any = conn.headers  # decoded on first use (see `headers`)
         self.usage: dict[str, Any] | None = None
         self.done = False
         self.events = 0
         self._released = False
         self._buf = b""
         self._loop = asyncio.get_running_loop()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The response headers, lower-case names (decoded when first asked for)."""
+        if isinstance(self._headers, list):
+            self._headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                             for k, v in self._headers}
+        return self._headers  # type: ignore[no-any-return]
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._events()
@@ -723,8 +730,10 @@ class PassthroughClient:
         returned ChatStream raises only StreamInterrupted. ``timeout`` bounds the wait for the
         response head and every gap between chunks.
         """
-        endpoint, head, data = self._request(base_url, api_key, {**body, "stream": True},
-                                             model, extra_headers, True, key_header)
+        if body.get("stream") is not True:
+            body = {**body, "stream": True}
+        endpoint, head, data = self._request(base_url, api_key, body, model, extra_headers,
+                                             True, key_header)
         url = endpoint.url
         loop = asyncio.get_running_loop()
         try:

@@ -219,9 +219,9 @@ class Upstream:
         if direct is not None:
             from router.passthrough import open_chat_stream
 
+            body["model"] = direct.model  # (our own copy: no further one on the way)
             opened = await open_chat_stream(direct.base_url, direct.api_key, body,
-                                            direct.timeout, model=direct.model,
-                                            key_header=direct.key_header)
+                                            direct.timeout, key_header=direct.key_header)
             return opened.checked_batches()
         response = await self._acompletion(tier, body)
         _note_deployment(tier, response, served)
