@@ -30,11 +30,9 @@ exception message (upstream error text is scrubbed of it), never in a repr.
 from __future__ import annotations
 
 import asyncio
-import json
-import json.scanner
 import os
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -51,7 +49,23 @@ from router.httpclient import (
     ResponseError,
     request_head,
 )
-from router.streaming import LastBatch, RawChunk, RawJSON
+from router.passthrough_errors import (
+    BadResponseError,
+    ClientRequestError,
+    ContextWindowError,
+    PassthroughError,
+    RateLimitedError,
+    ServerError,
+    StreamInterrupted,
+    UpstreamConnectionError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+    classify,
+    status_error,
+    transport_error,
+)
+from router.passthrough_stream import ChatStream
+from router.streaming import RawJSON
 
 __all__ = [
     "PassthroughError", "UpstreamStatusError", "RateLimitedError", "ServerError",
@@ -62,194 +76,6 @@ __all__ = [
     "close_default_client", "classify",
 ]
 
-_MESSAGE_LIMIT = 500
-_DONE = b"data: [DONE]"
-# json.loads minus its Python layers (bytes detection, decode, raw_decode): the C scanner
-_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-
-
-class PassthroughError(Exception):
-    """A call through the pass-through failed. Not a TierwiseError: the engine classifies it."""
-
-    status = 502
-    reason = "upstream_error"
-    retryable = True
-
-    def __init__(self, message: str, *, upstream_status: int | None = None,
-                 status: int | None = None, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.upstream_status = upstream_status
-        if status is not None:
-            self.status = status
-        if reason is not None:
-            self.reason = reason
-
-    # aliases matching litellm/OpenAI exceptions, so existing code reading them keeps working
-    @property
-    def status_code(self) -> int:
-        return self.upstream_status or self.status
-
-
-class UpstreamStatusError(PassthroughError):
-    """The upstream answered with an HTTP error status (see ``upstream_status``)."""
-
-    def __init__(self, message: str, *, upstream_status: int, code: str | None = None,
-                 body: Any = None) -> None:
-        super().__init__(message, upstream_status=upstream_status)
-        self.code = code
-        self.body = body  # the upstream's parsed error JSON (scrubbed of the key), or None
-
-
-class RateLimitedError(UpstreamStatusError):
-    status = 429
-    reason = "rate_limited"
-    retryable = True
-
-
-class ServerError(UpstreamStatusError):
-    """5xx from the upstream; reported to the client as 502 (the fault is upstream)."""
-
-    status = 502
-    retryable = True
-
-    def __init__(self, message: str, *, upstream_status: int, code: str | None = None,
-                 body: Any = None) -> None:
-        super().__init__(message, upstream_status=upstream_status, code=code, body=body)
-        self.reason = f"upstream_{upstream_status}"
-
-
-class ContextWindowError(UpstreamStatusError):
-    """400 context_length_exceeded: a tier with a larger window may take it."""
-
-    status = 400
-    reason = "context_window"
-    retryable = True
-
-
-class ClientRequestError(UpstreamStatusError):
-    """Another 4xx (400, 401, 403, 404, 422...): the next tier would fail the same way,
-    except 408 (request timeout), which is retryable."""
-
-    retryable = False
-
-    def __init__(self, message: str, *, upstream_status: int, code: str | None = None,
-                 body: Any = None) -> None:
-        super().__init__(message, upstream_status=upstream_status, code=code, body=body)
-        self.status = upstream_status
-        self.reason = f"upstream_{upstream_status}"
-        self.retryable = upstream_status == 408
-
-
-class UpstreamTimeoutError(PassthroughError):
-    status = 504
-    reason = "timeout"
-    retryable = True
-
-
-class UpstreamConnectionError(PassthroughError):
-    """Connection refused/reset before a response, DNS failure, TLS failure."""
-
-    status = 502
-    reason = "connection_error"
-    retryable = True
-
-
-class BadResponseError(PassthroughError):
-    """The upstream answered 2xx with a body that is not the JSON object expected."""
-
-    status = 502
-    reason = "bad_response"
-    retryable = True
-
-
-class StreamInterrupted(PassthroughError):
-    """The stream broke after it started (reset, truncated chunk, read timeout).
-
-    ``events`` is how many events had already been yielded: if any reached the client, the
-    request cannot move to another tier any more; report the failure in-band.
-    """
-
-    status = 502
-    reason = "stream_interrupted"
-
-    def __init__(self, message: str, *, events: int, timed_out: bool = False) -> None:
-        super().__init__(message, status=504 if timed_out else None,
-                         reason="stream_timeout" if timed_out else None)
-        self.events = events
-        self.retryable = events == 0
-
-
-def classify(exc: BaseException) -> tuple[bool, int, str]:
-    """(retryable on the next tier, HTTP status to report, short reason), like
-    ``router.upstream.classify_failure`` does for litellm exceptions."""
-    if isinstance(exc, PassthroughError):
-        return exc.retryable, exc.status, exc.reason
-    if isinstance(exc, asyncio.TimeoutError):
-        return True, 504, "timeout"
-    return False, 502, "upstream_error"
-
-
-def _scrub(text: str, api_key: str | None) -> str:
-    if api_key and len(api_key) >= 4 and api_key in text:
-        text = text.replace(api_key, "***")
-    return text[:_MESSAGE_LIMIT]
-
-
-def _scrub_obj(obj: Any, api_key: str | None) -> Any:
-    if not api_key:
-        return obj
-    if isinstance(obj, str):
-        return obj.replace(api_key, "***") if api_key in obj else obj
-    if isinstance(obj, dict):
-        return {k: _scrub_obj(v, api_key) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_scrub_obj(v, api_key) for v in obj]
-    return obj
-
-
-def _status_error(status: int, raw: bytes, api_key: str | None) -> UpstreamStatusError:
-    """The exception for an HTTP error answer, with the upstream's message (scrubbed)."""
-    body: Any = None
-    message = ""
-    code: str | None = None
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        message = raw[:_MESSAGE_LIMIT].decode("utf-8", "replace").strip()
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict):
-            message = str(err.get("message") or "")
-            c = err.get("code") or err.get("type")
-            code = str(c) if c is not None else None
-        elif isinstance(err, str):
-            message = err
-        body = _scrub_obj(body, api_key)
-    message = _scrub(message or f"HTTP {status}", api_key)
-    text = f"upstream answered HTTP {status}: {message}"
-    if status == 429:
-        return RateLimitedError(text, upstream_status=status, code=code, body=body)
-    if status >= 500:
-        return ServerError(text, upstream_status=status, code=code, body=body)
-    low = message.lower()
-    if status in (400, 413) and (code == "context_length_exceeded" or "context length" in low
-                                 or "context_length_exceeded" in low
-                                 or "maximum context" in low):
-        return ContextWindowError(text, upstream_status=status, code=code, body=body)
-    return ClientRequestError(text, upstream_status=status, code=code, body=body)
-
-
-def _transport_error(exc: BaseException, url: str) -> PassthroughError:
-    if isinstance(exc, TimeoutError):
-        return UpstreamTimeoutError(f"upstream timed out: {url}")
-    if isinstance(exc, ResponseError):
-        return BadResponseError(f"upstream answer unreadable ({exc}): {url}")
-    return UpstreamConnectionError(f"cannot reach upstream {url}: {exc}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,281 +130,6 @@ def resolve_target(model: str, api_base: str | None) -> Target | None:
 
 # ---------------------------------------------------------------------------------------------
 # Client
-
-
-class ChatStream:
-    """An open streaming answer: async-iterate it for SSE events as bytes (each ends ``\\n\\n``).
-
-    The events are the upstream's own bytes, passed through (``\\r\\n`` line ends normalised).
-    ``usage`` holds the usage object of the stream's usage chunk once seen; ``done`` is True
-    once ``data: [DONE]`` has passed. Leaving the loop early: call ``close()`` (or use
-    ``async with``) to release the connection. ``headers`` maps lower-case names to values.
-    """
-
-    def __init__(self, conn: Connection, url: str, timeout: float) -> None:
-        conn.streaming = True
-        self._conn = conn
-        self._url = url
-        self._timeout = timeout
-        self.status = conn.status
-        self._headers: Any = conn.headers  # decoded on first use (see `headers`)
-        self.usage: dict[str, Any] | None = None
-        self.done = False
-        self.events = 0
-        self._released = False
-        self._buf = b""
-        self._loop = asyncio.get_running_loop()
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """The response headers, lower-case names (decoded when first asked for)."""
-        if isinstance(self._headers, list):
-            self._headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                             for k, v in self._headers}
-        return self._headers  # type: ignore[no-any-return]
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events()
-
-    async def _events(self) -> AsyncGenerator[bytes, None]:
-        reads = self._reads()
-        try:
-            async for events in reads:
-                for event in events:
-                    self._note_usage(event)
-                    yield event
-        finally:
-            await reads.aclose()
-
-    async def batches(self) -> AsyncIterator[bytes]:
-        """Like iterating the stream, but every event that arrived in one network read comes
-        as one bytes object: a relay then makes one write (one syscall, one wake-up of the
-        client) per read instead of one per event."""
-        reads = self._reads()
-        try:
-            async for events in reads:
-                for event in events:
-                    self._note_usage(event)
-                yield events[0] if len(events) == 1 else b"".join(events)
-        finally:
-            await reads.aclose()
-
-    async def _reads(self) -> AsyncGenerator[list[bytes], None]:
-        """The complete events of each network read (reads with none are skipped)."""
-        try:
-            while (events := await self._read_events()) is not None:
-                yield events
-        finally:
-            self._release()
-
-    async def _read_events(self) -> list[bytes] | None:
-        """The complete events of the next network read that has any; None at the end. The
-        connection is released at the end and on any failure (cancellation included)."""
-        if self._released:
-            return None
-        conn = self._conn
-        try:
-            while True:
-                chunk = conn.take_body()
-                if not chunk:
-                    if conn.complete:
-                        break
-                    if conn.error is not None:
-                        raise StreamInterrupted(
-                            f"upstream stream broke after {self.events} events: "
-                            f"{type(conn.error).__name__}", events=self.events)
-                    try:
-                        # every gap between chunks is bounded by the timeout
-                        await conn.wait(self._loop, timeout=self._timeout)
-                    except TimeoutError:
-                        raise StreamInterrupted(
-                            f"upstream stream stalled for {self._timeout:g} s: {self._url}",
-                            events=self.events, timed_out=True) from None
-                    continue
-                buf = self._buf + chunk if self._buf else chunk
-                if b"\r" in buf:
-                    buf = buf.replace(b"\r\n", b"\n")
-                events = []
-                start = 0
-                while True:
-                    cut = buf.find(b"\n\n", start)
-                    if cut < 0:
-                        break
-                    event = buf[start:cut + 2]
-                    start = cut + 2
-                    if event.startswith(_DONE):
-                        self.done = True
-                    events.append(event)
-                self._buf = buf[start:]
-                if events:
-                    self.events += len(events)
-                    return events
-            if self._buf.strip():
-                raise StreamInterrupted(
-                    f"upstream stream ended inside an event after {self.events} events",
-                    events=self.events)
-        except BaseException:
-            self._release()
-            raise
-        self._release()
-        return None
-
-    async def next_batch(self) -> list[dict[str, Any]] | None:
-        """The chunks of the next network read that has any (see `chunks`); None at the end.
-        A coroutine, not an async generator: the pass-through's stream path awaits this."""
-        while True:
-            events = await self._read_events()
-            if events is None:
-                return None
-            batch = self._parse_all(events)
-            if batch:
-                return batch
-
-    def checked_batches(self) -> CheckedBatches:
-        """`next_batch` as an async iterator that also tells a cut stream from a whole one."""
-        return CheckedBatches(self)
-
-    async def chunks(self) -> AsyncIterator[dict[str, Any]]:
-        """The stream's chunks as dicts (the shape router.upstream.Upstream.astream yields):
-        ``data:`` events parsed, comments and ``[DONE]`` skipped. An event that is not JSON
-        raises StreamInterrupted (reason ``bad_chunk``). A chunk from a plain one-line
-        ``data: {...}`` event is a RawChunk that keeps those bytes, for relaying as they are."""
-        try:
-            while (batch := await self.next_batch()) is not None:
-                for chunk in batch:
-                    yield chunk
-        finally:  # a cancelled consumer gives the connection back now, not at GC time
-            self._release()
-
-    async def chunk_batches(self) -> AsyncIterator[list[dict[str, Any]]]:
-        """Like `chunks`, but the chunks of one network read come as one list."""
-        try:
-            while (batch := await self.next_batch()) is not None:
-                yield batch
-        finally:  # a cancelled consumer gives the connection back now, not at GC time
-            self._release()
-
-    def _parse_all(self, events: list[bytes]) -> list[dict[str, Any]]:
-        """The chunks of one read's events. A plain one-line ``data: {...}`` event (nearly all
-        of them) is scanned by json's C scanner directly, without json.loads' Python layers
-        (~2x faster per chunk); anything else goes through `_parse`."""
-        out: list[dict[str, Any]] = []
-        for event in events:
-            if event.startswith(b"data: {") and event.count(b"\n") == 2:
-                try:
-                    text = event[6:-2].decode()
-                    chunk, end = _scan_json(text, 0)
-                    if end != len(text) and text[end:].strip():
-                        raise ValueError("extra data")
-                except (ValueError, StopIteration, UnicodeDecodeError, RecursionError):
-                    self._parse(event, out)  # raises StreamInterrupted (bad_chunk)
-                    continue
-                if chunk.get("usage"):
-                    self.usage = chunk["usage"]
-                out.append(RawChunk(chunk, event))
-            elif not event.startswith(_DONE):
-                self._parse(event, out)
-        return out
-
-    def _parse(self, event: bytes, out: list[dict[str, Any]]) -> None:
-        single = event.startswith(b"data:") and event.count(b"\n") == 2  # "data: {...}\n\n"
-        for line in event.split(b"\n"):
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if payload == b"[DONE]":
-                continue
-            try:
-                chunk = json.loads(payload)
-            except (ValueError, UnicodeDecodeError):
-                exc = StreamInterrupted(
-                    f"upstream sent an event that is not JSON after {self.events - 1} events",
-                    events=self.events - 1)
-                exc.reason = "bad_chunk"
-                raise exc from None
-            if isinstance(chunk, dict):
-                if chunk.get("usage"):
-                    self.usage = chunk["usage"]
-                out.append(RawChunk(chunk, event) if single else chunk)
-
-    def _note_usage(self, event: bytes) -> None:
-        if b'"usage"' not in event or b'"usage":null' in event or b'"usage": null' in event:
-            return
-        for line in event.split(b"\n"):
-            if line.startswith(b"data:"):
-                try:
-                    usage = json.loads(line[5:]).get("usage")
-                except (ValueError, AttributeError):
-                    return
-                if isinstance(usage, dict):
-                    self.usage = usage
-
-    def _release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._conn.release()  # back to the pool if the answer was read whole, else closed
-
-    async def close(self) -> None:
-        self._release()
-
-    def __del__(self) -> None:
-        # dropped unfinished without close() (an abandoned SDK stream): the connection must
-        # not stay checked out of the pool (async generators got this from asyncio's hooks)
-        if not getattr(self, "_released", True):
-            try:
-                self._release()
-            except Exception:  # noqa: BLE001 - the loop may be closed already
-                pass
-
-    async def __aenter__(self) -> ChatStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
-class CheckedBatches:
-    """A pass-through stream's chunks, one list per network read (router.streaming.LastBatch
-    when [DONE] came with them: the end can go out in the same write). A stream that just
-    stops (connection closed) with neither a finish_reason nor [DONE] was cut, and must not
-    look like a complete answer: StreamInterrupted then. A plain async iterator, not an async
-    generator (asyncio registers and finalizes each of those; this is on every stream)."""
-
-    __slots__ = ("_stream", "_finished", "_ended")
-
-    def __init__(self, stream: ChatStream) -> None:
-        self._stream = stream
-        self._finished = False  # some chunk carried a finish_reason
-        self._ended = False
-
-    def __aiter__(self) -> CheckedBatches:
-        return self
-
-    async def __anext__(self) -> list[dict[str, Any]]:
-        if self._ended:
-            raise StopAsyncIteration
-        stream = self._stream
-        try:
-            batch = await stream.next_batch()
-        except BaseException:
-            self._ended = True
-            raise
-        if batch is None:
-            self._ended = True
-            if not (self._finished or stream.done):
-                raise StreamInterrupted(f"upstream stream ended after {stream.events} events "
-                                        "without a finish_reason or [DONE]",
-                                        events=stream.events)
-            raise StopAsyncIteration
-        if not self._finished:
-            self._finished = any(c.get("finish_reason") for chunk in batch
-                                 for c in chunk.get("choices") or ())
-        return LastBatch(batch) if stream.done else batch
-
-    async def aclose(self) -> None:
-        """Leave early: the connection is released (closed, as the answer is unread)."""
-        self._ended = True
-        self._stream._release()
 
 
 class PassthroughClient:
@@ -700,12 +251,12 @@ class PassthroughClient:
         try:
             conn = await self._send(endpoint, head, data, loop.time() + timeout, timeout, loop)
         except (TimeoutError, HTTPClientError) as exc:
-            raise _transport_error(exc, url) from None
+            raise transport_error(exc, url) from None
         status = conn.status
         raw = conn.take_body()
         conn.release()
         if status >= 400:
-            raise _status_error(status, raw, api_key)
+            raise status_error(status, raw, api_key)
         try:
             result = fastjson.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -716,7 +267,7 @@ class PassthroughClient:
             raise BadResponseError(f"upstream answered HTTP {status} with JSON that is not an "
                                    f"object: {url}")
         if "error" in result and "choices" not in result:
-            raise _status_error(502, raw, api_key)
+            raise status_error(502, raw, api_key)
         return RawJSON(result, raw)
 
     async def open_chat_stream(self, base_url: str, api_key: str | None,
@@ -739,21 +290,21 @@ class PassthroughClient:
         try:
             conn = await self._send(endpoint, head, data, None, timeout, loop)
         except (TimeoutError, HTTPClientError) as exc:
-            raise _transport_error(exc, url) from None
+            raise transport_error(exc, url) from None
         if conn.status >= 400:
             try:
                 raw = await self._rest(conn, timeout, loop)
             except (TimeoutError, HTTPClientError):
                 raw = b""
-            raise _status_error(conn.status, raw, api_key)
+            raise status_error(conn.status, raw, api_key)
         ctype = (conn.header(b"content-type") or b"").decode("latin-1")
         if "json" in ctype and "event-stream" not in ctype:
             # some servers answer an error object with 200 instead of a stream
             try:
                 raw = await self._rest(conn, timeout, loop)
             except (TimeoutError, HTTPClientError) as exc:
-                raise _transport_error(exc, url) from None
-            raise _status_error(502, raw, api_key)
+                raise transport_error(exc, url) from None
+            raise status_error(502, raw, api_key)
         return ChatStream(conn, url, timeout)
 
     async def stream_chat_completion(self, base_url: str, api_key: str | None,
