@@ -8,12 +8,25 @@ If ``classifiers.default_scorer()`` loads (the module exists and a trained model
 is patched and this is the `tierwise` CLI. Otherwise the Router gets a stand-in scorer
 (difficulty from the text length, ~2 us) and a line "tierwise-bench: stand-in scorer" goes to
 stderr; run.py records which one ran in RESULTS.md.
+
+`serve` without ``--ledger`` writes its decision ledger into a temporary directory of its own,
+not the working directory: benchmark runs used to grow the repository's own tierwise-ledger.db
+to hundreds of MB, and every run paid for inserts into that ever larger file. The ledger stays
+on, as in production. uvicorn re-raises SIGTERM after its shutdown (so atexit does not run):
+each start removes the directories of benchmark servers that are no longer running.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+
+LEDGER_PREFIX = "tierwise-bench-ledger-"
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,23 @@ def main() -> int:
     argv = sys.argv[1:]
     if not argv or argv[0] not in ("serve", "route", "score"):
         argv = ["serve", *argv]
+    if argv[0] == "serve" and not any(a == "--ledger" or a.startswith("--ledger=") for a in argv):
+        argv = [*argv, "--ledger", str(_own_ledger_dir() / "ledger.db")]
     return cli_main(argv)
+
+
+def _own_ledger_dir() -> Path:
+    """A fresh ledger directory named after this process; stale ones of dead servers go."""
+    root = Path(tempfile.gettempdir())
+    for old in root.glob(LEDGER_PREFIX + "*"):
+        pid = old.name[len(LEDGER_PREFIX):]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(old, ignore_errors=True)
+    mine = root / f"{LEDGER_PREFIX}{os.getpid()}"
+    shutil.rmtree(mine, ignore_errors=True)
+    mine.mkdir()
+    atexit.register(shutil.rmtree, mine, True)
+    return mine
 
 
 if __name__ == "__main__":
