@@ -130,35 +130,50 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def observe(self, record: RequestRecord) -> None:
-        """Count one finished request (call once per ``RequestRecord``)."""
-        t = record.tier
-        child = self._child
-        child(self.requests, t, record.outcome).inc()
-        child(self.latency, t).observe(record.latency_ms / 1000)
-        if record.ttft_ms is not None:
-            child(self.ttft, t).observe(record.ttft_ms / 1000)
-        child(self.tokens, t, "prompt").inc(record.prompt_tokens)
-        child(self.tokens, t, "completion").inc(record.completion_tokens)
-        child(self.cost, t).inc(record.cost_usd)
-        child(self.baseline, t).inc(record.baseline_cost_usd)
-        # counters cannot go down: a negative saving goes to the overspend counter
-        child(self.saved, t).inc(max(record.saved_usd, 0.0))
-        child(self.overspend, t).inc(max(-record.saved_usd, 0.0))
-        if record.energy_kwh is not None:
-            child(self.energy, t).inc(record.energy_kwh)
-        if record.co2e_g is not None:
-            child(self.co2e, t).inc(record.co2e_g)
-        for step in record.escalations:
+    def _counts(self, r: RequestRecord) -> list[tuple[tuple[Any, ...], float]]:
+        """Every counter series one finished request adds to, as ((metric, *labels), amount):
+        the one place that says which series a request counts in (`observe` and
+        `observe_many` both apply it)."""
+        t = r.tier
+        out: list[tuple[tuple[Any, ...], float]] = [
+            ((self.requests, t, r.outcome), 1),
+            ((self.tokens, t, "prompt"), r.prompt_tokens),
+            ((self.tokens, t, "completion"), r.completion_tokens),
+            ((self.cost, t), r.cost_usd),
+            ((self.baseline, t), r.baseline_cost_usd),
+            # counters cannot go down: a negative saving goes to the overspend counter
+            ((self.saved, t), max(r.saved_usd, 0.0)),
+            ((self.overspend, t), max(-r.saved_usd, 0.0)),
+        ]
+        if r.energy_kwh is not None:
+            out.append(((self.energy, t), r.energy_kwh))
+        if r.co2e_g is not None:
+            out.append(((self.co2e, t), r.co2e_g))
+        for step in r.escalations:
             reason, _, hop = step.partition(":")
             src, _, dst = hop.partition("->")
-            self.escalations.labels(reason, src, dst).inc()
-        if record.coalesced:
-            self.coalesced.labels(t).inc()
-        if record.cache_hit:
-            self.cache_hits.labels(t).inc()
-        if record.deployment:
-            self.deployments.labels(t, record.deployment, record.zone or "").inc()
+            out.append(((self.escalations, reason, src, dst), 1))
+        if r.coalesced:
+            out.append(((self.coalesced, t), 1))
+        if r.cache_hit:
+            out.append(((self.cache_hits, t), 1))
+        if r.deployment:
+            out.append(((self.deployments, t, r.deployment, r.zone or ""), 1))
+        return out
+
+    def _timings(self, r: RequestRecord) -> list[tuple[tuple[Any, str], float]]:
+        """The histogram values of one finished request, as ((metric, tier), seconds)."""
+        out: list[tuple[tuple[Any, str], float]] = [((self.latency, r.tier), r.latency_ms / 1000)]
+        if r.ttft_ms is not None:
+            out.append(((self.ttft, r.tier), r.ttft_ms / 1000))
+        return out
+
+    def observe(self, record: RequestRecord) -> None:
+        """Count one finished request (call once per ``RequestRecord``)."""
+        for (metric, *labels), amount in self._counts(record):
+            self._child(metric, *labels).inc(amount)
+        for (metric, tier), seconds in self._timings(record):
+            self._child(metric, tier).observe(seconds)
 
     def observe_many(self, records: Sequence[RequestRecord]) -> None:
         """Count finished requests: the same series and totals as `observe` on each, with one
@@ -169,57 +184,18 @@ class Metrics:
                 self.observe(record)
             return
         add: dict[tuple[Any, ...], float] = {}  # (metric, *labels) -> amount
-        seen: dict[tuple[Any, ...], list[float]] = {}  # histogram (metric, tier) -> values
+        seen: dict[tuple[Any, str], list[float]] = {}  # histogram (metric, tier) -> values
         get = add.get
         for r in records:
-            t = r.tier
-            k: tuple[Any, ...] = (self.requests, t, r.outcome)
-            add[k] = get(k, 0) + 1
-            k = (self.latency, t)
-            if k in seen:
-                seen[k].append(r.latency_ms / 1000)
-            else:
-                seen[k] = [r.latency_ms / 1000]
-            if r.ttft_ms is not None:
-                k = (self.ttft, t)
-                if k in seen:
-                    seen[k].append(r.ttft_ms / 1000)
+            for k, amount in self._counts(r):
+                add[k] = get(k, 0) + amount
+            for h, seconds in self._timings(r):
+                if h in seen:
+                    seen[h].append(seconds)
                 else:
-                    seen[k] = [r.ttft_ms / 1000]
-            k = (self.tokens, t, "prompt")
-            add[k] = get(k, 0) + r.prompt_tokens
-            k = (self.tokens, t, "completion")
-            add[k] = get(k, 0) + r.completion_tokens
-            k = (self.cost, t)
-            add[k] = get(k, 0.0) + r.cost_usd
-            k = (self.baseline, t)
-            add[k] = get(k, 0.0) + r.baseline_cost_usd
-            k = (self.saved, t)
-            add[k] = get(k, 0.0) + max(r.saved_usd, 0.0)
-            k = (self.overspend, t)
-            add[k] = get(k, 0.0) + max(-r.saved_usd, 0.0)
-            if r.energy_kwh is not None:
-                k = (self.energy, t)
-                add[k] = get(k, 0.0) + r.energy_kwh
-            if r.co2e_g is not None:
-                k = (self.co2e, t)
-                add[k] = get(k, 0.0) + r.co2e_g
-            for step in r.escalations:
-                reason, _, hop = step.partition(":")
-                src, _, dst = hop.partition("->")
-                k = (self.escalations, reason, src, dst)
-                add[k] = get(k, 0) + 1
-            if r.coalesced:
-                k = (self.coalesced, t)
-                add[k] = get(k, 0) + 1
-            if r.cache_hit:
-                k = (self.cache_hits, t)
-                add[k] = get(k, 0) + 1
-            if r.deployment:
-                k = (self.deployments, t, r.deployment, r.zone or "")
-                add[k] = get(k, 0) + 1
-        for (metric, *labels), amount in add.items():
-            self._child(metric, *labels).inc(amount)
+                    seen[h] = [seconds]
+        for (metric, *labels), total in add.items():
+            self._child(metric, *labels).inc(total)
         for (metric, tier), values in seen.items():
             _observe_all(self._child(metric, tier), values)
 
