@@ -46,8 +46,15 @@ class Prices:
     output_per_mtok: float
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        usd_x_1e6 = prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
-        return usd_x_1e6 / 1e6
+        return token_cost(prompt_tokens, completion_tokens, self.input_per_mtok,
+                          self.output_per_mtok)
+
+
+def token_cost(prompt_tokens: int, completion_tokens: int, input_per_mtok: float,
+               output_per_mtok: float) -> float:
+    """USD for the tokens at per-1M-token prices (the one formula: `Prices.cost` and the
+    request path's router.routing.price both use it, so headers and ledger agree)."""
+    return (prompt_tokens * input_per_mtok + completion_tokens * output_per_mtok) / 1e6
 
 
 _litellm: Any = None

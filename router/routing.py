@@ -10,7 +10,7 @@ from random import getrandbits as _bits
 from typing import Any
 
 from policies import Decision, Tier
-from router.accounting import Prices
+from router.accounting import Prices, token_cost
 
 
 def new_request_id() -> str:
@@ -99,16 +99,16 @@ Listener = Callable[[Routing], None]
 def price(routing: Routing, tier: Tier, largest: Tier) -> None:
     """Set routing.cost_usd / saved_usd from the tiers' prices and the usage (no litellm: the
     loader filled the prices from litellm's map). A coalesced follower or a cache hit made no
-    call: it costs nothing and saves the whole baseline. (The arithmetic of
-    router.accounting.Prices.cost, inlined: the ledger's record comes out the same.)"""
+    call: it costs nothing and saves the whole baseline. (router.accounting.token_cost without
+    Prices objects: the ledger's record comes out the same.)"""
     usage = routing.usage if isinstance(routing.usage, dict) else {}
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)
     free = routing.coalesced or routing.cache_hit
-    cost = 0.0 if free else (prompt * tier.input_per_mtok
-                             + completion * tier.output_per_mtok) / 1e6
+    cost = 0.0 if free else token_cost(prompt, completion, tier.input_per_mtok,
+                                       tier.output_per_mtok)
     cost += routing.prior_cost_usd
-    baseline = (prompt * largest.input_per_mtok + completion * largest.output_per_mtok) / 1e6
+    baseline = token_cost(prompt, completion, largest.input_per_mtok, largest.output_per_mtok)
     routing.cost_usd, routing.saved_usd = cost, baseline - cost
 
 
