@@ -54,8 +54,8 @@ From `python bench/quality_variants.py` (bench/QUALITY_VARIANTS.md, 2026-11-26):
 
 The pooling knee (features.py `WORD_POOL_KNEE`) was chosen for robustness first: with pure root
 pooling the word block grew like sqrt(length), so a 10,000-message chat repeating one word
-scored d = +30 and long documents drifted towards "easy"; it also measured best (knees 4-32:
-0.533-0.536; none: 0.524).
+scored d = +30 and long documents drifted towards "easy"; it also measured best (knees 4 and
+16: 0.536; 64: 0.526; none: 0.524).
 
 In-domain (`python bench/quality_insource.py`, bench/QUALITY_INSOURCE.md: 5 folds over all
 sources, so every source is seen in training): mean APGR 0.513, GPT-4-1106 vs Mixtral 0.542.

@@ -129,8 +129,8 @@ def estimate_tokens(n_words: int, n_bytes: int, n_chars: int) -> int:
 # made the block's sum grow like sqrt(length) times the mean word weight, unbounded: a
 # 10,000-message chat repeating one word scored d = +30, and long documents drifted towards
 # "easy" (-2 at 20k tokens) for no reason the data taught. With the knee the sum is at most
-# sqrt(16) = 4 times the mean weight. Measured (bench/quality_variants.py history, 2026-11-26):
-# knees 8-32 give the best leave-one-source-out APGR (0.536 vs 0.524 without a knee).
+# sqrt(16) = 4 times the mean weight. Measured (bench/QUALITY_VARIANTS.md, 2026-11-26): mean
+# leave-one-source-out APGR 0.536 with knee 4 or 16, 0.526 with 64, 0.524 without a knee.
 WORD_POOL_KNEE = 16.0
 
 
