@@ -31,7 +31,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from router.accounting import RequestRecord, percentile, summarize
+from router.accounting.records import RequestRecord, percentile, summarize
 
 log = logging.getLogger("tierwise.ledger")
 
@@ -327,7 +327,7 @@ class Ledger:
 
     def summary(self, since: float | None = None) -> dict[str, Any]:
         """Totals for the report and dashboard, computed in SQL (same keys and values as
-        :func:`router.accounting.summarize` of the same records)."""
+        :func:`router.accounting.records.summarize` of the same records)."""
         a = (_since(since),)
         with self._reader() as conn:
             (
@@ -401,8 +401,9 @@ class Ledger:
         return out
 
     def buckets(self, since: float | None, start: float, width: float, count: int) -> list[dict]:
-        """Per-time-bucket totals in SQL, as :func:`router.report.bucket_records` computes them
-        from records: bucket ``i`` covers ``[start + i * width, start + (i + 1) * width)``."""
+        """Per-time-bucket totals in SQL, as :func:`router.accounting.report.bucket_records`
+        computes them from records: bucket ``i`` covers
+        ``[start + i * width, start + (i + 1) * width)``."""
         out = [empty_bucket(start + i * width) for i in range(count)]
         b = f"MIN(MAX(CAST((ts - {float(start)!r}) / {float(width)!r} AS INTEGER), 0), {count - 1})"
         a = (_since(since),)

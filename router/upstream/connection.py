@@ -17,8 +17,8 @@ back, over keep-alive connections. That is all this does:
   redirects, no cookies.
 
 Failures are `ConnectFailed`, `ConnectionLost` (the connection broke before the answer was
-whole), `ResponseError` (not parseable HTTP), or TimeoutError; router/passthrough.py maps them
-to its PassthroughErrors.
+whole), `ResponseError` (not parseable HTTP), or TimeoutError; router/upstream/passthrough.py maps
+them to its PassthroughErrors.
 """
 
 from __future__ import annotations
