@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from policies import Policy, Tier
-from router.coalescing.inflight import Coalescer, InProcessCoalescer, Solo, coalesce_key
+from router.coalescing.inflight import Coalescer, InProcessCoalescer, coalesce_key
+from router.coalescing.solo import Solo
 from router.decider import Decider
 from router.errors import TierwiseError, UpstreamError
 from router.messages import as_messages
