@@ -47,7 +47,6 @@ from router.upstream.connection import (
     ConnectionLost,
     Endpoint,
     HTTPClientError,
-    Pool,
     ResponseError,
     request_head,
 )
@@ -66,6 +65,7 @@ from router.upstream.failures import (
     status_error,
     transport_error,
 )
+from router.upstream.pool import Pool
 from router.upstream.sse import ChatStream
 
 __all__ = [
