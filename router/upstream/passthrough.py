@@ -135,7 +135,7 @@ def resolve_target(model: str, api_base: str | None) -> Target | None:
 
 class PassthroughClient:
     """A pool of keep-alive connections to OpenAI-protocol upstreams
-    (router/upstream/connection.py). Create and use it inside one event loop."""
+    (router/upstream/pool.py). Create and use it inside one event loop."""
 
     def __init__(self, *, limit: int = 1000, keepalive_timeout: float = 30.0,
                  connect_timeout: float = 10.0) -> None:
