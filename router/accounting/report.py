@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from router.accounting.charts import COLORS, Series, bar_chart, fmt, line_chart
-from router.accounting.ledger import empty_bucket
+from router.accounting.queries import empty_bucket
 from router.accounting.records import RequestRecord, percentile, summarize
 
 
