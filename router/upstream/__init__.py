@@ -1,1 +1,1 @@
-"""Calling a tier: the pass-through and its HTTP client, litellm, deployments, response checks."""
+"""Calling a tier: litellm, the pass-through and its HTTP client, deployments, checks, simulator."""
