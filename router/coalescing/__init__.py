@@ -1,2 +1,1 @@
-"""Identical requests in flight at once share one upstream call: in one process, or across
-replicas."""
+"""Identical requests in flight share one upstream call, in one process or across replicas."""
