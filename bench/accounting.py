@@ -1,4 +1,4 @@
-"""CPU added per request by accounting (router/accountant.py), split by where it runs.
+"""CPU added per request by accounting (router/serving/accountant.py), split by where it runs.
 
     /tmp/v1/bin/python bench/accounting.py [--n 5000]
 
@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from policies import load_policy
-from router.accountant import Accountant
-from router.ledger import Ledger
-from router.metrics import Metrics
+from router.serving.accountant import Accountant
+from router.accounting.ledger import Ledger
+from router.accounting.metrics import Metrics
 from router.routing import Routing, price
 
 

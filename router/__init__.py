@@ -25,8 +25,8 @@ if TYPE_CHECKING:
         TierwiseError,
         UpstreamError,
     )
-    from router.middleware import TierwiseMiddleware
     from router.sdk import acomplete, complete, route
+    from router.serving.middleware import TierwiseMiddleware
 
 # name -> module that defines it
 _EXPORTS = {
@@ -36,7 +36,7 @@ _EXPORTS = {
     "ConfigurationError": "router.errors", "InvalidRequestError": "router.errors",
     "NoEligibleTierError": "router.errors", "TierwiseError": "router.errors",
     "UpstreamError": "router.errors",
-    "TierwiseMiddleware": "router.middleware",
+    "TierwiseMiddleware": "router.serving.middleware",
     "acomplete": "router.sdk", "complete": "router.sdk", "route": "router.sdk",
 }
 

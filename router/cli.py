@@ -108,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from policies import load_policy
-    from router.guard import build_app
+    from router.serving.guard import build_app
 
     policy = load_policy(args.policy)
     path = policy.ledger.path if args.ledger is None else args.ledger
@@ -116,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if path:
         from pathlib import Path
 
-        from router.ledger import Ledger
+        from router.accounting.ledger import Ledger
 
         try:
             ledger = Ledger(path, policy.ledger.retention_days, policy.ledger.store_prompts)
@@ -126,8 +126,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         where = f"ledger: {Path(path).resolve()}"
     else:
         where = "no ledger"
-    # build_app = the proxy app behind router.guard (keys, input limits, budgets, rate limits,
-    # cache) on the policy's shared state, coalescing across replicas when that is Redis,
+    # build_app = the proxy app behind router.serving.guard (keys, input limits, budgets, rate
+    # limits, cache) on the policy's shared state, coalescing across replicas when that is Redis,
     # with accounting into /metrics and the ledger (/dashboard).
     app = build_app(policy, ledger=ledger, freeze_gc=True)
     print(f"tierwise: serving on http://{args.host}:{args.port} "
@@ -158,7 +158,7 @@ DELEGATED = (
     ("classifiers.commands", "train", "train the difficulty classifier"),
     ("classifiers.commands", "eval", "routing-quality metrics on a labeled set"),
     ("classifiers.commands", "calibrate", "fit a model's ability or a policy's target"),
-    ("router.report", "report", "efficiency digest from the ledger"),
+    ("router.accounting.report", "report", "efficiency digest from the ledger"),
 )
 
 

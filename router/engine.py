@@ -9,8 +9,8 @@ attribute.
 Escalation, bounded by the policy's `max_escalations` (one budget for all kinds):
 1. low confidence before the call and 2. context-window skips happen in `policies.decide`;
 3. a retryable upstream failure (429, 5xx, timeout, connection error) moves to the next tier;
-4. a non-stream answer failing a response check (router/checks.py) is re-asked on the next tier.
-A stream escalates only before its first byte: its first chunks are held back until the answer
+4. a non-stream answer failing a response check (router/upstream/checks.py) is re-asked on the next
+tier. A stream escalates only before its first byte: its first chunks are held back until the answer
 has begun, so an upstream that fails or ends empty before that still escalates.
 """
 
@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from policies import Policy, Tier
-from router.checks import check_response
-from router.coalesce import Coalescer, InProcessCoalescer, Solo, coalesce_key
+from router.coalescing.inflight import Coalescer, InProcessCoalescer, coalesce_key
+from router.coalescing.solo import Solo
 from router.decider import Decider
 from router.errors import TierwiseError, UpstreamError
 from router.messages import as_messages
 from router.relay import ChunkStream, Relay
 from router.routing import Listener, Outcome, Routing, price, tier_cost
-from router.upstream import Upstream, classify_failure, dump, upstream_error
+from router.upstream.calls import Upstream, classify_failure, dump, upstream_error
+from router.upstream.checks import check_response
 
 
 class Router(Decider):

@@ -12,9 +12,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from router.coalesce import Subscription
+from router.coalescing.inflight import Subscription
 from router.errors import TierwiseError
-from router.upstream import classify_failure, upstream_error
+from router.upstream.calls import classify_failure, upstream_error
 
 if TYPE_CHECKING:
     from router.routing import Routing

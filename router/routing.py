@@ -10,7 +10,7 @@ from random import getrandbits as _bits
 from typing import Any
 
 from policies import Decision, Tier
-from router.accounting import Prices, token_cost
+from router.accounting.records import Prices, token_cost
 
 
 def new_request_id() -> str:
@@ -44,7 +44,8 @@ class Routing:
     decision_ms: float = 0.0
     ttft_ms: float | None = None
     latency_ms: float | None = None
-    # "ok", or for failure listeners "upstream_error" / "cancelled" (router.accounting.OUTCOMES)
+    # "ok", or for failure listeners "upstream_error" / "cancelled"
+    # (router.accounting.records.OUTCOMES)
     outcome: str = "ok"
     status: int = 200
     deployment: str | None = None
@@ -99,8 +100,8 @@ Listener = Callable[[Routing], None]
 def price(routing: Routing, tier: Tier, largest: Tier) -> None:
     """Set routing.cost_usd / saved_usd from the tiers' prices and the usage (no litellm: the
     loader filled the prices from litellm's map). A coalesced follower or a cache hit made no
-    call: it costs nothing and saves the whole baseline. (router.accounting.token_cost without
-    Prices objects: the ledger's record comes out the same.)"""
+    call: it costs nothing and saves the whole baseline. (router.accounting.records.token_cost
+    without Prices objects: the ledger's record comes out the same.)"""
     usage = routing.usage if isinstance(routing.usage, dict) else {}
     prompt = int(usage.get("prompt_tokens") or 0)
     completion = int(usage.get("completion_tokens") or 0)

@@ -144,7 +144,8 @@ class RawChunk(dict):  # type: ignore[type-arg]
 
 
 class LastBatch(list):  # type: ignore[type-arg]
-    """The last chunks of a stream: router.upstream marks the chunks that came with the
-    upstream's [DONE], so the end can go out in the same write (router.coalesce.OwnStream)."""
+    """The last chunks of a stream: router.upstream.calls marks the chunks that came with the
+    upstream's [DONE], so the end can go out in the same write
+    (router.coalescing.solo.OwnStream)."""
 
     __slots__ = ()

@@ -31,7 +31,7 @@ from upstreams import (  # noqa: E402
     start_proxy,
 )
 
-from router.simulator import BackgroundServer  # noqa: E402
+from router.upstream.simulator import BackgroundServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +54,7 @@ def upstream(bad_upstream: MisbehavingUpstream) -> MisbehavingUpstream:
 @pytest.fixture(scope="session")
 def proxy(bad_upstream: MisbehavingUpstream) -> Iterator[str]:
     """URL of a proxy (uvicorn thread) whose tiers are the behaviours of the test upstream."""
-    from router.proxy import create_app
+    from router.serving.proxy import create_app
 
     policy = make_policy(bad_upstream.url, *TIERS, header="max_escalations = 1\n")
     server = start_proxy(create_app(policy))  # the shipped difficulty scorer
@@ -69,6 +69,6 @@ async def close_passthrough() -> AsyncIterator[None]:
     yield
     import sys
 
-    passthrough = sys.modules.get("router.passthrough")
+    passthrough = sys.modules.get("router.upstream.passthrough")
     if passthrough is not None:
         await passthrough.close_default_client()

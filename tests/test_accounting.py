@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from router.accounting import (
+from router.accounting.energy import estimate_energy, pick_greenest, resolve_model, zone_intensity
+from router.accounting.records import (
     Prices,
     UnknownPriceError,
     build_record,
@@ -19,7 +20,6 @@ from router.accounting import (
     percentile,
     summarize,
 )
-from router.energy import estimate_energy, pick_greenest, resolve_model, zone_intensity
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 REAL_MODELS = ["gpt-4o-mini", "gpt-4o", "anthropic/claude-sonnet-4-5", "gpt-4.1-nano"]
@@ -215,8 +215,9 @@ def test_percentile_and_summarize():
 
 def test_importing_accounting_does_not_import_litellm_or_ecologits():
     code = (
-        "import sys, router.accounting, router.energy, router.ledger, router.metrics;"
-        "import router.report, router.dashboard;"
+        "import sys, router.accounting.records, router.accounting.energy, router.accounting.ledger,"
+        " router.accounting.metrics;"
+        "import router.accounting.report, router.accounting.dashboard;"
         "print('litellm' in sys.modules, 'ecologits' in sys.modules)"
     )
     out = subprocess.run(

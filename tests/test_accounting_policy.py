@@ -9,9 +9,9 @@ import textwrap
 import pytest
 
 from policies import PolicyError, parse_policy
-from router.accountant import Accountant
-from router.energy import carbon_intensity, rank_greenest
+from router.accounting.energy import carbon_intensity, rank_greenest
 from router.engine import Router, Routing
+from router.serving.accountant import Accountant
 
 TIERS = textwrap.dedent("""
     [[tiers]]
@@ -101,7 +101,7 @@ def test_record_of_a_routing(store):
 def test_cached_ecologits_order_gives_identical_estimates():
     from ecologits.impacts import llm
 
-    from router.energy import _eco, estimate_energy
+    from router.accounting.energy import _eco, estimate_energy
 
     _eco()
     cases = [("gpt-4o-mini", 100, 1.0, "USA"), ("gpt-4o", 1000, 30.0, "FRA"),
@@ -118,11 +118,12 @@ def test_cached_ecologits_order_gives_identical_estimates():
 
 
 def test_estimates_equal_ecologits_llm_impacts():
-    """router.energy computes what ecologits' public llm_impacts() does (same DAG, same min/max
-    combination) without its pydantic result objects: identical values, unknown zones too."""
+    """router.accounting.energy computes what ecologits' public llm_impacts() does (same DAG, same
+    min/max combination) without its pydantic result objects: identical values, unknown zones
+    too."""
     import random
 
-    from router.energy import _eco, _mid, estimate_energy, resolve_model
+    from router.accounting.energy import _eco, _mid, estimate_energy, resolve_model
 
     utils = _eco()[0]
     rnd = random.Random(7)

@@ -39,11 +39,11 @@ from test_report import PANEL_TITLES, browser, chromium, visible_text  # noqa: F
 from upstreams import start_proxy
 
 from policies import parse_policy
-from router.accounting import summarize
-from router.guard import build_app
-from router.ledger import Ledger
-from router.report import kpis
-from router.simulator import BackgroundServer
+from router.accounting.ledger import Ledger
+from router.accounting.records import summarize
+from router.accounting.report import kpis
+from router.serving.guard import build_app
+from router.upstream.simulator import BackgroundServer
 
 ROOT = Path(__file__).parents[1]
 MODELS = {"small": "gpt-4.1-nano", "medium": "gpt-4.1-mini", "large": "gpt-4.1"}
@@ -385,7 +385,7 @@ def test_sdk_response_carries_cost(upstream):
         try:
             return await router.acomplete("what does the sdk cost?")
         finally:
-            from router.passthrough import close_default_client
+            from router.upstream.passthrough import close_default_client
 
             await close_default_client()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from router.accounting import RequestRecord, build_record
+from router.accounting.records import RequestRecord, build_record
 
 TIERS = [("small", "gpt-4.1-nano"), ("medium", "gpt-4.1-mini"), ("large", "gpt-4.1")]
 BASELINE = TIERS[-1][1]

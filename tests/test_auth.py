@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policies.access import ApiKey, AuthSettings
-from router.auth import (
+from router.access.auth import (
     ANONYMOUS,
     AuthenticationError,
     Authenticator,

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from guardkit import chat, guarded_proxy, sim_policy
 
-from router.auth import hash_key
-from router.guard import current_key_id
+from router.access.auth import hash_key
+from router.serving.guard import current_key_id
 
 POLICY_KEY = "sk-policy-team-a-7f3e9c"
 ENV_KEY = "sk-env-ops-1b2c3d"

@@ -11,7 +11,7 @@ from conftest import require_binary
 from guardkit import chat, guarded_proxy, sim_policy
 from redisproc import RedisServer
 
-from router.auth import hash_key
+from router.access.auth import hash_key
 
 KEYS = {"a": "sk-cache-a", "b": "sk-cache-b"}
 AUTH = "".join(f'[[auth.keys]]\nid = "{i}"\nsha256 = "{hash_key(k)}"\n' for i, k in KEYS.items())

@@ -17,7 +17,7 @@ import pytest
 from upstreams import MisbehavingUpstream, make_policy
 
 from router import Router
-from router.coalesce import InProcessCoalescer
+from router.coalescing.inflight import InProcessCoalescer
 
 pytestmark = pytest.mark.usefixtures("close_passthrough")
 
@@ -211,7 +211,7 @@ async def test_uncoalesced_streams_run_in_the_request_and_end_cleanly(
 
     from upstreams import start_proxy
 
-    from router.proxy import create_app
+    from router.serving.proxy import create_app
 
     policy = make_policy(upstream.url, ("fail500", "fail500", 3.0), ("small", "ok-small", 4.0),
                          ("long", "long", 5.0), header="coalesce = false\n")

@@ -14,7 +14,7 @@ from upstreams import MisbehavingUpstream, make_policy, tiers_toml
 
 from policies import parse_policy
 from router import Router, UpstreamError
-from router.checks import check_response
+from router.upstream.checks import check_response
 
 pytestmark = pytest.mark.usefixtures("close_passthrough")
 

@@ -1,7 +1,7 @@
-"""Fault injection: the full proxy (router.guard.build_app) in front of a loopback upstream that
-resets, hangs, trickles, answers slowly, returns garbage or storms 5xx; clients that disconnect;
-shutdown with requests in flight. No request outlives its timeout, every failure is a clear
-OpenAI-style error, and open sockets and memory are flat afterwards."""
+"""Fault injection: the full proxy (router.serving.guard.build_app) in front of a loopback upstream
+that resets, hangs, trickles, answers slowly, returns garbage or storms 5xx; clients that
+disconnect; shutdown with requests in flight. No request outlives its timeout, every failure is a
+clear OpenAI-style error, and open sockets and memory are flat afterwards."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ import sys, uvicorn
 sys.path.insert(0, {tests!r})
 from guardkit import LengthScorer
 from policies import load_policy
-from router.guard import build_app
+from router.serving.guard import build_app
 app = build_app(load_policy({policy!r}), scorer=LengthScorer())
 uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning", timeout_graceful_shutdown=4)
 """
@@ -230,7 +230,7 @@ def test_guard_answers_504_when_the_app_never_starts_a_response() -> None:
     from guardkit import serve, sim_policy
 
     from policies import parse_policy
-    from router.guard import Guard
+    from router.serving.guard import Guard
 
     stuck: list[bool] = []
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from policies.access import LimitSettings
 from router.errors import InvalidRequestError
-from router.validation import BodyTooLarge, parse_body
+from router.serving.validation import BodyTooLarge, parse_body
 
 LIMITS = LimitSettings(max_body_bytes=2048, max_messages=3, max_content_chars=100, max_tokens=500)
 OK = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}

@@ -1,5 +1,5 @@
-"""router/httpclient.py (the pass-through's HTTP/1.1 client) against raw loopback servers that
-answer in each framing and misbehave on purpose: keep-alive, stale connections, chunked,
+"""router/upstream/connection.py (the pass-through's HTTP/1.1 client) against raw loopback servers
+that answer in each framing and misbehave on purpose: keep-alive, stale connections, chunked,
 close-delimited and compressed bodies, 1xx, big answers, flow control, bad input."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from router import passthrough as pt
+from router.upstream import passthrough as pt
 
 OK = {"id": "c1", "object": "chat.completion", "choices": [
     {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}]}
@@ -283,7 +283,7 @@ async def test_tls_verifies_the_certificate(tmp_path) -> None:  # type: ignore[n
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
     port = server.sockets[0].getsockname()[1]
-    script = ("import asyncio, sys\nfrom router import passthrough as pt\n"
+    script = ("import asyncio, sys\nfrom router.upstream import passthrough as pt\n"
               "async def main():\n"
               f"    try:\n        r = await pt.chat_completion('https://localhost:{port}/v1', "
               "'k', {'messages': []}, 5)\n        print('OK', r['id'])\n"

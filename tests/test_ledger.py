@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from test_accounting_workload import make_records
 
-from router.accounting import Prices, build_record, summarize
-from router.ledger import Ledger
-from router.report import bucket_grid, bucket_records
+from router.accounting.ledger import Ledger
+from router.accounting.records import Prices, build_record, summarize
+from router.accounting.report import bucket_grid, bucket_records
 
 ROOT = Path(__file__).parents[1]
 
@@ -148,7 +148,7 @@ def test_committed_rows_survive_sigkill(tmp_path):
         import sys, time
         sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
         from test_ledger import quick_record
-        from router.ledger import Ledger
+        from router.accounting.ledger import Ledger
         led = Ledger({str(path)!r})
         for i in range(200):
             led.append(quick_record(i, prefix="committed"))

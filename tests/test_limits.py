@@ -12,8 +12,8 @@ from conftest import require_binary
 from redisproc import RedisServer
 
 from policies.access import ApiKey, LimitSettings
-from router.auth import Client
-from router.limits import Limiter, LimitExceeded, estimate_tokens
+from router.access.auth import Client
+from router.access.limits import Limiter, LimitExceeded, estimate_tokens
 from router.state import MemoryState, open_state
 
 NOW = datetime(2026, 11, 26, 23, 59, 30, tzinfo=UTC).timestamp()

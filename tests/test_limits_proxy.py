@@ -7,7 +7,7 @@ import time
 import httpx
 from guardkit import chat, guarded_proxy, sim_policy
 
-from router.auth import hash_key
+from router.access.auth import hash_key
 
 KEY = "sk-limits-test-1"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -22,8 +22,9 @@ def post(url: str, body: object, **kw: object) -> httpx.Response:
 
 
 def start_of_a_window(margin_s: float = 15.0) -> None:
-    """Rate limits use fixed one-minute windows (router/limits.py): a test whose requests must
-    all land in one window waits for the next one when fewer than ``margin_s`` seconds are left."""
+    """Rate limits use fixed one-minute windows (router/access/limits.py): a test whose requests
+    must all land in one window waits for the next one when fewer than ``margin_s`` seconds are
+    left."""
     left = 60.0 - time.time() % 60.0
     if left < margin_s:
         time.sleep(left + 0.05)

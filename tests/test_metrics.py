@@ -12,8 +12,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_accounting_workload import make_records
 
-from router.accounting import Prices, build_record
-from router.metrics import Metrics
+from router.accounting.metrics import Metrics
+from router.accounting.records import Prices, build_record
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -140,7 +140,7 @@ WORKER = """
 import sys
 sys.path[:0] = [{root!r}, {tests!r}]
 from test_metrics import priced_records
-from router.metrics import Metrics
+from router.accounting.metrics import Metrics
 m = Metrics()
 for r in priced_records({n}):
     m.observe(r)

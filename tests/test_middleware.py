@@ -20,7 +20,7 @@ from starlette.routing import Route
 from upstreams import MisbehavingUpstream, make_policy
 
 from router import TierwiseMiddleware
-from router.simulator import BackgroundServer
+from router.upstream.simulator import BackgroundServer
 
 app_calls: list[dict[str, Any]] = []
 

@@ -1,4 +1,5 @@
-"""router.passthrough against a real aiohttp server on loopback: answers, streams and failures."""
+"""router.upstream.passthrough against a real aiohttp server on loopback: answers, streams and
+failures."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from router import passthrough as pt
+from router.upstream import passthrough as pt
 
 KEY = "sk-test-SECRET-0123456789"
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from policies.loader import parse_policy
 from router import Router
-from router.passthrough import resolve_target
+from router.upstream.passthrough import resolve_target
 
 KEY = "azure-key-SECRET-0123456789"
 VERSION = "2024-06-01"

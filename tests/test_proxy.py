@@ -17,7 +17,7 @@ import pytest
 from upstreams import TIERS, MisbehavingUpstream, make_policy, start_proxy
 
 from classifiers import default_scorer
-from router.proxy import create_app
+from router.serving.proxy import create_app
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "weather for a city",

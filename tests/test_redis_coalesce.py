@@ -1,4 +1,4 @@
-"""Cross-replica coalescing (router.state.coalesce) on a real redis-server: two SharedCoalescers
+"""Cross-replica coalescing (router.coalescing.shared) on a real redis-server: two SharedCoalescers
 stand for two replicas. One upstream call for 40 identical requests, stream fan-out, and no lost
 request when the leader fails or Redis dies mid-flight."""
 
@@ -14,8 +14,8 @@ import pytest
 from conftest import require_binary
 from redisproc import RedisServer
 
+from router.coalescing.shared import SharedCoalescer
 from router.state import State, open_state
-from router.state.coalesce import SharedCoalescer
 
 RESPONSE = {"id": "r1", "object": "chat.completion", "created": 1, "model": "m",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello world"},

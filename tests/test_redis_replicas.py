@@ -20,7 +20,7 @@ from conftest import require_binary
 from guardkit import free_port, wait_ready
 from redisproc import RedisServer
 
-from router.auth import hash_key
+from router.access.auth import hash_key
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-replica-budget"

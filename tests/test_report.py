@@ -25,11 +25,17 @@ from pathlib import Path
 import pytest
 from test_accounting_workload import make_records
 
-from router.accounting import summarize
-from router.dashboard import dashboard_data, dashboard_html, dashboard_routes
-from router.ledger import Ledger
-from router.metrics import Metrics
-from router.report import add_report_arguments, kpis, parse_since, render_report, run_report
+from router.accounting.dashboard import dashboard_data, dashboard_html, dashboard_routes
+from router.accounting.ledger import Ledger
+from router.accounting.metrics import Metrics
+from router.accounting.records import summarize
+from router.accounting.report import (
+    add_report_arguments,
+    kpis,
+    parse_since,
+    render_report,
+    run_report,
+)
 
 
 @pytest.fixture(scope="session")

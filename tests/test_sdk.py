@@ -12,7 +12,7 @@ import pytest
 
 import router
 from router import InvalidRequestError, NoEligibleTierError, Router, route
-from router.simulator import BackgroundServer, create_app
+from router.upstream.simulator import BackgroundServer, create_app
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "weather for a city",

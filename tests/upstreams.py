@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from policies import Policy, parse_policy
-from router.simulator import BackgroundServer
+from router.upstream.simulator import BackgroundServer
 
 # The session proxy's tiers (tests/conftest.py `proxy`): pinning a tier picks a behaviour.
 TIERS = [("small", "ok-small", 3.0), ("medium", "ok-medium", 4.0), ("large", "ok-large", 5.0),

@@ -1,4 +1,4 @@
-"""CPU per upstream call: litellm.acompletion vs litellm.Router vs router/passthrough.py.
+"""CPU per upstream call: litellm.acompletion vs litellm.Router vs router/upstream/passthrough.py.
 
     /tmp/v1/bin/python bench/proxy/client_cpu.py [--calls 2000] [--concurrency 16]
 
@@ -48,7 +48,7 @@ async def main_async(calls: int, conc: int, only: str | None) -> list[dict]:
     import aiohttp
     import litellm
 
-    from router import passthrough as pt
+    from router.upstream import passthrough as pt
 
     litellm.suppress_debug_info = True
     litellm.telemetry = False
@@ -101,8 +101,8 @@ async def main_async(calls: int, conc: int, only: str | None) -> list[dict]:
         pass
 
     cases = [("raw aiohttp", raw_aiohttp), ("raw aiohttp, stream", raw_aiohttp_stream),
-             ("router.passthrough", passthrough),
-             ("router.passthrough, stream", passthrough_stream),
+             ("router.upstream.passthrough", passthrough),
+             ("router.upstream.passthrough, stream", passthrough_stream),
              ("litellm.acompletion", acompletion), ("litellm.acompletion, stream",
                                                     acompletion_stream),
              ("litellm.Router", router_call), ("litellm.Router, stream", router_stream)]

@@ -592,7 +592,7 @@ def main() -> int:
     if "tierwise+passthrough" in targets:
         notes.append("tierwise+passthrough = bench/proxy/passthrough_proxy.py: a minimal proxy "
                      "on the same Router.decide() and policy that calls the upstream through "
-                     "router/passthrough.py and does nothing else (no coalescing, checks, "
+                     "router/upstream/passthrough.py and does nothing else (no coalescing, checks, "
                      "metrics, ledger, accounting). It is the floor for this stack (uvicorn + "
                      "Starlette + aiohttp client); the gap between it and `tierwise` is what "
                      "tierwise's own per-request features cost. `tierwise` itself uses the "

@@ -136,7 +136,7 @@ mark("build the scorer (classifiers.default_scorer)")
 decision = decider.route(args.text)
 mark("score and decide")
 heavy = [m for m in ("litellm", "asyncio", "aiohttp", "uvicorn", "starlette", "router.engine",
-                     "router.proxy", "onnxruntime", "tiktoken", "sklearn", "scipy")
+                     "router.serving.proxy", "onnxruntime", "tiktoken", "sklearn", "scipy")
          if m in sys.modules]
 print("STEPS " + json.dumps(([(n, 1000 * (t - p)) for (_, p), (n, t) in zip(marks, marks[1:])],
                              heavy)))
@@ -255,9 +255,9 @@ def main() -> int:
     out["imports"] = {
         "route path (router.cli + decide, no litellm)": importtime(
             "import router.cli, router.engine, policies", env),
-        "serve path (router.proxy, uvicorn)": importtime("import router.proxy, uvicorn", env),
+        "serve path (router.serving.proxy, uvicorn)": importtime("import router.serving.proxy, uvicorn", env),
         "litellm": importtime("import litellm", env),
-        "router.passthrough": importtime("import router.passthrough", env),
+        "router.upstream.passthrough": importtime("import router.upstream.passthrough", env),
     }
     for k, rows in out["imports"].items():
         print(f"imports, {k}: " + ", ".join(f"{n} {s:.2f}s" for s, n in rows[:5]))

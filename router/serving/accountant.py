@@ -6,8 +6,8 @@ before any listener runs (router.routing.price: the x-tierwise-cost-usd / -saved
 and the Guard's budget charge use that), so on the event loop the accountant only hands the
 Routing, the caller's key id and the time to one background thread: one deque append per
 request, no lock, no object built. That thread builds the RequestRecord (the same arithmetic,
-router.accounting.build_record), estimates energy and CO2e (ecologits, ~0.1-0.5 ms for a known
-model), updates the Prometheus metrics and passes the batch to the ledger. It gathers what
+router.accounting.records.build_record), estimates energy and CO2e (ecologits, ~0.1-0.5 ms for a
+known model), updates the Prometheus metrics and passes the batch to the ledger. It gathers what
 arrives within `window_s` (20 ms) and works it off in one go: one wake-up of the thread (one
 GIL hand-off with the event loop) per window, not per request. A Routing is not changed after
 its listeners ran, so reading it a little later is safe. `flush()` waits for what was handed
@@ -30,14 +30,14 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from policies import Policy, Tier
-from router.accounting import Prices, RequestRecord, build_record
-from router.energy import estimate_energy
+from router.accounting.energy import estimate_energy
+from router.accounting.metrics import Metrics
+from router.accounting.records import Prices, RequestRecord, build_record
 from router.engine import Router
-from router.metrics import Metrics
 from router.routing import Routing, new_request_id
 
 if TYPE_CHECKING:
-    from router.ledger import Ledger
+    from router.accounting.ledger import Ledger
 
 log = logging.getLogger("tierwise.accounting")
 
@@ -94,7 +94,7 @@ class Accountant:
 
     def on_routing(self, routing: Routing) -> None:
         """Router listener: record one finished (or failed) request (in the thread)."""
-        from router.guard import current_key_id
+        from router.serving.guard import current_key_id
 
         self._put((_ROUTING, routing, current_key_id(), time.time()))
 
@@ -105,9 +105,9 @@ class Accountant:
     def record(self, routing: Routing, key_id: str | None = _UNSET,
                ts: float | None = None) -> RequestRecord:
         """The RequestRecord of a Routing, without energy (see `_finish`). `key_id` defaults
-        to the API key of the request being served (router.guard.current_key_id)."""
+        to the API key of the request being served (router.serving.guard.current_key_id)."""
         if key_id is _UNSET:
-            from router.guard import current_key_id
+            from router.serving.guard import current_key_id
 
             key_id = current_key_id()
         found = self._tiers.get(routing.tier)
@@ -138,7 +138,7 @@ class Accountant:
 
     def cache_hit(self, tier_name: str, usage: dict[str, Any] | None, key_id: str | None,
                   latency_ms: float, difficulty: float | None = None) -> RequestRecord | None:
-        """Record an answer replayed from the response cache (router/guard.py): no call, no
+        """Record an answer replayed from the response cache (router/serving/guard.py): no call, no
         decision, cost 0, the whole baseline saved. Returns the record (None: unknown tier)."""
         tier = self.policy.tier(tier_name)
         if tier is None:

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from policies import Policy, Tier
 from router.engine import Router, Routing
 from router.errors import TierwiseError
-from router.responder import (
+from router.serving.responder import (
     INTERNAL_ERROR,
     PIN_HEADER,
     ChatResponder,
@@ -85,7 +85,7 @@ class TierwiseMiddleware:
 
         async def wrapped() -> Message:
             message = await receive()
-            passthrough = sys.modules.get("router.passthrough")
+            passthrough = sys.modules.get("router.upstream.passthrough")
             if message["type"] == "lifespan.shutdown" and passthrough is not None:
                 await passthrough.close_default_client()
             return message

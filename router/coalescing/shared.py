@@ -1,8 +1,8 @@
 """Cross-replica coalescing: identical requests on different replicas share one upstream call.
 
-`SharedCoalescer` implements router.coalesce's `Coalescer` interface on top of the in-process
-coalescer: identical requests within one replica still join one local flight, and that flight's
-`start` first asks the shared State who leads the key across replicas.
+`SharedCoalescer` implements router.coalescing.inflight's `Coalescer` interface on top of the
+in-process coalescer: identical requests within one replica still join one local flight, and that
+flight's `start` first asks the shared State who leads the key across replicas.
 
 - Leader (took the lock ``flight:<key>:lock``, TTL refreshed while it runs): calls upstream and
   appends what it gets to the stream ``flight:<key>:<owner>``: each chunk (``C``) or the whole
@@ -29,7 +29,7 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
-from router.coalesce import Flight, InProcessCoalescer, StartCall, Subscription
+from router.coalescing.inflight import Flight, InProcessCoalescer, StartCall, Subscription
 from router.state.base import State, StateUnavailable
 from router.streaming import as_chunks, assemble
 
@@ -166,7 +166,8 @@ class SharedCoalescer:
                      owner: str, keeper: asyncio.Task[None]) -> AsyncIterator[Any]:
         end = b"X"
         try:
-            async for item in chunks:  # a chunk, or a list of them (router.coalesce.StartCall)
+            # a chunk, or a list of them (router.coalescing.inflight.StartCall)
+            async for item in chunks:
                 for chunk in item if isinstance(item, list) else (item,):
                     await pub.put(b"C" + json.dumps(chunk, separators=(",", ":")).encode())
                 yield item

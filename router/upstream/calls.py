@@ -4,13 +4,13 @@ litellm is imported on the first call, not before: it takes seconds and ~200 MB,
 decisions never need it. `Upstream` is the one place that calls a tier, three ways:
 
 - a tier whose provider speaks OpenAI's protocol as it is (``openai/``, ``hosted_vllm/``, the
-  builtin simulator) goes through router/passthrough.py: the client's body with only `model`
-  replaced, over a keep-alive connection pool (router/httpclient.py), ~0.1 ms CPU per call
-  instead of litellm's ~4 ms;
+  builtin simulator) goes through router/upstream/passthrough.py: the client's body with only
+  `model` replaced, over a keep-alive connection pool (router/upstream/connection.py), ~0.1 ms CPU
+  per call instead of litellm's ~4 ms;
   ``transport = "litellm"`` on the tier keeps litellm;
 - any other single-deployment tier goes to `litellm.acompletion` (it translates the protocol);
-- a tier with `deployments` goes through a `litellm.Router` (router/deployments.py), which owns
-  retries and cooldowns inside the tier.
+- a tier with `deployments` goes through a `litellm.Router` (router/upstream/deployments.py), which
+  owns retries and cooldowns inside the tier.
 
 Results come back as plain dicts (OpenAI JSON shapes), the form the proxy sends and coalescing
 shares. The async paths are the proxy's; `call` (blocking, the sync SDK) always uses litellm.
@@ -76,7 +76,7 @@ def endpoint_arguments(model: str, api_base: str | None, api_key_env: str | None
     """model / api_base / api_key for one endpoint ("builtin" is the simulated upstream)."""
     kwargs: dict[str, Any] = {"model": model}
     if api_base == "builtin":
-        from router.simulator import builtin_base_url
+        from router.upstream.simulator import builtin_base_url
 
         kwargs["api_base"] = builtin_base_url()
         kwargs["api_key"] = "tierwise-simulated"
@@ -149,7 +149,7 @@ class Upstream:
     def _resolve_direct(self, tier: Tier) -> Direct | None:
         if tier.deployments or tier.transport == "litellm":
             return None
-        from router.passthrough import resolve_target
+        from router.upstream.passthrough import resolve_target
 
         endpoint = endpoint_arguments(tier.model, tier.api_base, tier.api_key_env, tier.name)
         target = resolve_target(tier.model, endpoint.get("api_base"))
@@ -170,17 +170,18 @@ class Upstream:
 
     def _router(self, tier: Tier) -> Any:
         if tier.name not in self._routers:
-            from router.deployments import build_router
+            from router.upstream.deployments import build_router
 
             self._routers[tier.name] = build_router(tier, self.policy)
         return self._routers[tier.name]
 
     def _picker(self, tier: Tier) -> Any:  # a GreenPicker
-        """The carbon-aware deployment picker of `tier`, or None (router/deployments.py)."""
+        """The carbon-aware deployment picker of `tier`, or None
+        (router/upstream/deployments.py)."""
         if not (tier.deployments and self.policy.carbon_aware):
             return None
         if tier.name not in self._green:
-            from router.deployments import GreenPicker
+            from router.upstream.deployments import GreenPicker
 
             self._green[tier.name] = GreenPicker(tier, self.policy)
         return self._green[tier.name]
@@ -194,7 +195,7 @@ class Upstream:
             return await picker.call(lambda t: self.acall(t, body), served)
         direct = self.direct(tier)
         if direct is not None:
-            from router.passthrough import chat_completion
+            from router.upstream.passthrough import chat_completion
 
             # one copy of the body: without the stream fields, with the tier's model
             sent = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
@@ -217,7 +218,7 @@ class Upstream:
         body = {**body, "stream": True, "stream_options": options}
         direct = self.direct(tier)
         if direct is not None:
-            from router.passthrough import open_chat_stream
+            from router.upstream.passthrough import open_chat_stream
 
             body["model"] = direct.model  # (our own copy: no further one on the way)
             opened = await open_chat_stream(direct.base_url, direct.api_key, body,
@@ -278,7 +279,7 @@ async def _chunks(stream: Any) -> AsyncIterator[dict[str, Any]]:
 
 def classify_failure(exc: BaseException) -> tuple[bool, int, str]:
     """(retryable on the next tier, HTTP status to report, short reason) for a call failure."""
-    passthrough = sys.modules.get("router.passthrough")
+    passthrough = sys.modules.get("router.upstream.passthrough")
     if passthrough is not None and isinstance(exc, passthrough.PassthroughError):
         return passthrough.classify(exc)
     litellm = litellm_module()

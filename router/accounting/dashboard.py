@@ -1,7 +1,7 @@
 """``/dashboard``: the report's panels, live, on one page with no external network requests.
 
-The page is the report page (:func:`router.report.page_html`) plus a small inline script that
-polls ``/dashboard/data`` (same origin; the CSP allows ``connect-src 'self'`` only) every few
+The page is the report page (:func:`router.accounting.report.page_html`) plus a small inline script
+that polls ``/dashboard/data`` (same origin; the CSP allows ``connect-src 'self'`` only) every few
 seconds and swaps in the KPI texts and the panels' SVG, which the server renders with the same
 chart code as ``tierwise report``. The proxy mounts :func:`dashboard_routes`.
 
@@ -18,10 +18,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from router.accounting import summarize
-from router.ledger import Ledger
-from router.metrics import Metrics
-from router.report import bucket_grid, kpis, page_html, panels
+from router.accounting.ledger import Ledger
+from router.accounting.metrics import Metrics
+from router.accounting.records import summarize
+from router.accounting.report import bucket_grid, kpis, page_html, panels
 
 _SCRIPT = """<script>
 (() => {

@@ -11,7 +11,7 @@ import asyncio
 import json
 from typing import Any
 
-from router.httpclient import ResponseError
+from router.upstream.connection import ResponseError
 
 _MESSAGE_LIMIT = 500
 
@@ -130,7 +130,7 @@ class StreamInterrupted(PassthroughError):
 
 def classify(exc: BaseException) -> tuple[bool, int, str]:
     """(retryable on the next tier, HTTP status to report, short reason), like
-    ``router.upstream.classify_failure`` does for litellm exceptions."""
+    ``router.upstream.calls.classify_failure`` does for litellm exceptions."""
     if isinstance(exc, PassthroughError):
         return exc.retryable, exc.status, exc.reason
     if isinstance(exc, asyncio.TimeoutError):

@@ -3,7 +3,7 @@
 litellm costs ~4 ms of CPU per call (~8 ms streaming) to translate a request that, for OpenAI,
 vLLM, and every other OpenAI-compatible server, needs no translation at all. This module sends the
 client's body as it is (only ``model`` replaced) over one shared keep-alive connection pool per
-event loop (router/httpclient.py: a small HTTP/1.1 client, ~0.1 ms of CPU per call where
+event loop (router/upstream/connection.py: a small HTTP/1.1 client, ~0.1 ms of CPU per call where
 aiohttp took ~0.3 ms) and hands back the provider's JSON, or its SSE events as raw bytes.
 litellm stays for every other provider, and for prices (its model map) everywhere.
 
@@ -18,10 +18,11 @@ litellm stays for every other provider, and for prices (its model map) everywher
 Failures raise a ``PassthroughError`` carrying what the engine needs to decide on escalation:
 ``status`` (HTTP status to report), ``reason`` (short tag, e.g. ``rate_limited``),
 ``retryable`` (would the next tier plausibly succeed) and ``upstream_status``. ``classify(exc)``
-returns the same ``(retryable, status, reason)`` tuple as ``router.upstream.classify_failure``.
-No retries happen here (tierwise owns failover between tiers), except one: a reused keep-alive
-connection that the server had already closed, before a single byte of the answer, is retried
-once on a new connection (the request never reached the server).
+returns the same ``(retryable, status, reason)`` tuple as
+``router.upstream.calls.classify_failure``. No retries happen here (tierwise owns failover between
+tiers), except one: a reused keep-alive connection that the server had already closed, before a
+single byte of the answer, is retried once on a new connection (the request never reached the
+server).
 
 The API key goes into the Authorization header only. It is never logged, never part of an
 exception message (upstream error text is scrubbed of it), never in a repr.
@@ -37,19 +38,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from router import fastjson
-from router.httpclient import (
+from router.streaming import RawJSON
+from router.upstream import fastjson
+from router.upstream.connection import (
     MAX_BODY_BYTES,
     ConnectFailed,
     Connection,
     ConnectionLost,
     Endpoint,
     HTTPClientError,
-    Pool,
     ResponseError,
     request_head,
 )
-from router.passthrough_errors import (
+from router.upstream.failures import (
     BadResponseError,
     ClientRequestError,
     ContextWindowError,
@@ -64,8 +65,8 @@ from router.passthrough_errors import (
     status_error,
     transport_error,
 )
-from router.passthrough_stream import ChatStream
-from router.streaming import RawJSON
+from router.upstream.pool import Pool
+from router.upstream.sse import ChatStream
 
 __all__ = [
     "PassthroughError", "UpstreamStatusError", "RateLimitedError", "ServerError",
@@ -133,8 +134,8 @@ def resolve_target(model: str, api_base: str | None) -> Target | None:
 
 
 class PassthroughClient:
-    """A pool of keep-alive connections to OpenAI-protocol upstreams (router/httpclient.py).
-    Create and use it inside one event loop."""
+    """A pool of keep-alive connections to OpenAI-protocol upstreams
+    (router/upstream/pool.py). Create and use it inside one event loop."""
 
     def __init__(self, *, limit: int = 1000, keepalive_timeout: float = 30.0,
                  connect_timeout: float = 10.0) -> None:

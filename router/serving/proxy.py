@@ -8,8 +8,8 @@
 
 Every error is OpenAI-shaped JSON (`{"error": {"message", "type", "param", "code"}}`), including
 404/405 for unknown paths and methods. /metrics (`metrics_route`) and /dashboard
-(router/dashboard.py) are added by passing their routes as `extra_routes`; router.guard.build_app
-(what `tierwise serve` runs) does.
+(router/accounting/dashboard.py) are added by passing their routes as `extra_routes`;
+router.serving.guard.build_app (what `tierwise serve` runs) does.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from policies import Policy
 from router.engine import Router
 from router.errors import TierwiseError
-from router.responder import (
+from router.serving.responder import (
     PARSED_BODY,
     PIN_HEADER,
     ChatResponder,
@@ -54,13 +54,14 @@ def error_response(exc: TierwiseError, headers: dict[str, str] | None = None) ->
 
 
 class ChatCompletions:
-    """POST /v1/chat/completions as a pure ASGI endpoint (see router/responder.py for why)."""
+    """POST /v1/chat/completions as a pure ASGI endpoint (see router/serving/responder.py for
+    why)."""
 
     def __init__(self, router: Router) -> None:
         self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # router.guard in front has parsed and checked the body already (and replays it)
+        # router.serving.guard in front has parsed and checked the body already (and replays it)
         body = (scope.get("state") or {}).pop(PARSED_BODY, None)
         if body is None:
             try:
@@ -120,10 +121,10 @@ class Proxy:
         if needs_litellm:
             upstream.prepare()
         else:
-            import router.passthrough  # noqa: F401 - the pass-through's own imports (httptools)
+            import router.upstream.passthrough  # noqa: F401 - the pass-through's own imports (httptools)
         if any(t.api_base == "builtin" or any(d.api_base == "builtin" for d in t.deployments)
                for t in self.router.policy.tiers):
-            from router.simulator import builtin_base_url
+            from router.upstream.simulator import builtin_base_url
 
             builtin_base_url()
         if self.freeze_gc:
@@ -138,7 +139,7 @@ class Proxy:
         yield
         if not task.done():
             task.cancel()
-        passthrough = sys.modules.get("router.passthrough")
+        passthrough = sys.modules.get("router.upstream.passthrough")
         if passthrough is not None:  # give the pooled upstream connections back cleanly
             await passthrough.close_default_client()
 
@@ -188,5 +189,5 @@ def create_app(policy: Policy | str | Path | None = None, *, scorer: Any = None,
     )
     app.state.router = router
     app.state.proxy = proxy
-    app.state.chat = chat  # router.guard calls it directly for POST /v1/chat/completions
+    app.state.chat = chat  # router.serving.guard calls it directly for POST /v1/chat/completions
     return app

@@ -2,9 +2,9 @@
 
 The panels (tier mix over time, cost vs the always-largest baseline, cumulative savings, CO2e per
 1K tokens, latency p50/p99, escalation/coalescing/cache rates) are built here once, as inline
-SVG strings (drawn by :mod:`router.charts`), and reused by the live ``/dashboard``
-(:mod:`router.dashboard`), which fetches the same panels as JSON. Pages make no network request
-of their own (a CSP meta tag enforces it).
+SVG strings (drawn by :mod:`router.accounting.charts`), and reused by the live ``/dashboard``
+(:mod:`router.accounting.dashboard`), which fetches the same panels as JSON. Pages make no network
+request of their own (a CSP meta tag enforces it).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from router.accounting import RequestRecord, percentile, summarize
-from router.charts import COLORS, Series, bar_chart, fmt, line_chart
-from router.ledger import empty_bucket
+from router.accounting.charts import COLORS, Series, bar_chart, fmt, line_chart
+from router.accounting.queries import empty_bucket
+from router.accounting.records import RequestRecord, percentile, summarize
 
 
 def bucket_grid(t0: float | None, t1: float | None, target: int = 36) -> tuple[float, float, int]:
@@ -325,7 +325,7 @@ def _policy_ledger_path(policy: Path) -> str:
 
 def run_report(args: argparse.Namespace) -> int:
     """``tierwise report``: 0 on success, 2 with a message on stderr for bad input."""
-    from router.ledger import Ledger
+    from router.accounting.ledger import Ledger
 
     try:
         since = parse_since(args.since)

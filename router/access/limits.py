@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from policies.access import LimitSettings
-from router.auth import Client
+from router.access.auth import Client
 from router.errors import TierwiseError
 from router.state import State
 

@@ -1,9 +1,9 @@
 """Per-request efficiency accounting: cost, always-largest baseline, savings, energy and CO2e.
 
 The engine calls :func:`build_record` once per request; the result (:class:`RequestRecord`) goes
-to the ledger (:mod:`router.ledger`), the Prometheus metrics (:mod:`router.metrics`) and the
-response headers. :func:`summarize` turns a list of records into the totals shown by
-``tierwise report`` and ``/dashboard``.
+to the ledger (:mod:`router.accounting.ledger`), the Prometheus metrics
+(:mod:`router.accounting.metrics`) and the response headers. :func:`summarize` turns a list of
+records into the totals shown by ``tierwise report`` and ``/dashboard``.
 
 Prices come from litellm's model map (``litellm.cost_per_token``) unless the policy sets
 ``input_per_mtok``/``output_per_mtok`` on the tier. litellm is imported lazily, on the first
@@ -202,7 +202,7 @@ def build_record(
     if free:
         energy, co2e = 0.0, 0.0
     elif with_energy:
-        from router.energy import estimate_energy
+        from router.accounting.energy import estimate_energy
 
         energy, co2e = estimate_energy(model, provider, completion_tokens, latency_ms / 1000, zone)
     return RequestRecord(

@@ -1,13 +1,14 @@
 """The proxy's front door: an ASGI layer for auth, input limits, budgets, rate limits, cache.
 
-``protect(app, policy)`` wraps the proxy app (router.proxy.create_app) and, for
+``protect(app, policy)`` wraps the proxy app (router.serving.proxy.create_app) and, for
 ``POST /v1/chat/completions``, in this order:
 
-1. authenticates the key (router.auth): 401;
-2. reads the body up to ``[limits] max_body_bytes`` and validates it (router.validation): 413/400;
-3. admits it against budgets and rate limits (router.limits): 429 with Retry-After, or pins the
-   downgrade tier (``x-tierwise-tier`` header) when a budget runs low;
-4. answers from the response cache (router.cache) or passes it on, storing the answer;
+1. authenticates the key (router.access.auth): 401;
+2. reads the body up to ``[limits] max_body_bytes`` and validates it
+   (router.serving.validation): 413/400;
+3. admits it against budgets and rate limits (router.access.limits): 429 with Retry-After, or
+   pins the downgrade tier (``x-tierwise-tier`` header) when a budget runs low;
+4. answers from the response cache (router.access.cache) or passes it on, storing the answer;
 5. bounds the time to the response's first byte (504 instead of a hung request);
 6. charges the cost and tokens of the answer when it is done: through a Router listener (sees
    the tier and usage of streams too), else from the ``x-tierwise-cost-usd`` header.
@@ -15,7 +16,7 @@
 Other ``/v1/*`` paths and ``/dashboard`` are authenticated only; ``/healthz``, ``/readyz`` and
 ``/metrics`` stay open for load balancers and Prometheus. Shared state (budgets, limits, cache)
 comes from the policy's ``state`` (router.state); the same state backs cross-replica coalescing
-(router.state.coalesce) when ``shared_coalescer`` is given to the Router.
+(router.coalescing.shared) when ``shared_coalescer`` is given to the Router.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from policies import Policy
-from router.auth import Authenticator, Client
-from router.cache import ResponseCache, directives
+from router.access.auth import Authenticator, Client
+from router.access.cache import ResponseCache, directives
+from router.access.limits import Admission, Limiter, LimitExceeded, estimate_tokens
 from router.errors import TierwiseError, UpstreamError
-from router.limits import Admission, Limiter, LimitExceeded, estimate_tokens
-from router.responder import PARSED_BODY, ClientGone, read_body, replay_body
+from router.serving.responder import PARSED_BODY, ClientGone, read_body, replay_body
+from router.serving.validation import parse_body
 from router.state import State, open_state
-from router.validation import parse_body
 
 log = logging.getLogger("tierwise.guard")
 
@@ -75,7 +76,7 @@ class Guard:
         # POST /v1/chat/completions goes straight to `chat` (the proxy's ChatCompletions) when
         # given, not through the app's routing and middleware (~20 us less per request)
         self.chat = chat or app
-        self.accountant = accountant  # router.accountant.Accountant: records cache hits
+        self.accountant = accountant  # router.serving.accountant.Accountant: records cache hits
         self.metrics: Any = None  # set by build_app, for callers that want the parts
         self.ledger: Any = None
         self.policy = policy
@@ -315,16 +316,16 @@ def build_app(policy: Policy, *, scorer: Any = None,
               on_fallback: Callable[[str], None] | None = None, ledger: Any = None,
               metrics: Any = None, **proxy_kwargs: Any) -> Guard:
     """The whole proxy for `policy`: shared state from ``policy.state``, a Router that coalesces
-    across replicas when that state is Redis, accounting (router.accountant) into `metrics`
-    (a fresh router.metrics.Metrics by default, served at /metrics) and `ledger` (a
-    router.ledger.Ledger, None: no ledger and no /dashboard), the proxy app, and the Guard in
-    front of it. ``app.accountant`` / ``app.metrics`` / ``app.ledger`` are the parts."""
-    from router.accountant import Accountant
-    from router.dashboard import dashboard_routes
+    across replicas when that state is Redis, accounting (router.serving.accountant) into `metrics`
+    (a fresh router.accounting.metrics.Metrics by default, served at /metrics) and `ledger` (a
+    router.accounting.ledger.Ledger, None: no ledger and no /dashboard), the proxy app, and the
+    Guard in front of it. ``app.accountant`` / ``app.metrics`` / ``app.ledger`` are the parts."""
+    from router.accounting.dashboard import dashboard_routes
+    from router.accounting.metrics import Metrics
+    from router.coalescing.shared import SharedCoalescer
     from router.engine import Router
-    from router.metrics import Metrics
-    from router.proxy import create_app, metrics_route
-    from router.state.coalesce import SharedCoalescer
+    from router.serving.accountant import Accountant
+    from router.serving.proxy import create_app, metrics_route
 
     metrics = metrics if metrics is not None else Metrics()
 

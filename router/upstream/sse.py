@@ -12,10 +12,10 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from router import fastjson
-from router.httpclient import Connection
-from router.passthrough_errors import StreamInterrupted
 from router.streaming import LastBatch, RawChunk
+from router.upstream import fastjson
+from router.upstream.connection import Connection
+from router.upstream.failures import StreamInterrupted
 
 _DONE = b"data: [DONE]"
 
@@ -153,7 +153,7 @@ class ChatStream:
         return CheckedBatches(self)
 
     async def chunks(self) -> AsyncIterator[dict[str, Any]]:
-        """The stream's chunks as dicts (the shape router.upstream.Upstream.astream yields):
+        """The stream's chunks as dicts (the shape router.upstream.calls.Upstream.astream yields):
         ``data:`` events parsed, comments and ``[DONE]`` skipped. An event that is not JSON
         raises StreamInterrupted (reason ``bad_chunk``). A chunk from a plain one-line
         ``data: {...}`` event is a RawChunk that keeps those bytes, for relaying as they are."""
@@ -174,7 +174,7 @@ class ChatStream:
 
     def _parse_all(self, events: list[bytes]) -> list[dict[str, Any]]:
         """The chunks of one read's events. A plain one-line ``data: {...}`` event (nearly all
-        of them) is parsed by router.fastjson (json's C scanner without json.loads' Python
+        of them) is parsed by router.upstream.fastjson (json's C scanner without json.loads' Python
         layers, ~2x faster per chunk); anything else goes through `_parse`."""
         out: list[dict[str, Any]] = []
         for event in events:

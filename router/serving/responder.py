@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from router.engine import Outcome, Router
 from router.errors import InvalidRequestError, TierwiseError
 from router.relay import Relay
+from router.serving.validation import BodyTooLarge
 from router.streaming import SSE_DONE, RawJSON, sse
-from router.validation import BodyTooLarge
 
 log = logging.getLogger("tierwise.serve")
 
@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 PIN_HEADER = "x-tierwise-tier"
-# scope["state"] key under which router.guard leaves the body it parsed and checked already
+# scope["state"] key under which router.serving.guard leaves the body it parsed and checked already
 PARSED_BODY = "tierwise_body"
 COALESCE_HEADER = "x-tierwise-coalesce"
 INTERNAL_ERROR = {"error": {"message": "internal error in tierwise", "type": "server_error",

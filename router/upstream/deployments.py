@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from policies import Deployment, Policy, Tier
-from router.energy import rank_greenest
-from router.upstream import classify_failure, endpoint_arguments, litellm_module
+from router.accounting.energy import rank_greenest
+from router.upstream.calls import classify_failure, endpoint_arguments, litellm_module
 
 
 def model_list(tier: Tier, policy: Policy) -> list[dict[str, Any]]:

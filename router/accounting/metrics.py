@@ -48,7 +48,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from router.accounting import RequestRecord
+from router.accounting.records import RequestRecord
 
 
 def _observe_all(child: Any, values: list[float]) -> None:

@@ -1,0 +1,1 @@
+"""Who may call the proxy and how much: API keys, budgets and rate limits, the response cache."""

@@ -1,0 +1,1 @@
+"""The bookkeeping: per-request records, cost and energy, the ledger, metrics, report, dashboard."""
