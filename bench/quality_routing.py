@@ -1,0 +1,234 @@
+"""Routing quality of model variants on held-out groups, beside prompt length and random.
+
+Each fold trains on everything but the held-out group (same code as ``tierwise train``) and
+scores the held-out rows with the contract metrics (APGR, CPT(50%), AUC) for its strong/weak
+pairs. Proxies for the sealed blind set (MT-Bench, MMLU, GSM8K; GPT-4 vs Mixtral):
+
+- ``mmlu_pro``: MMLU-Pro items, gpt-4o vs mixtral-8x7b (MMLU proxy)
+- ``routerbench``: ARC-C / Winogrande / MBPP, gpt-4-1106 vs mixtral-8x7b (the blind pair)
+- ``chat``: Vicuna-80 (GPT-4 judge scores and pairwise verdicts) and OpenAssistant requests,
+  gpt-4 / gpt-3.5-turbo vs weaker chat models (MT-Bench proxy: open-ended, judged)
+- ``gsm8k``: LLMRouter's GSM8K-like rows, never trained on (evaluation only, see data.py),
+  open models 70B vs 7-8B, scored by the model trained on everything
+- ``commonsense``: bench/commonsense (hand-written easy/hard requests), split ``dev``
+
+    python bench/quality_routing.py --variants shipped,no-offsets --out bench/QUALITY_ROUTING.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from classifiers.data import load_rows, read_jsonl, row_comparisons, row_messages  # noqa: E402
+from classifiers.features import DENSE_OFF, extract_many, to_csr  # noqa: E402
+from classifiers.metrics import evaluate_pair  # noqa: E402
+from classifiers.names import canonical  # noqa: E402
+from classifiers.train import DEFAULT_PARAMS, fit, semantic_table  # noqa: E402
+from classifiers.validation import pair_outcomes  # noqa: E402
+
+VARIANTS: dict[str, dict[str, float]] = {
+    "shipped": {},
+    "no selection label": {"selection_label": 0},
+    "per-source offsets": {"offsets": 1},
+    "per-source offsets, one for all judged chat": {"offsets": 1, "chat_offsets": 0},
+    "with digit features": {"digit_features": 1},
+    "length weight learned": {"length_weight": -1.0},
+    "length weight 2": {"length_weight": 2.0},
+    "length weight 6": {"length_weight": 6.0},
+    "embedding head from judged chat only": {"chat_head": 1},
+    "shared head + chat correction": {"chat_head": 2},
+    "free per-word weights too": {"unigrams": 1},
+    "no embedding (structure only)": {"semantic": 0},
+    "benchmarks only (no chat data)": {"_no_chat": 1},
+}
+CHAT = {"qlora_oa", "qlora_vicuna_pairwise", "qlora_vicuna_relative",
+        "fastchat_vicuna80_gpt4review"}
+FOLDS: dict[str, Callable[[dict], bool]] = {
+    "mmlu_pro": lambda r: r["source"] == "mmlu_pro",
+    "routerbench": lambda r: r["source"] == "routerbench",
+    "chat": lambda r: r["source"] in CHAT,
+}
+PAIRS = {
+    "mmlu_pro": [("gpt-4o-2024-05-13", "mixtral-8x7b-instruct-v0.1"),
+                 ("meta-llama-3.1-70b-instruct", "meta-llama-3.1-8b-instruct")],
+    "routerbench": [("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"),
+                    ("gpt-4-1106-preview", "gpt-3.5-turbo-1106")],
+    "gsm8k": [("llama-3.1-nemotron-51b-instruct", "mistral-7b-instruct-v0.3"),
+              ("meta-llama-3.1-8b-instruct", "llama3-chatqa-1.5-8b")],
+    # outcome pairs of the judged chat rows, then pairwise (strong, weak) verdict pairs
+    "chat": [("gpt-3.5-turbo-0125", "llama-13b"), ("gpt-3.5-turbo-0125", "alpaca-13b")],
+    "chat_pairwise": [("gpt-4-0314", "vicuna-13b"), ("gpt-4-0314", "guanaco-7b"),
+                      ("gpt-3.5-turbo-0125", "guanaco-13b")],
+}
+
+
+def pairwise_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray, ...]:
+    """(row index, q_strong = 1, q_weak = share of verdicts the weak model won or tied)."""
+    idx, qw = [], []
+    for i, r in enumerate(rows):
+        votes = []
+        for a, b, win in row_comparisons(r):
+            ca, cb = canonical(a), canonical(b)
+            if {ca, cb} == {strong, weak}:
+                weak_side = "a" if ca == weak else "b"
+                votes.append(1.0 if win in (weak_side, "tie") else 0.0)
+        if votes:
+            idx.append(i)
+            qw.append(float(np.mean(votes)))
+    return np.asarray(idx, np.int64), np.ones(len(idx)), np.asarray(qw)
+
+
+def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.ndarray) -> list[dict]:
+    out = []
+    for key in (name, name + "_pairwise"):
+        for strong, weak in PAIRS.get(key, []):
+            fn = pairwise_outcomes if key.endswith("_pairwise") else pair_outcomes
+            idx, qs, qw = fn(rows, strong, weak)
+            if idx.size < 20:
+                continue
+            res = evaluate_pair(scores[idx], qs, qw)
+            base = evaluate_pair(lengths[idx], qs, qw)
+            out.append({"fold": name, "strong": strong, "weak": weak, "n": int(idx.size),
+                        "apgr": res.apgr, "cpt50": res.cpt50, "auc": res.auc,
+                        "length_apgr": base.apgr, "length_auc": base.auc})
+    return out
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
+
+
+def commonsense(model, path: Path, split: str) -> dict:
+    items = [r for r in read_jsonl(path) if split == "all" or r.get("split") == split]
+    if not items:
+        return {}
+    X = to_csr(extract_many([r["messages"] for r in items]))
+    d = model.predict(X)
+    hard = np.asarray([r["label"] == "hard" for r in items])
+    n_chars = np.asarray([sum(len(str(m.get("content", ""))) for m in r["messages"]) for r in items])
+    pos, neg = np.flatnonzero(hard), np.flatnonzero(~hard)
+    ratio = n_chars[pos][:, None] / n_chars[neg][None, :]
+    close = (ratio <= 1.5) & (ratio >= 1 / 1.5)
+    diff = d[pos][:, None] - d[neg][None, :]
+    matched = float((((diff > 0) + 0.5 * (diff == 0)))[close].mean())
+    ldiff = n_chars[pos][:, None] - n_chars[neg][None, :]
+    lmatched = float((((ldiff > 0) + 0.5 * (ldiff == 0)))[close].mean())
+    return {"n": len(items), "auc": auc(d[hard], d[~hard]), "matched_auc": matched,
+            "length_matched_auc": lmatched,
+            "length_auc": auc(n_chars[hard].astype(float), n_chars[~hard].astype(float)),
+            "easy_d_mean": float(d[~hard].mean()), "hard_d_mean": float(d[hard].mean())}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variants", default="shipped")
+    ap.add_argument("--folds", default="mmlu_pro,routerbench,chat,all")
+    ap.add_argument("--split", default="dev", help="commonsense split to score")
+    ap.add_argument("--out", default=None, help="write all results as JSON")
+    ap.add_argument("--md", default=None, help="write the summary table as markdown")
+    ap.add_argument("--word-prior", type=float, default=None, help="features.WORD_PRIOR")
+    args = ap.parse_args()
+    if args.word_prior is not None:
+        import classifiers.features as features
+
+        features.WORD_PRIOR = args.word_prior
+    t0 = time.time()
+    bench = load_rows(ROOT / "data" / "routing-train.jsonl.gz")
+    chat = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")
+    gsm = [r for r in load_rows(ROOT / "data" / "routing-train.jsonl.gz", apply_exclusions=False)
+           if (r.get("meta") or {}).get("family") == "gsm8k"]
+    rows_all = bench + chat
+    keys = [r.get("prompt_key") or str(r.get("prompt", ""))[:200] for r in rows_all]
+    X_all = to_csr(extract_many([row_messages(r) for r in rows_all]))
+    X_gsm = to_csr(extract_many([row_messages(r) for r in gsm]))
+    emb = semantic_table(rows_all)
+    n_tok = lambda X: np.asarray(X[:, DENSE_OFF].todense()).ravel()  # noqa: E731  log_tokens
+    print(f"features + table in {time.time() - t0:.0f}s", file=sys.stderr)
+    results: dict[str, list] = {}
+    for vname in args.variants.split(","):
+        params = {**DEFAULT_PARAMS, **VARIANTS[vname]}
+        no_chat = params.pop("_no_chat", 0)
+        pool = np.asarray([not (no_chat and i >= len(bench)) for i in range(len(rows_all))])
+        res: list = []
+        for fold in args.folds.split(","):
+            t1 = time.time()
+            test = np.asarray([fold != "all" and FOLDS[fold](r) for r in rows_all])
+            held = {k for k, t in zip(keys, test, strict=True) if t}
+            tr = pool & ~test & np.asarray([k not in held for k in keys])
+            m, _ = fit(X_all[tr], [r for r, k in zip(rows_all, tr, strict=True) if k], params, emb)
+            if fold == "all":
+                res += score_pairs("gsm8k", gsm, m.predict(X_gsm), n_tok(X_gsm))
+                cs = commonsense(m, ROOT / "bench" / "commonsense" / "requests.jsonl", args.split) \
+                    if (ROOT / "bench" / "commonsense" / "requests.jsonl").is_file() else {}
+                res.append({"fold": "commonsense", **cs})
+            else:
+                te_rows = [r for r, k in zip(rows_all, test, strict=True) if k]
+                res += score_pairs(fold, te_rows, m.predict(X_all[test]), n_tok(X_all[test]))
+            print(f"{vname} {fold}: {time.time() - t1:.0f}s, {m.n_iter_} iterations",
+                  file=sys.stderr)
+            for r in res:
+                if r["fold"] == fold or (fold == "all" and r["fold"] in ("gsm8k", "commonsense")):
+                    print(vname, json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                                             for k, v in r.items()}), flush=True)
+        results[vname] = res
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    if args.md:
+        Path(args.md).write_text(markdown(results, args))
+    return 0
+
+
+COLUMNS = [  # (fold, strong, weak, header)
+    ("mmlu_pro", "gpt-4o-2024-05-13", "mixtral-8x7b-instruct-v0.1", "MMLU-Pro 4o vs Mixtral"),
+    ("routerbench", "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1", "RouterBench GPT-4 vs Mixtral"),
+    ("gsm8k", "llama-3.1-nemotron-51b-instruct", "mistral-7b-instruct-v0.3", "GSM8K-like 51B vs 7B"),
+    ("chat", "gpt-3.5-turbo-0125", "llama-13b", "Vicuna-80 3.5 vs llama-13b"),
+    ("chat", "gpt-4-0314", "vicuna-13b", "OA+Vicuna GPT-4 vs vicuna-13b"),
+]
+
+
+def markdown(results: dict[str, list], args: argparse.Namespace) -> str:
+    import platform
+    from datetime import UTC, datetime
+
+    def cell(res: list, fold: str, strong: str, weak: str, key: str) -> str:
+        hit = [r for r in res if r["fold"] == fold and r.get("strong") == strong
+               and r.get("weak") == weak]
+        return f"{hit[0][key]:.3f}" if hit else "-"
+
+    head = "| variant | " + " | ".join(c[3] for c in COLUMNS)
+    head += f" | common-sense {args.split} AUC | length-matched AUC |"
+    lines = ["# Routing quality of model variants (bench/quality_routing.py)", "",
+             f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
+             f"Python {platform.python_version()}",
+             f"- command: `python bench/quality_routing.py --variants ... --split {args.split}`",
+             "- APGR on held-out groups (the model never saw the group; GSM8K-like rows are never "
+             "trained on), common-sense AUC on the hand-written set's dev split; random = 0.500",
+             "", head, "|---" * (len(COLUMNS) + 3) + "|"]
+    first = next(iter(results.values()))
+    lines.append("| prompt length alone | " + " | ".join(
+        cell(first, f, s, w, "length_apgr") for f, s, w, _ in COLUMNS) + " | " + " | ".join(
+        f"{r[k]:.3f}" for r in first if r["fold"] == "commonsense"
+        for k in ("length_auc", "length_matched_auc")) + " |")
+    for name, res in results.items():
+        cs = next((r for r in res if r["fold"] == "commonsense"), {})
+        lines.append(f"| {name} | " + " | ".join(cell(res, f, s, w, "apgr")
+                                                for f, s, w, _ in COLUMNS)
+                     + f" | {cs.get('auc', float('nan')):.3f} | "
+                       f"{cs.get('matched_auc', float('nan')):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Obvious requests route sanely with the shipped model and the embedded demo policy.
+
+The probes were written before the shipped model was scored on them (the ones a new user tries
+first, from the routing issue), and the bars are about the set, not each item: the model is a
+statistical one. The hand-written common-sense set (bench/commonsense, never trained on) is
+scored through the same public path as `tierwise score`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from router import Router
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EASY = [
+    "hi",
+    "Thanks!",
+    "What is 2+2?",
+    "what is 12*3?",
+    "Is 7 prime?",
+    "What is the capital of France?",
+    "Translate 'good morning' into Spanish.",
+    "How many days are in a week?",
+    "Write a haiku about the sea.",
+    "What does HTTP 404 mean?",
+]
+HARD = [
+    "Design a geo-distributed, strongly consistent key-value store for a bank: 5 regions, "
+    "p99 write latency under 150 ms, no lost acknowledged writes when a region fails. Describe "
+    "the replication protocol, leader placement, how clients read their own writes, how you "
+    "handle clock skew, and the failure modes you accept.",
+    "My asyncio service sometimes never cancels a task: `task.cancel()` is called from a "
+    "signal handler while the task awaits `asyncio.shield(conn.execute(q))` inside an "
+    "`async with lock:` block, and the shutdown hangs forever. Explain the race step by step "
+    "and give a correct shutdown sequence that cannot deadlock.",
+    "Prove that there are infinitely many primes congruent to 3 mod 4, then explain why the "
+    "same elementary argument does not work for primes congruent to 1 mod 4 and what "
+    "replaces it.",
+    "Derive the closed-form posterior for a Gaussian process regression with a squared "
+    "exponential kernel and Gaussian noise, then show how to compute the marginal likelihood "
+    "gradient with respect to the length scale in O(n^3) and why a Cholesky factorisation is "
+    "preferred over an explicit inverse.",
+    "Write a lock-free multi-producer multi-consumer bounded queue in C++ using atomics, "
+    "explain the memory orderings you chose for each operation, and show how your design "
+    "avoids the ABA problem.",
+]
+
+
+@pytest.fixture(scope="module")
+def router() -> Router:
+    return Router()
+
+
+def test_obvious_easy_requests_stay_off_the_largest_tier(router):
+    tiers = Counter(router.route(p).tier for p in EASY)
+    assert tiers["large"] <= 1, tiers
+
+
+def test_obvious_hard_requests_skip_the_smallest_tier(router):
+    tiers = Counter(router.route(p).tier for p in HARD)
+    assert tiers["small"] == 0, tiers
+
+
+def test_hard_requests_score_harder_than_easy_ones(router):
+    easy = np.array([router.route(p).difficulty for p in EASY])
+    hard = np.array([router.route(p).difficulty for p in HARD])
+    assert np.median(hard) > np.max(np.sort(easy)[:-1]), (easy, hard)
+
+
+def test_common_sense_dev_split_beats_length_of_nothing(router):
+    """AUC of difficulty for hard vs easy on the set's dev split: clearly better than random."""
+    items = [json.loads(line) for line in (ROOT / "bench" / "commonsense" / "requests.jsonl")
+             .read_text().splitlines() if line.strip()]
+    dev = [i for i in items if i["split"] == "dev"]
+    d = np.array([router.route(i["messages"]).difficulty for i in dev])
+    hard = np.array([i["label"] == "hard" for i in dev])
+    diff = d[hard][:, None] - d[~hard][None, :]
+    auc = float(((diff > 0) + 0.5 * (diff == 0)).mean())
+    assert auc >= 0.6, auc
