@@ -112,8 +112,8 @@ def write_card(model_dir: str | Path, extra: str | None = None) -> Path:
         f"{max(offsets.values()):+.2f}); no offset at prediction time."
         if offsets
         else "off in this model. With a free offset per source (and benchmark family) in "
-        "training, difficulty is learned within groups only; measured, that was worse on every "
-        "held-out group and on the common-sense set (see \"Variants measured\"): the "
+        "training, difficulty is learned within groups only; measured, that was worse on most "
+        "held-out groups and on the common-sense set (see \"Variants measured\"): the "
         "differences between sources carry real signal (a MATH problem is harder than a "
         "trivia question), and the artifacts they also carry are handled by the label checks "
         "above and by leaving the digit features out."
