@@ -1,4 +1,4 @@
-"""Abilities for the demo policy's tiers: a stated split of real chat requests over small/medium/large.
+"""Abilities for the demo policy's tiers: a stated split of real chat requests over the tiers.
 
 The demo tiers stand for no real model, so their abilities are set from the difficulty
 distribution of real user requests (the distinct prompts of data/routing-chat.jsonl.gz: Chatbot

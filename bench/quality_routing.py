@@ -116,7 +116,9 @@ def commonsense(model, path: Path, split: str) -> dict:
     X = to_csr(extract_many([r["messages"] for r in items]))
     d = model.predict(X)
     hard = np.asarray([r["label"] == "hard" for r in items])
-    n_chars = np.asarray([sum(len(str(m.get("content", ""))) for m in r["messages"]) for r in items])
+    n_chars = np.asarray(
+        [sum(len(str(m.get("content", ""))) for m in r["messages"]) for r in items]
+    )
     pos, neg = np.flatnonzero(hard), np.flatnonzero(~hard)
     ratio = n_chars[pos][:, None] / n_chars[neg][None, :]
     close = (ratio <= 1.5) & (ratio >= 1 / 1.5)
@@ -191,8 +193,10 @@ def main() -> int:
 
 COLUMNS = [  # (fold, strong, weak, header)
     ("mmlu_pro", "gpt-4o-2024-05-13", "mixtral-8x7b-instruct-v0.1", "MMLU-Pro 4o vs Mixtral"),
-    ("routerbench", "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1", "RouterBench GPT-4 vs Mixtral"),
-    ("gsm8k", "llama-3.1-nemotron-51b-instruct", "mistral-7b-instruct-v0.3", "GSM8K-like 51B vs 7B"),
+    ("routerbench", "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1",
+     "RouterBench GPT-4 vs Mixtral"),
+    ("gsm8k", "llama-3.1-nemotron-51b-instruct", "mistral-7b-instruct-v0.3",
+     "GSM8K-like 51B vs 7B"),
     ("chat", "gpt-3.5-turbo-0125", "llama-13b", "Vicuna-80 3.5 vs llama-13b"),
     ("chat", "gpt-4-0314", "vicuna-13b", "OA+Vicuna GPT-4 vs vicuna-13b"),
 ]

@@ -16,7 +16,9 @@ LICENSES = {
     "zeroeval_crux": "Apache-2.0 (yuchenlin/ZeroEval) - licenses/zeroeval.LICENSE",
     "zeroeval_math-l5": "Apache-2.0 (yuchenlin/ZeroEval) - licenses/zeroeval.LICENSE",
     "routerarena": "Apache-2.0 (RouteWorks/RouterArena) - licenses/routerarena.LICENSE",
-    "arenahard_v01_forks": "Apache-2.0 (lmarena/arena-hard-auto) - licenses/arena_hard_auto.LICENSE",
+    "arenahard_v01_forks": (
+        "Apache-2.0 (lmarena/arena-hard-auto) - licenses/arena_hard_auto.LICENSE"
+    ),
     "ko_arenahard_v01": "Apache-2.0 (ko-arena-hard-auto) - licenses/ko_arena_hard_auto.LICENSE",
     "qlora_oa": "MIT (artidoro/qlora) - licenses/qlora.LICENSE",
     "qlora_vicuna_pairwise": "MIT (artidoro/qlora) - licenses/qlora.LICENSE",

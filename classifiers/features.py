@@ -9,7 +9,8 @@ single ``Gather`` + ``ReduceSum`` (see :mod:`classifiers.onnx_model`):
 - ``[DENSE_OFF, DENSE_OFF + len(DENSE_NAMES))``: structure features
 
 Each word occurrence is weighted by its message weight (:mod:`classifiers.conversation`) and the
-block is a weighted mean (:func:`_word_values`); length itself is a structure feature. numpy only: this module is on the request path.
+block is a shrunk weighted mean (:func:`_word_values`); length itself is a structure feature.
+numpy only: this module is on the request path.
 """
 
 from __future__ import annotations

@@ -159,7 +159,8 @@ class IRTDifficulty:
                 gap = ab[cmp.a] - ab[cmp.b]
                 z = s * gap
                 q = _sigmoid(z)
-                loss -= np.sum(w_cmp * (cmp.y * np.log(q + eps) + (1 - cmp.y) * np.log(1 - q + eps)))
+                ll = cmp.y * np.log(q + eps) + (1 - cmp.y) * np.log(1 - q + eps)
+                loss -= np.sum(w_cmp * ll)
                 rc = w_cmp * (q - cmp.y)  # dloss/dz
                 inside = (d[cmp.prompt] > SCALE_CLIP[0]) & (d[cmp.prompt] < SCALE_CLIP[1])
                 g_c = np.bincount(cmp.prompt, weights=rc * z * inside, minlength=n_prompts)
@@ -205,6 +206,8 @@ class IRTDifficulty:
         self.coef_[active] = coef
         self.abilities_ = ab.copy()
         self.offsets_ = off.copy()
+        self.group_offsets_: dict[str, float] = {}  # named by the caller, who knows the groups
+        self.semantic_u_: np.ndarray | None = None  # set by the caller that folds an embedding
         self.n_iter_ = int(res.nit)
         # diagonal Fisher information of d per prompt, for the variances
         d = X @ coef + (off[grp] if n_groups else 0.0)

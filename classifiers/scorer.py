@@ -24,7 +24,7 @@ from .features import N_FEATURES, extract, extract_many, pad_batch
 from .onnx_table import read_linear_table
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-FEATURE_VERSION = 4  # 1: o200k ids (tiktoken); 2: hashed words; 3: + bounded pooling; 4: mean pooling
+FEATURE_VERSION = 4  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean
 Engine = Literal["auto", "onnxruntime"]
 
 

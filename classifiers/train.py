@@ -138,7 +138,6 @@ def fit(
         l2_ability=float(params.get("l2_ability", 0.01)),
         prompt_weight_power=float(params.get("prompt_weight_power", 0.5)),
     )
-    n = X.shape[0]
     l2 = np.full(N_FEATURES, float(params.get("l2", 3.0)))
     l2[HASH_OFF:DENSE_OFF] = float(params.get("l2_word", 3.0))
     lower = np.full(N_FEATURES, -np.inf)
@@ -254,7 +253,7 @@ def semantic_table(rows: list[dict]) -> np.ndarray:
 
 
 def train(
-    data: str | Path,
+    data: str | Path | list[str | Path] | list[str],
     out_dir: str | Path | None,
     params: dict[str, float] | None = None,
     eval_data: str | Path | None = None,
@@ -275,7 +274,7 @@ def train(
 
 
 def _train(
-    data: str | Path | list[str | Path],
+    data: str | Path | list[str | Path] | list[str],
     out_dir: str | Path | None,
     params: dict[str, float] | None,
     eval_data: str | Path | None,
@@ -334,7 +333,7 @@ def _train(
         "n_iter": model.n_iter_,
         "nonzero_weights": int(np.count_nonzero(np.abs(model.coef_) > 1e-6)),
         "group_offsets": {
-            k: round(v, 4) for k, v in getattr(model, "group_offsets_", {}).items()
+            k: round(v, 4) for k, v in model.group_offsets_.items()
         },
         "python": platform.python_version(),
         "word_prior": features.WORD_PRIOR,
