@@ -118,7 +118,8 @@ class _Checker:
         ledger = LedgerSettings(**self.section(ledger_raw, LEDGER_KEYS, ("ledger",)))
         top["response_checks"] = tuple(dict.fromkeys(top["response_checks"]))
         top["zone_intensity"] = {k: float(v) for k, v in (top["zone_intensity"] or {}).items()}
-        return Policy(tiers=tiers, ledger=ledger, source=self.source, **top)
+        return Policy(tiers=tiers, ledger=ledger, source=self.source,
+                      warnings=self.warnings(tiers), **top)
 
     def tier(self, raw: dict[str, Any], index: int, zone: str | None = None) -> Tier:
         path: tuple[str | int, ...] = ("tiers", index)
@@ -182,6 +183,23 @@ class _Checker:
                                 fix="give each deployment of a tier its own name")
             out.append(Deployment(**v))
         return tuple(out)
+
+    def warnings(self, tiers: tuple[Tier, ...]) -> tuple[str, ...]:
+        """Abilities should rise with price: a pricier tier rated no more able than a cheaper
+        one is never chosen on merit, and escalating "one tier up" to it asks a tier the policy
+        itself rates less able. Allowed (a hand-set ability may be a guess), but said."""
+        pairs = []
+        for i, tier in enumerate(tiers):
+            cheaper = max(tiers[:i], key=lambda t: t.ability, default=None)
+            if cheaper is not None and tier.ability <= cheaper.ability:
+                pairs.append(f"{tier.name!r} (ability {tier.ability:g}) is no more able than "
+                             f"the cheaper {cheaper.name!r} (ability {cheaper.ability:g})")
+        if not pairs:
+            return ()
+        return (f"{self.source}: tier abilities do not increase with price: "
+                f"{'; '.join(pairs)}. Escalation \"one tier up\" may go to a less able tier. "
+                "Fix: set ability = <number> on the tiers so that each is above the cheaper "
+                "ones (`tierwise calibrate` fits one from labeled prompts)",)
 
     def check_tiers(self, tiers: tuple[Tier, ...]) -> None:
         seen: dict[str, int] = {}

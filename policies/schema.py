@@ -214,6 +214,9 @@ class Policy:
     cache: CacheSettings = field(default_factory=CacheSettings)
     response_checks: tuple[str, ...] = RESPONSE_CHECKS
     source: str | None = None
+    # Problems that do not stop the policy from loading (e.g. abilities that do not rise with
+    # price); the Router logs each once, `tierwise serve` prints them at start.
+    warnings: tuple[str, ...] = ()
 
     def tier(self, name: str) -> Tier | None:
         return next((t for t in self.tiers if t.name == name), None)

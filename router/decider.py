@@ -23,6 +23,11 @@ class Decider:
 
     def __init__(self, policy: Policy | str | Path | None = None, *, scorer: Any = None) -> None:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        if self.policy.warnings:  # e.g. abilities that do not rise with price (policies/loader.py)
+            import logging
+
+            for warning in self.policy.warnings:
+                logging.getLogger("tierwise.policy").warning("tierwise: warning: %s", warning)
         self._scorer = scorer
         # (seconds, tier) of every decision, /v1/route's included (the decision histogram)
         self.on_decision: Callable[[float, str], None] | None = None
