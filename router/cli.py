@@ -111,6 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from router.serving.guard import build_app
 
     policy = load_policy(args.policy)
+    _check_keys(policy, args.policy, args.allow_missing_keys)
     path = policy.ledger.path if args.ledger is None else args.ledger
     ledger = None
     if path:
@@ -140,6 +141,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if ledger is not None:
             ledger.close()
     return 0
+
+
+def _check_keys(policy: Any, source: str | None, allow: bool) -> None:
+    """Every provider-key variable the policy names must be set, or `serve` does not start
+    (with --allow-missing-keys it starts, and /readyz answers 503 naming them)."""
+    missing = policy.missing_keys(os.environ)
+    if not missing:
+        return
+    names = sorted({n for unset in missing.values() for n in unset})
+    per_tier = "; ".join(f"tier {tier!r} needs {', '.join(unset)}"
+                         for tier, unset in missing.items())
+    where = source or "the embedded demo"
+    if not allow:
+        raise TierwiseError(
+            f"missing provider keys for {where}: {per_tier}. Fix: set "
+            f"{', '.join(names)} in the environment (e.g. `export {names[0]}=...`), or pass "
+            "--allow-missing-keys to start anyway (those tiers fail, /readyz answers 503)")
+    print(f"tierwise: warning: starting without provider keys ({per_tier}); requests to "
+          "those tiers fail and /readyz answers 503 until tierwise serve is restarted with "
+          f"{', '.join(names)} set", file=sys.stderr)
 
 
 def _delegated(module: str, name: str) -> tuple[Callable[..., None], Callable[..., int]] | None:
@@ -196,6 +217,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--ledger", metavar="PATH", default=None,
                        help="decision ledger (SQLite) file; default: the policy's [ledger] path, "
                             "relative to the working directory; '' for none")
+        p.add_argument("--allow-missing-keys", action="store_true",
+                       help="start even if provider-key variables the policy names are unset "
+                            "(those tiers fail; /readyz answers 503 naming them)")
         p.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
         # Off by default: at info level uvicorn's line per request cost ~12% of the proxy's

@@ -4,7 +4,8 @@
     GET  /v1/models             the router alias and every tier
     POST /v1/route              the decision only, no upstream call
     GET  /healthz               the process is up
-    GET  /readyz                the scorer and litellm are loaded (503 until then)
+    GET  /readyz                the scorer and litellm are loaded and every provider key the
+                                policy names is set (503 until then, or for good)
 
 Every error is OpenAI-shaped JSON (`{"error": {"message", "type", "param", "code"}}`), including
 404/405 for unknown paths and methods. /metrics (`metrics_route`) and /dashboard
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -85,6 +87,9 @@ class Proxy:
         # tables, the policy) out of the cyclic GC's sight (gc.freeze): the collections that
         # requests trigger then no longer walk them (a full one took ~30 ms, the p99 spike)
         self.freeze_gc = freeze_gc
+        # Provider keys the policy names but the environment lacks (`tierwise serve
+        # --allow-missing-keys` starts anyway): /readyz stays 503 and says which.
+        self.missing_keys = router.policy.missing_keys(os.environ)
 
     async def route(self, request: Request) -> Response:
         try:
@@ -106,8 +111,12 @@ class Proxy:
 
     async def readyz(self, request: Request) -> Response:
         stats = getattr(self.router.coalescer, "stats", {})
-        body = {"ready": self.ready, "policy": self.router.policy.name, "coalescing": stats}
-        return JSONResponse(body, status_code=200 if self.ready else 503)
+        ready = self.ready and not self.missing_keys
+        body: dict[str, Any] = {"ready": ready, "policy": self.router.policy.name,
+                                "coalescing": stats}
+        if self.missing_keys:  # variable names only, never a value
+            body["missing_keys"] = self.missing_keys
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     def warm(self) -> None:
         """Load what the first request would otherwise wait for: scorer, litellm, simulator."""
