@@ -112,6 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.policy)
     _check_keys(policy, args.policy, args.allow_missing_keys)
+    _check_port(args.host, args.port)
     path = policy.ledger.path if args.ledger is None else args.ledger
     ledger = None
     if path:
@@ -161,6 +162,39 @@ def _check_keys(policy: Any, source: str | None, allow: bool) -> None:
     print(f"tierwise: warning: starting without provider keys ({per_tier}); requests to "
           "those tiers fail and /readyz answers 503 until tierwise serve is restarted with "
           f"{', '.join(names)} set", file=sys.stderr)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Say that the address is taken before claiming to serve on it (uvicorn would only
+    print Errno 98 after our "serving on" line)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise TierwiseError(f"cannot listen on --host {host}: {exc.strerror}. Fix: pass an "
+                            "address of this machine, e.g. --host 127.0.0.1 or 0.0.0.0"
+                            ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # as uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is free, a listener is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise TierwiseError(
+                    f"port {port} on {host} is already in use (another tierwise serve?). "
+                    f"Fix: stop that process, or pass another port, e.g. --port {port + 1}"
+                    ) from None
+            if exc.errno == errno.EACCES:
+                raise TierwiseError(
+                    f"no permission to listen on port {port}. Fix: pass a port above 1023, "
+                    "e.g. --port 8000") from None
+            raise TierwiseError(f"cannot listen on {host}:{port}: {exc.strerror}. Fix: "
+                                "pass another --host or --port") from None
 
 
 def _delegated(module: str, name: str) -> tuple[Callable[..., None], Callable[..., int]] | None:

@@ -1,12 +1,14 @@
 """`tierwise serve` fails fast, as a real process, before it claims to serve (issue 16):
-missing provider keys (item 2)."""
+missing provider keys (item 2) and a port already in use (item 4)."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -127,3 +129,28 @@ def test_all_keys_set_starts_ready(policy: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield int(listener.getsockname()[1])
+
+
+def test_port_in_use_is_said_before_serving_with_the_fix(taken_port: int) -> None:
+    out = serve("--port", str(taken_port), env=env_without_keys())
+    assert out.returncode == 2, out.stderr
+    assert "serving on" not in out.stderr and "Traceback" not in out.stderr
+    assert "Errno" not in out.stderr
+    assert f"port {taken_port} on 127.0.0.1 is already in use" in out.stderr
+    assert f"--port {taken_port + 1}" in out.stderr
+
+
+def test_unknown_host_is_a_one_line_error() -> None:
+    out = serve("--host", "no-such-host.invalid", "--port", str(free_port()),
+                env=env_without_keys())
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "cannot listen on --host no-such-host.invalid" in out.stderr
