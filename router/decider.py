@@ -74,5 +74,7 @@ class Decider:
 
     def plan(self, decision: Decision) -> list[str]:
         """The tiers to try in order: the chosen one, then the fallbacks the budget allows."""
-        budget = self.policy.max_escalations - len(decision.escalations)
+        # a context-window move is forced, not chosen: it does not spend the budget
+        budget = self.policy.max_escalations - sum(
+            not e.startswith("context_window:") for e in decision.escalations)
         return [decision.tier, *decision.fallbacks[:max(budget, 0)]]
