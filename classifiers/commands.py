@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-TRAIN_HINT = "pip install 'tierwise[train]'"
+TRAIN_HINT = ("pip install -e '.[train]' in the tierwise checkout "
+              "(pip install 'tierwise[train]' if installed from a package index)")
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 
 
