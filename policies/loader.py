@@ -28,6 +28,9 @@ from policies.schema import (
 )
 
 DEMO_POLICY = "demo.toml"
+TIERS_FIX = ('write each tier as its own [[tiers]] table (double brackets), cheapest first, '
+             'e.g. [[tiers]] then name = "mini" and model = "gpt-4o-mini" on the lines below '
+             "(see policies/demo.toml)")
 
 
 def shipped_policy_path(name: str = DEMO_POLICY) -> Path:
@@ -106,11 +109,11 @@ class _Checker:
         return values
 
     def policy(self, raw: dict[str, Any]) -> Policy:
+        self.tiers_shape(raw)
         top = self.section(raw, ROUTER_KEYS, ())
         raw_tiers = top.pop("tiers")
         if not raw_tiers or not all(isinstance(t, dict) for t in raw_tiers):
-            raise self.fail(("tiers",), "needs at least one [[tiers]] table",
-                            fix='add [[tiers]] tables with name = ... and model = ...')
+            raise self.fail(("tiers",), "needs at least one [[tiers]] table", fix=TIERS_FIX)
         tiers = tuple(self.tier(t, i, top["zone"]) for i, t in enumerate(raw_tiers))
         self.check_tiers(tiers)
         top.update(access_settings(self, top, {t.name for t in tiers}))
@@ -120,6 +123,18 @@ class _Checker:
         top["zone_intensity"] = {k: float(v) for k, v in (top["zone_intensity"] or {}).items()}
         return Policy(tiers=tiers, ledger=ledger, source=self.source,
                       warnings=self.warnings(tiers), **top)
+
+    def tiers_shape(self, raw: dict[str, Any]) -> None:
+        """The usual ways to get the tiers' shape wrong, said in TOML's terms ([[tiers]])."""
+        if "tiers" in raw and isinstance(raw["tiers"], dict):
+            only = "deployments" in raw["tiers"] and len(raw["tiers"]) == 1
+            raise self.fail(("tiers",), "[[tiers.deployments]] without a [[tiers]] table before "
+                            "it" if only else "a single [tiers] table, but tiers must be an array of "
+                            "[[tiers]] tables (double brackets)", fix=TIERS_FIX)
+        if "tiers" in raw and not isinstance(raw["tiers"], list):
+            raise self.fail(("tiers",), f"invalid value {raw['tiers']!r}", fix=TIERS_FIX)
+        if "tiers" not in raw and all(name in ROUTER_KEYS for name in raw):
+            raise self.fail((), "no [[tiers]] table", fix=TIERS_FIX)
 
     def tier(self, raw: dict[str, Any], index: int, zone: str | None = None) -> Tier:
         path: tuple[str | int, ...] = ("tiers", index)

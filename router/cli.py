@@ -29,7 +29,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from router.decider import Decider
 
-    decision = Decider(args.policy).route(args.text)
+    decision = Decider(args.policy).route(_prompt(args.text))
     if args.json:
         print(json.dumps(decision.to_dict()))
     else:
@@ -41,6 +41,21 @@ def cmd_route(args: argparse.Namespace) -> int:
         for reason in decision.reasons:
             print(f"  - {reason}")
     return 0
+
+
+def _prompt(text: str | None) -> str:
+    """The prompt of `tierwise route`: the argument, or stdin for `-` or no argument when
+    stdin is a pipe or a file (`echo hi | tierwise route`, `tierwise route - < prompt.txt`)."""
+    if text is not None and text != "-":
+        return text
+    if text is None and sys.stdin.isatty():
+        raise TierwiseError("give the prompt as an argument (tierwise route \"What is 2+2?\"), "
+                            "or - to read it from stdin")
+    prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise TierwiseError("stdin was empty: pipe the prompt in, e.g. "
+                            "echo 'What is 2+2?' | tierwise route -")
+    return prompt.rstrip("\n")
 
 
 def _read_score_line(number: int, line: str) -> list[dict[str, Any]]:
@@ -208,6 +223,17 @@ def _delegated(module: str, name: str) -> tuple[Callable[..., None], Callable[..
     return (add, run) if add and run else None
 
 
+DESCRIPTION = """\
+Send every LLM request to the cheapest model tier that will answer it well.
+With no --policy, commands use the embedded demo policy (three simulated tiers, no keys)."""
+EPILOG = """\
+examples:
+  tierwise serve                          the OpenAI-compatible proxy on 127.0.0.1:8000
+  tierwise route "What is 2+2?"           the decision for one prompt (no network call)
+  tierwise COMMAND --help                 a command's options
+
+docs: README.md and docs/ in the tierwise repository"""
+
 # Commands whose arguments and code live in other modules: (module, command, help).
 DELEGATED = (
     ("classifiers.commands", "train", "train the difficulty classifier"),
@@ -222,7 +248,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     subparser is built (argparse's per-parser set-up, gettext lookups included, is a good part
     of `tierwise route`'s start-up), and a delegated command's module is imported only then;
     otherwise (help, a mistyped command) every command is listed."""
-    parser = argparse.ArgumentParser(prog="tierwise", description=__doc__)
+    parser = argparse.ArgumentParser(prog="tierwise", description=DESCRIPTION,
+                                     epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     known = {"route", "score", "serve", *(name for _, name, _ in DELEGATED)}
 
@@ -231,7 +259,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     if wanted("route"):
         p = sub.add_parser("route", help="decide the tier for a prompt (no network call)")
-        p.add_argument("text")
+        p.add_argument("text", nargs="?", default=None,
+                       help="the prompt; - (or none, when piped) reads it from stdin")
         p.add_argument("--json", action="store_true", help="print the decision as JSON")
         _policy_arg(p)
         p.set_defaults(func=cmd_route)
