@@ -172,8 +172,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     kind = {404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request_error")
     message = (f"{request.method} {request.url.path}: "
                f"{exc.detail if isinstance(exc, HTTPException) else 'error'}")
+    if status == 404:
+        message += _path_hint(request)
     return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
                                    "param": None, "code": kind}}, status_code=status)
+
+
+def _path_hint(request: Request) -> str:
+    """What the client probably meant: the OpenAI API lives under /v1 (an OpenAI client's
+    base_url must end in /v1), and paths have no trailing slash."""
+    path = request.url.path
+    known = {getattr(r, "path", None) for r in request.app.routes}
+    if path.rstrip("/") in known and path != "/":
+        return f"; use {path.rstrip('/')} (no trailing slash)"
+    if "/v1" + path.rstrip("/") in known:
+        base = str(request.base_url).rstrip("/")
+        return (f"; the OpenAI API is under /v1: /v1{path.rstrip('/')} "
+                f"(an OpenAI client's base_url is {base}/v1)")
+    return "; endpoints: " + ", ".join(sorted(p for p in known if p))
 
 
 def create_app(policy: Policy | str | Path | None = None, *, scorer: Any = None,
@@ -196,6 +212,9 @@ def create_app(policy: Policy | str | Path | None = None, *, scorer: Any = None,
         exception_handlers={404: _http_error, 405: _http_error},
         lifespan=proxy.lifespan,
     )
+    # no bare 307 to the path without a slash (clients do not follow it for a POST): the
+    # Guard in front serves /v1/...path/ as /v1/...path, and a 404 says what was meant
+    app.router.redirect_slashes = False
     app.state.router = router
     app.state.proxy = proxy
     app.state.chat = chat  # router.serving.guard calls it directly for POST /v1/chat/completions
