@@ -134,7 +134,8 @@ class _Checker:
         if "tiers" in raw and not isinstance(raw["tiers"], list):
             raise self.fail(("tiers",), f"invalid value {raw['tiers']!r}", fix=TIERS_FIX)
         if "tiers" not in raw and all(name in ROUTER_KEYS for name in raw):
-            raise self.fail((), "no [[tiers]] table", fix=TIERS_FIX)
+            raise self.fail((), "missing required key 'tiers' (no [[tiers]] table)",
+                            fix=TIERS_FIX)
 
     def tier(self, raw: dict[str, Any], index: int, zone: str | None = None) -> Tier:
         path: tuple[str | int, ...] = ("tiers", index)

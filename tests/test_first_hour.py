@@ -65,7 +65,7 @@ def test_calibrate_target_shares_must_sum_to_one(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text,problem", [
     ('[tiers]\nname = "a"\nmodel = "gpt-4o"\n', "a single [tiers] table"),
     ('tiers = "a"\n', "invalid value 'a'"),
-    ('name = "p"\n', "no [[tiers]] table"),
+    ('name = "p"\n', "missing required key 'tiers' (no [[tiers]] table)"),
     ("tiers = []\n", "needs at least one [[tiers]] table"),
     ('[[tiers.deployments]]\napi_base = "http://x"\n', "[[tiers.deployments]] without a "
                                                         "[[tiers]] table"),
