@@ -128,9 +128,10 @@ class _Checker:
         """The usual ways to get the tiers' shape wrong, said in TOML's terms ([[tiers]])."""
         if "tiers" in raw and isinstance(raw["tiers"], dict):
             only = "deployments" in raw["tiers"] and len(raw["tiers"]) == 1
-            raise self.fail(("tiers",), "[[tiers.deployments]] without a [[tiers]] table before "
-                            "it" if only else "a single [tiers] table, but tiers must be an array of "
-                            "[[tiers]] tables (double brackets)", fix=TIERS_FIX)
+            problem = ("[[tiers.deployments]] without a [[tiers]] table before it" if only else
+                       "a single [tiers] table, but tiers must be an array of [[tiers]] tables "
+                       "(double brackets)")
+            raise self.fail(("tiers",), problem, fix=TIERS_FIX)
         if "tiers" in raw and not isinstance(raw["tiers"], list):
             raise self.fail(("tiers",), f"invalid value {raw['tiers']!r}", fix=TIERS_FIX)
         if "tiers" not in raw and all(name in ROUTER_KEYS for name in raw):
