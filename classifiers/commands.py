@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-TRAIN_HINT = "pip install 'tierwise[train]'"
+TRAIN_HINT = ("pip install -e '.[train]' in the tierwise checkout "
+              "(pip install 'tierwise[train]' if installed from a package index)")
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 DEFAULT_DATA = ("routing-train.jsonl.gz", "routing-chat.jsonl.gz")
 
@@ -319,6 +320,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
             raise ValueError(f"--share {args.share!r}: give numbers like 0.7,0.3") from None
         if len(wanted) != len(abilities) or min(wanted) < 0 or sum(wanted) <= 0:
             raise ValueError(f"--share: give {len(abilities)} non-negative numbers, one per tier.")
+        if abs(sum(wanted) - 1.0) > 0.01:  # shares of all calls: 0.7,0.2 leaves 10% nowhere
+            raise ValueError(
+                f"--share {args.share}: the shares sum to {sum(wanted):g}, not 1; give each "
+                "tier's share of all calls, e.g. 0.7,0.3 for two tiers or 0.7,0.2,0.1 for three."
+            )
         _, d = _difficulties(args.traffic, args.model)
         if not d:
             raise ValueError(f"{args.traffic}: no prompts.")

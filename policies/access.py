@@ -1,7 +1,9 @@
 """Policy settings for who may call the proxy and how much: [auth], [limits] and [cache].
 
 Plain frozen dataclasses (the keys and their checks are in policies/access_keys.py). A policy
-without these sections runs open, unlimited and uncached, as the embedded demo does.
+without these sections runs open, without budgets or rate limits, and uncached, as the embedded
+demo does; the input limits (max_body_bytes, max_messages, max_content_chars) keep the defaults
+of LimitSettings below even then.
 
 ```toml
 [auth]

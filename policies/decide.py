@@ -85,10 +85,22 @@ def _ineligible_reason(tier: Tier, score: ScoreLike, facts: RequestFacts) -> str
         return f"skip {tier.name}: no tool calling"
     if facts.needs_vision and not tier.supports_vision:
         return f"skip {tier.name}: no image input"
+    return _context_reason(tier, score, facts)
+
+
+def _context_reason(tier: Tier, score: ScoreLike, facts: RequestFacts) -> str | None:
     needed = score.n_tokens + (facts.max_tokens or 0)
     if tier.context_window is not None and needed > tier.context_window:
         return f"skip {tier.name}: needs ~{needed} tokens > context window {tier.context_window}"
     return None
+
+
+def _pick(tiers: list[Tier], p: dict[str, float], target: float) -> tuple[int, bool]:
+    """(index of the cheapest tier reaching `target`, True), else (the most able one, False)."""
+    index = next((i for i, t in enumerate(tiers) if p[t.name] >= target), None)
+    if index is not None:
+        return index, True
+    return max(range(len(tiers)), key=lambda i: tiers[i].ability), False
 
 
 def decide(policy: Policy, score: ScoreLike, facts: RequestFacts | None = None) -> Decision:
@@ -113,6 +125,15 @@ def decide(policy: Policy, score: ScoreLike, facts: RequestFacts | None = None) 
         pinned = policy.tier(facts.pinned_tier)
         if pinned is None:
             raise NoEligibleTier(f"unknown tier {facts.pinned_tier!r}")
+        # A pin is never escalated, so a prompt over the pinned tier's window could only fail
+        # at the provider: say so before any call.
+        needed = score.n_tokens + (facts.max_tokens or 0)
+        if pinned.context_window is not None and needed > pinned.context_window:
+            raise NoEligibleTier(
+                f"the pinned tier {pinned.name!r} has a context window of "
+                f"{pinned.context_window} tokens and this request needs ~{needed} (prompt + "
+                f"max_tokens); pin a tier with a larger window, or send model "
+                f"{policy.alias!r} to let the router choose one")
         return make(pinned, [f"pinned to {pinned.name} by the request"])
 
     reasons: list[str] = []
@@ -127,14 +148,20 @@ def decide(policy: Policy, score: ScoreLike, facts: RequestFacts | None = None) 
         raise NoEligibleTier("; ".join(reasons))
 
     target = policy.quality_target
-    index = next((i for i, t in enumerate(eligible) if p[t.name] >= target), None)
-    if index is None:
-        index = max(range(len(eligible)), key=lambda i: eligible[i].ability)
+    index, found = _pick(eligible, p, target)
+    if not found:
         reasons.append(f"no tier reaches p>={target:g}; {eligible[index].name} is the most able")
     else:
         reasons.append(f"{eligible[index].name} is the cheapest tier with "
                        f"p={p[eligible[index].name]:.2f} >= {target:g}")
     escalations: list[str] = []
+    # The tier the score would have chosen if context windows did not matter: when it was
+    # skipped for its window, the request moved up for that (x-tierwise-escalated says so).
+    # Such a move is forced, so it does not spend max_escalations (Decider.plan).
+    capable = [t for t in policy.tiers if t in eligible or _context_reason(t, score, facts)]
+    wanted = capable[_pick(capable, p, target)[0]]
+    if wanted not in eligible:
+        escalations.append(f"context_window:{wanted.name}->{eligible[index].name}")
     if (policy.max_escalations > 0 and index + 1 < len(eligible)
             and confidence(eligible[index]) < policy.min_confidence):
         low, index = eligible[index], index + 1

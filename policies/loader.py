@@ -28,6 +28,9 @@ from policies.schema import (
 )
 
 DEMO_POLICY = "demo.toml"
+TIERS_FIX = ('write each tier as its own [[tiers]] table (double brackets), cheapest first, '
+             'e.g. [[tiers]] then name = "mini" and model = "gpt-4o-mini" on the lines below '
+             "(see policies/demo.toml)")
 
 
 def shipped_policy_path(name: str = DEMO_POLICY) -> Path:
@@ -106,11 +109,11 @@ class _Checker:
         return values
 
     def policy(self, raw: dict[str, Any]) -> Policy:
+        self.tiers_shape(raw)
         top = self.section(raw, ROUTER_KEYS, ())
         raw_tiers = top.pop("tiers")
         if not raw_tiers or not all(isinstance(t, dict) for t in raw_tiers):
-            raise self.fail(("tiers",), "needs at least one [[tiers]] table",
-                            fix='add [[tiers]] tables with name = ... and model = ...')
+            raise self.fail(("tiers",), "needs at least one [[tiers]] table", fix=TIERS_FIX)
         tiers = tuple(self.tier(t, i, top["zone"]) for i, t in enumerate(raw_tiers))
         self.check_tiers(tiers)
         top.update(access_settings(self, top, {t.name for t in tiers}))
@@ -118,7 +121,22 @@ class _Checker:
         ledger = LedgerSettings(**self.section(ledger_raw, LEDGER_KEYS, ("ledger",)))
         top["response_checks"] = tuple(dict.fromkeys(top["response_checks"]))
         top["zone_intensity"] = {k: float(v) for k, v in (top["zone_intensity"] or {}).items()}
-        return Policy(tiers=tiers, ledger=ledger, source=self.source, **top)
+        return Policy(tiers=tiers, ledger=ledger, source=self.source,
+                      warnings=self.warnings(tiers), **top)
+
+    def tiers_shape(self, raw: dict[str, Any]) -> None:
+        """The usual ways to get the tiers' shape wrong, said in TOML's terms ([[tiers]])."""
+        if "tiers" in raw and isinstance(raw["tiers"], dict):
+            only = "deployments" in raw["tiers"] and len(raw["tiers"]) == 1
+            problem = ("[[tiers.deployments]] without a [[tiers]] table before it" if only else
+                       "a single [tiers] table, but tiers must be an array of [[tiers]] tables "
+                       "(double brackets)")
+            raise self.fail(("tiers",), problem, fix=TIERS_FIX)
+        if "tiers" in raw and not isinstance(raw["tiers"], list):
+            raise self.fail(("tiers",), f"invalid value {raw['tiers']!r}", fix=TIERS_FIX)
+        if "tiers" not in raw and all(name in ROUTER_KEYS for name in raw):
+            raise self.fail((), "missing required key 'tiers' (no [[tiers]] table)",
+                            fix=TIERS_FIX)
 
     def tier(self, raw: dict[str, Any], index: int, zone: str | None = None) -> Tier:
         path: tuple[str | int, ...] = ("tiers", index)
@@ -182,6 +200,23 @@ class _Checker:
                                 fix="give each deployment of a tier its own name")
             out.append(Deployment(**v))
         return tuple(out)
+
+    def warnings(self, tiers: tuple[Tier, ...]) -> tuple[str, ...]:
+        """Abilities should rise with price: a pricier tier rated no more able than a cheaper
+        one is never chosen on merit, and escalating "one tier up" to it asks a tier the policy
+        itself rates less able. Allowed (a hand-set ability may be a guess), but said."""
+        pairs = []
+        for i, tier in enumerate(tiers):
+            cheaper = max(tiers[:i], key=lambda t: t.ability, default=None)
+            if cheaper is not None and tier.ability <= cheaper.ability:
+                pairs.append(f"{tier.name!r} (ability {tier.ability:g}) is no more able than "
+                             f"the cheaper {cheaper.name!r} (ability {cheaper.ability:g})")
+        if not pairs:
+            return ()
+        return (f"{self.source}: tier abilities do not increase with price: "
+                f"{'; '.join(pairs)}. Escalation \"one tier up\" may go to a less able tier. "
+                "Fix: set ability = <number> on the tiers so that each is above the cheaper "
+                "ones (`tierwise calibrate` fits one from labeled prompts)",)
 
     def check_tiers(self, tiers: tuple[Tier, ...]) -> None:
         seen: dict[str, int] = {}

@@ -7,7 +7,7 @@ or an out-of-range number is reported with the key's name and the fix, never sil
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,9 +214,23 @@ class Policy:
     cache: CacheSettings = field(default_factory=CacheSettings)
     response_checks: tuple[str, ...] = RESPONSE_CHECKS
     source: str | None = None
+    # Problems that do not stop the policy from loading (e.g. abilities that do not rise with
+    # price); the Router logs each once, `tierwise serve` prints them at start.
+    warnings: tuple[str, ...] = ()
 
     def tier(self, name: str) -> Tier | None:
         return next((t for t in self.tiers if t.name == name), None)
+
+    def missing_keys(self, environ: Mapping[str, str]) -> dict[str, list[str]]:
+        """Per tier, the provider-key variables it names (its `api_key_env` and its
+        deployments') that are unset or empty in `environ`; tiers with none missing left out."""
+        missing: dict[str, list[str]] = {}
+        for tier in self.tiers:
+            names = [tier.api_key_env, *(d.api_key_env for d in tier.deployments)]
+            unset = [n for n in dict.fromkeys(names) if n and not environ.get(n)]
+            if unset:
+                missing[tier.name] = unset
+        return missing
 
     def tier_for_model(self, model: str) -> Tier | None:
         """The tier a request pins by naming a tier or a tier's model."""

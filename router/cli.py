@@ -29,7 +29,7 @@ def cmd_route(args: argparse.Namespace) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from router.decider import Decider
 
-    decision = Decider(args.policy).route(args.text)
+    decision = Decider(args.policy).route(_prompt(args.text))
     if args.json:
         print(json.dumps(decision.to_dict()))
     else:
@@ -41,6 +41,21 @@ def cmd_route(args: argparse.Namespace) -> int:
         for reason in decision.reasons:
             print(f"  - {reason}")
     return 0
+
+
+def _prompt(text: str | None) -> str:
+    """The prompt of `tierwise route`: the argument, or stdin for `-` or no argument when
+    stdin is a pipe or a file (`echo hi | tierwise route`, `tierwise route - < prompt.txt`)."""
+    if text is not None and text != "-":
+        return text
+    if text is None and sys.stdin.isatty():
+        raise TierwiseError("give the prompt as an argument (tierwise route \"What is 2+2?\"), "
+                            "or - to read it from stdin")
+    prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise TierwiseError("stdin was empty: pipe the prompt in, e.g. "
+                            "echo 'What is 2+2?' | tierwise route -")
+    return prompt.rstrip("\n")
 
 
 def _read_score_line(number: int, line: str) -> list[dict[str, Any]]:
@@ -111,6 +126,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from router.serving.guard import build_app
 
     policy = load_policy(args.policy)
+    _check_keys(policy, args.policy, args.allow_missing_keys)
+    _check_port(args.host, args.port)
     path = policy.ledger.path if args.ledger is None else args.ledger
     ledger = None
     if path:
@@ -142,6 +159,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_keys(policy: Any, source: str | None, allow: bool) -> None:
+    """Every provider-key variable the policy names must be set, or `serve` does not start
+    (with --allow-missing-keys it starts, and /readyz answers 503 naming them)."""
+    missing = policy.missing_keys(os.environ)
+    if not missing:
+        return
+    names = sorted({n for unset in missing.values() for n in unset})
+    per_tier = "; ".join(f"tier {tier!r} needs {', '.join(unset)}"
+                         for tier, unset in missing.items())
+    where = source or "the embedded demo"
+    if not allow:
+        raise TierwiseError(
+            f"missing provider keys for {where}: {per_tier}. Fix: set "
+            f"{', '.join(names)} in the environment (e.g. `export {names[0]}=...`), or pass "
+            "--allow-missing-keys to start anyway (those tiers fail, /readyz answers 503)")
+    print(f"tierwise: warning: starting without provider keys ({per_tier}); requests to "
+          "those tiers fail and /readyz answers 503 until tierwise serve is restarted with "
+          f"{', '.join(names)} set", file=sys.stderr)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Say that the address is taken before claiming to serve on it (uvicorn would only
+    print Errno 98 after our "serving on" line)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise TierwiseError(f"cannot listen on --host {host}: {exc.strerror}. Fix: pass an "
+                            "address of this machine, e.g. --host 127.0.0.1 or 0.0.0.0"
+                            ) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # as uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is free, a listener is not
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise TierwiseError(
+                    f"port {port} on {host} is already in use (another tierwise serve?). "
+                    f"Fix: stop that process, or pass another port, e.g. --port {port + 1}"
+                    ) from None
+            if exc.errno == errno.EACCES:
+                raise TierwiseError(
+                    f"no permission to listen on port {port}. Fix: pass a port above 1023, "
+                    "e.g. --port 8000") from None
+            raise TierwiseError(f"cannot listen on {host}:{port}: {exc.strerror}. Fix: "
+                                "pass another --host or --port") from None
+
+
 def _delegated(module: str, name: str) -> tuple[Callable[..., None], Callable[..., int]] | None:
     """(add_arguments, run) from another package, if it is installed."""
     try:
@@ -152,6 +222,17 @@ def _delegated(module: str, name: str) -> tuple[Callable[..., None], Callable[..
     run = getattr(mod, f"run_{name}", None)
     return (add, run) if add and run else None
 
+
+DESCRIPTION = """\
+Send every LLM request to the cheapest model tier that will answer it well.
+With no --policy, commands use the embedded demo policy (three simulated tiers, no keys)."""
+EPILOG = """\
+examples:
+  tierwise serve                          the OpenAI-compatible proxy on 127.0.0.1:8000
+  tierwise route "What is 2+2?"           the decision for one prompt (no network call)
+  tierwise COMMAND --help                 a command's options
+
+docs: README.md and docs/ in the tierwise repository"""
 
 # Commands whose arguments and code live in other modules: (module, command, help).
 DELEGATED = (
@@ -167,7 +248,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     subparser is built (argparse's per-parser set-up, gettext lookups included, is a good part
     of `tierwise route`'s start-up), and a delegated command's module is imported only then;
     otherwise (help, a mistyped command) every command is listed."""
-    parser = argparse.ArgumentParser(prog="tierwise", description=__doc__)
+    parser = argparse.ArgumentParser(prog="tierwise", description=DESCRIPTION,
+                                     epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     known = {"route", "score", "serve", *(name for _, name, _ in DELEGATED)}
 
@@ -176,7 +259,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     if wanted("route"):
         p = sub.add_parser("route", help="decide the tier for a prompt (no network call)")
-        p.add_argument("text")
+        p.add_argument("text", nargs="?", default=None,
+                       help="the prompt; - (or none, when piped) reads it from stdin")
         p.add_argument("--json", action="store_true", help="print the decision as JSON")
         _policy_arg(p)
         p.set_defaults(func=cmd_route)
@@ -196,6 +280,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--ledger", metavar="PATH", default=None,
                        help="decision ledger (SQLite) file; default: the policy's [ledger] path, "
                             "relative to the working directory; '' for none")
+        p.add_argument("--allow-missing-keys", action="store_true",
+                       help="start even if provider-key variables the policy names are unset "
+                            "(those tiers fail; /readyz answers 503 naming them)")
         p.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
         # Off by default: at info level uvicorn's line per request cost ~12% of the proxy's

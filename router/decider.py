@@ -23,6 +23,11 @@ class Decider:
 
     def __init__(self, policy: Policy | str | Path | None = None, *, scorer: Any = None) -> None:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        if self.policy.warnings:  # e.g. abilities that do not rise with price (policies/loader.py)
+            import logging
+
+            for warning in self.policy.warnings:
+                logging.getLogger("tierwise.policy").warning("tierwise: warning: %s", warning)
         self._scorer = scorer
         # (seconds, tier) of every decision, /v1/route's included (the decision histogram)
         self.on_decision: Callable[[float, str], None] | None = None
@@ -69,5 +74,7 @@ class Decider:
 
     def plan(self, decision: Decision) -> list[str]:
         """The tiers to try in order: the chosen one, then the fallbacks the budget allows."""
-        budget = self.policy.max_escalations - len(decision.escalations)
+        # a context-window move is forced, not chosen: it does not spend the budget
+        budget = self.policy.max_escalations - sum(
+            not e.startswith("context_window:") for e in decision.escalations)
         return [decision.tier, *decision.fallbacks[:max(budget, 0)]]

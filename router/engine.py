@@ -204,13 +204,17 @@ class Router(Decider):
                               stream=bool(body.get("stream")), started=started,
                               decision_ms=decision_ms)
             if not body.get("stream"):
-                routing.failed_check = check_response(dump(response), body,
-                                                      self.policy.response_checks)
+                data = dump(response)
+                routing.failed_check = check_response(data, body, self.policy.response_checks)
                 if routing.failed_check and nxt is not None:
                     escalations.append(f"{routing.failed_check}:{name}->{nxt}")
                     continue
-                routing.usage = dump(response).get("usage")
+                routing.usage = data.get("usage")
                 self._notify(routing)
+                # The caller gets a copy, as from acomplete: litellm's logging thread may still
+                # be serializing its own object, and setting an attribute on that one made
+                # pydantic-core panic there ("dictionary changed size during iteration").
+                response = type(response)(**data)
             response.tierwise = routing
             return response
         raise UpstreamError("no tier answered", attempts=escalations)

@@ -33,7 +33,10 @@ def route(prompt_or_messages: str | Sequence[dict[str, Any]],
 
 def complete(prompt_or_messages: str | Sequence[dict[str, Any]],
              policy: Policy | str | Path | None = None, **fields: Any) -> Any:
-    """Route, then call the chosen tier through litellm; the response has `.tierwise`."""
+    """Route, then call the chosen tier through litellm; the response has `.tierwise`.
+
+    The first call in a process imports litellm, which takes ~3 s (and ~200 MB); later calls
+    do not pay it again, and `route()` never does."""
     return get_router(policy).complete(prompt_or_messages, **fields)
 
 

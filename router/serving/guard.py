@@ -97,6 +97,10 @@ class Guard:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))
             return
+        if scope["type"] == "http" and scope["path"].endswith("/") and len(scope["path"]) > 1:
+            # /v1/chat/completions/ is /v1/chat/completions (not a bare 307 a POST won't follow)
+            scope = {**scope, "path": scope["path"].rstrip("/") or "/"}
+            scope["raw_path"] = (scope.get("raw_path") or b"/").rstrip(b"/") or b"/"
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or not (
                 scope["path"].startswith("/v1/") or scope["path"].startswith("/dashboard")):
             await self.app(scope, receive, send)

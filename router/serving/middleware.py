@@ -10,8 +10,11 @@ router alias (default "auto"); everything else reaches the app untouched, body i
   request on to the app, which makes the call itself. The app's response gets the x-tierwise-*
   headers. Only the pre-call escalations (low confidence, context window) apply: the call is
   the app's, so tierwise cannot see its failures.
-- mode="answer": answer the request itself through litellm, exactly like `tierwise serve`
-  (coalescing, escalation, streaming); the app never sees it.
+- mode="answer": answer the request itself, exactly like `tierwise serve` (the same
+  Router.serve: coalescing, escalation, streaming; OpenAI-protocol tiers over tierwise's
+  pass-through client, other providers through litellm); the app never sees it.
+
+Request bodies over the policy's ``[limits] max_body_bytes`` (default 4 MiB) get a 413.
 
 Pure ASGI (like Starlette's GZipMiddleware) rather than BaseHTTPMiddleware, because that one
 buffers streaming responses and runs the app in a separate task; each intercepted request gets
@@ -108,7 +111,7 @@ class _Interception:
 
     async def run(self) -> None:
         try:
-            raw = await read_body(self.receive)
+            raw = await read_body(self.receive, self.mw.router.policy.limits.max_body_bytes)
         except ClientGone:
             return
         except TierwiseError as exc:

@@ -4,7 +4,8 @@
     GET  /v1/models             the router alias and every tier
     POST /v1/route              the decision only, no upstream call
     GET  /healthz               the process is up
-    GET  /readyz                the scorer and litellm are loaded (503 until then)
+    GET  /readyz                the scorer and litellm are loaded and every provider key the
+                                policy names is set (503 until then, or for good)
 
 Every error is OpenAI-shaped JSON (`{"error": {"message", "type", "param", "code"}}`), including
 404/405 for unknown paths and methods. /metrics (`metrics_route`) and /dashboard
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -85,6 +87,9 @@ class Proxy:
         # tables, the policy) out of the cyclic GC's sight (gc.freeze): the collections that
         # requests trigger then no longer walk them (a full one took ~30 ms, the p99 spike)
         self.freeze_gc = freeze_gc
+        # Provider keys the policy names but the environment lacks (`tierwise serve
+        # --allow-missing-keys` starts anyway): /readyz stays 503 and says which.
+        self.missing_keys = router.policy.missing_keys(os.environ)
 
     async def route(self, request: Request) -> Response:
         try:
@@ -106,8 +111,12 @@ class Proxy:
 
     async def readyz(self, request: Request) -> Response:
         stats = getattr(self.router.coalescer, "stats", {})
-        body = {"ready": self.ready, "policy": self.router.policy.name, "coalescing": stats}
-        return JSONResponse(body, status_code=200 if self.ready else 503)
+        ready = self.ready and not self.missing_keys
+        body: dict[str, Any] = {"ready": ready, "policy": self.router.policy.name,
+                                "coalescing": stats}
+        if self.missing_keys:  # variable names only, never a value
+            body["missing_keys"] = self.missing_keys
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     def warm(self) -> None:
         """Load what the first request would otherwise wait for: scorer, litellm, simulator."""
@@ -163,8 +172,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     kind = {404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request_error")
     message = (f"{request.method} {request.url.path}: "
                f"{exc.detail if isinstance(exc, HTTPException) else 'error'}")
+    if status == 404:
+        message += _path_hint(request)
     return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
                                    "param": None, "code": kind}}, status_code=status)
+
+
+def _path_hint(request: Request) -> str:
+    """What the client probably meant: the OpenAI API lives under /v1 (an OpenAI client's
+    base_url must end in /v1), and paths have no trailing slash."""
+    path = request.url.path
+    known = {getattr(r, "path", None) for r in request.app.routes}
+    if path.rstrip("/") in known and path != "/":
+        return f"; use {path.rstrip('/')} (no trailing slash)"
+    if "/v1" + path.rstrip("/") in known:
+        base = str(request.base_url).rstrip("/")
+        return (f"; the OpenAI API is under /v1: /v1{path.rstrip('/')} "
+                f"(an OpenAI client's base_url is {base}/v1)")
+    return "; endpoints: " + ", ".join(sorted(p for p in known if p))
 
 
 def create_app(policy: Policy | str | Path | None = None, *, scorer: Any = None,
@@ -187,6 +212,9 @@ def create_app(policy: Policy | str | Path | None = None, *, scorer: Any = None,
         exception_handlers={404: _http_error, 405: _http_error},
         lifespan=proxy.lifespan,
     )
+    # no bare 307 to the path without a slash (clients do not follow it for a POST): the
+    # Guard in front serves /v1/...path/ as /v1/...path, and a 404 says what was meant
+    app.router.redirect_slashes = False
     app.state.router = router
     app.state.proxy = proxy
     app.state.chat = chat  # router.serving.guard calls it directly for POST /v1/chat/completions

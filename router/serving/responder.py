@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from router.engine import Outcome, Router
 from router.errors import InvalidRequestError, TierwiseError
 from router.relay import Relay
-from router.serving.validation import BodyTooLarge
+from router.serving.validation import body_too_large
 from router.streaming import SSE_DONE, RawJSON, sse
 
 log = logging.getLogger("tierwise.serve")
@@ -58,7 +58,7 @@ async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES,
     A declared `content_length` over the limit is refused before reading anything.
     """
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-        raise BodyTooLarge(f"request body is larger than {limit} bytes")
+        raise body_too_large(limit)
     parts: list[bytes] = []
     size = 0
     while True:
@@ -68,7 +68,7 @@ async def read_body(receive: Receive, limit: int = MAX_BODY_BYTES,
         chunk = message.get("body") or b""
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(f"request body is larger than {limit} bytes")
+            raise body_too_large(limit)
         parts.append(chunk)
         if not message.get("more_body"):
             return b"".join(parts)

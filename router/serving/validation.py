@@ -29,6 +29,19 @@ class BodyTooLarge(InvalidRequestError):
     code = "request_too_large"
 
 
+def raise_with(key: str) -> str:
+    """Where a limit comes from, for its error message: the policy key that raises it."""
+    return f"[limits] {key} in the policy (default {getattr(DEFAULT_LIMITS, key)}) raises it"
+
+
+def body_too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(f"request body is larger than {limit} bytes; "
+                        f"{raise_with('max_body_bytes')}")
+
+
+DEFAULT_LIMITS = LimitSettings()
+
+
 def _no_constants(name: str) -> Any:
     raise InvalidRequestError(f"request body contains {name}, which is not valid JSON")
 
@@ -85,7 +98,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 def parse_body(raw: bytes, limits: LimitSettings) -> dict[str, Any]:
     """The checked JSON object of a chat request; InvalidRequestError or BodyTooLarge if not."""
     if len(raw) > limits.max_body_bytes:
-        raise BodyTooLarge(f"request body is larger than {limits.max_body_bytes} bytes")
+        raise body_too_large(limits.max_body_bytes)
     try:
         text = raw.decode("utf-8")
         body = _decode(text)
@@ -124,12 +137,14 @@ def check_body(body: dict[str, Any], limits: LimitSettings) -> None:
     messages: list[Any] = body["messages"]
     if len(messages) > limits.max_messages:
         raise InvalidRequestError(f"'messages' has {len(messages)} messages; the limit is "
-                                  f"{limits.max_messages}", param="messages")
+                                  f"{limits.max_messages} ({raise_with('max_messages')})",
+                                  param="messages")
     for i, message in enumerate(messages):
         size = _content_chars(message.get("content"))
         if size > limits.max_content_chars:
             raise InvalidRequestError(f"messages[{i}].content has {size} characters; the limit "
-                                      f"is {limits.max_content_chars}",
+                                      f"is {limits.max_content_chars} "
+                                      f"({raise_with('max_content_chars')})",
                                       param=f"messages[{i}].content")
         for key in ("name", "tool_call_id"):
             if key in message and message[key] is not None and not isinstance(message[key], str):
@@ -146,7 +161,8 @@ def check_body(body: dict[str, Any], limits: LimitSettings) -> None:
             and not isinstance(requested, bool) and requested > limits.max_tokens):
         name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
         raise InvalidRequestError(f"'{name}' is {requested}; this proxy allows at most "
-                                  f"{limits.max_tokens}", param=name)
+                                  f"{limits.max_tokens} ([limits] max_tokens in the policy)",
+                                  param=name)
 
 
 def _content_chars(content: Any) -> int:
