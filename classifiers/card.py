@@ -81,6 +81,10 @@ LIMITATIONS = """## Limitations (read before trusting the numbers)
   per-word weights: no word order, no negation. Words the embedding table does not know
   (outside MiniLM's vocabulary and the training corpus) add nothing; non-English words carry
   little meaning in MiniLM's English vocabulary.
+- Non-ASCII text scores harder (`non_ascii_fraction` weight in the Features section): learned
+  from the multilingual IFEval rows, where models do worse in Japanese than in English, and from
+  Korean Arena-Hard. A Japanese greeting is still short and lands low, but a long request in a
+  non-Latin script is pushed up; set the policy's abilities with your own traffic in mind.
 - Few words mean little evidence: the word block is shrunk towards the typical request
   (`WORD_PRIOR`), so a short request is scored mostly by its length and shape.
 - Abilities are on one scale only through models shared between sources; set abilities in the
