@@ -62,6 +62,8 @@ def extra_sections() -> str:
             _bench_file("COMMONSENSE.md", "Common-sense set", "python bench/commonsense.py"),
             _bench_file("QUALITY_ROUTING.md", "Variants measured",
                         "python bench/quality_routing.py"),
+            _bench_file("FEATURE_SHARES.md", "Feature signs and shares",
+                        "python bench/feature_shares.py"),
             _bench_file("LATENCY.md", "Latency, size, memory", "python bench/latency.py"),
             LIMITATIONS,
         ]
