@@ -83,7 +83,7 @@ def main() -> int:
           "AUC alone = that contribution alone on the set's labels (0.5 = random)\n")
     for title, convs, label in sets:
         contrib, signs, d = parts(convs)
-        print(f"## {title}: n = {len(convs)}, sd(d) = {d.std():.3f}\n")
+        print(f"### {title}: n = {len(convs)}, sd(d) = {d.std():.3f}\n")
         print("| feature | weight | share (sd) | corr with d | AUC alone |")
         print("|---|---|---|---|---|")
         rows = sorted(contrib.items(), key=lambda kv: -kv[1].std())

@@ -48,6 +48,10 @@ VARIANTS: dict[str, dict[str, float]] = {
     "embedding head from judged chat only": {"chat_head": 1},
     "shared head + chat correction": {"chat_head": 2},
     "free per-word weights too": {"unigrams": 1},
+    "embedding L2 0.3": {"l2_semantic": 0.3},
+    "embedding L2 3": {"l2_semantic": 3.0},
+    "embedding L2 30": {"l2_semantic": 30.0},
+    "embedding L2 100": {"l2_semantic": 100.0},
     "no embedding (structure only)": {"semantic": 0},
     "benchmarks only (no chat data)": {"_no_chat": 1},
 }

@@ -46,7 +46,7 @@ from .validation import PairEval, evaluate_source, loso
 DEFAULT_PARAMS: dict[str, float] = {
     "l2": 3.0,  # L2 on structure-feature weights
     "l2_word": 3.0,  # L2 on free per-word weights (with "unigrams")
-    "l2_semantic": 0.3,  # L2 on the weights of the pooled static embedding
+    "l2_semantic": 10.0,  # L2 on the weights of the pooled static embedding (chosen on folds)
     "l2_ability": 0.01,
     "prompt_weight_power": 0.5,
     "semantic": 1,  # pooled MiniLM static embedding, folded into the word weights
