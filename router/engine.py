@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from policies import Policy, Tier
+from router.accounting.records import clean_usage, estimate_usage
 from router.coalescing.inflight import Coalescer, InProcessCoalescer, coalesce_key
 from router.coalescing.solo import Solo
 from router.decider import Decider
@@ -108,15 +109,16 @@ class Router(Decider):
                 return Outcome(routing, stream=Relay(sub, body, routing, self._notify,
                                                      self._notify_failure))
             sub.close()
+            usage = _usage_of(response, routing.decision.n_tokens)
             bad = check_response(response, body, checks)
             if bad and nxt is not None:
                 escalations.append(f"{bad}:{name}->{nxt}")
                 if not sub.coalesced:  # this request paid for the discarded answer
-                    routing.prior_cost_usd += tier_cost(tier, response.get("usage"))
+                    routing.prior_cost_usd += tier_cost(tier, usage)
                 continue
             self._answered(routing, sub.coalesced, served)
             routing.failed_check = bad
-            routing.usage = response.get("usage")
+            routing.usage = usage
             self._notify(routing)
             return Outcome(routing, response=response)
         raise UpstreamError("no tier answered", attempts=escalations)  # plan is never empty
@@ -214,6 +216,23 @@ class Router(Decider):
             response.tierwise = routing
             return response
         raise UpstreamError("no tier answered", attempts=escalations)
+
+
+def _usage_of(response: dict[str, Any], prompt_tokens: int) -> dict[str, Any]:
+    """A non-stream answer's usage, checked (router.accounting.records.clean_usage); estimated
+    from its text when the upstream sent none or a malformed one: a paid answer is charged."""
+    usage = clean_usage(response.get("usage"))
+    if usage is not None:
+        return usage
+    chars = 0
+    for choice in response.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            content = message.get("content")
+            chars += len(content) if isinstance(content, str) else 0
+            if message.get("tool_calls"):
+                chars += len(str(message["tool_calls"]))
+    return estimate_usage(prompt_tokens, chars)
 
 
 def iter_text(stream: Any) -> Iterator[str]:

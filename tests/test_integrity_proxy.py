@@ -1,0 +1,268 @@
+"""Issue 15: money and cache integrity at the real proxy (router.serving.guard.build_app) over
+loopback HTTP, with a scripted OpenAI-shaped upstream, a real ledger and /metrics.
+
+The upstream's behaviour is chosen by a word in the last user message:
+    pause-usage  streams the answer and its finish_reason, waits 0.5 s, then usage and [DONE]
+    slow         first byte after 0.8 s (identical requests in flight meanwhile coalesce)
+    drip         30 content chunks 50 ms apart (a client can leave half-way)
+    breaks       two content chunks, then the connection drops (a failure after the first byte)
+    refuse       "I'm sorry, but I can't help with that." (fails the refusal check)
+    usage-str / usage-nan / usage-huge   a usage whose counts are a string, NaN or 1e30
+    auth401      the provider refuses tierwise's key: 401
+Every other prompt is answered at once. Usage is always 10 prompt + 20 completion tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from guardkit import LengthScorer, chat, serve
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from policies import parse_policy
+from router.access.auth import hash_key
+from router.accounting.ledger import Ledger
+from router.accounting.records import RequestRecord
+from router.serving.guard import build_app
+from router.upstream.simulator import BackgroundServer
+
+KEYS = {"a": "sk-integrity-a-0123456789", "b": "sk-integrity-b-0123456789"}
+PROVIDER_KEY = "sk-provider-secret-0123456789"
+USAGE = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+# the small tier's prices (USD per 1M tokens) and what one answer with USAGE costs there
+IN_PRICE, OUT_PRICE = 1000.0, 2000.0
+CALL_COST = (10 * IN_PRICE + 20 * OUT_PRICE) / 1e6
+ANSWER = "one two three four five six seven eight"
+
+
+class Scripted:
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"])])
+
+    async def chat(self, request: Request) -> Response:
+        import asyncio
+
+        body = await request.json()
+        text = body["messages"][-1]["content"]
+        with self.lock:
+            self.hits[text] += 1
+        if "auth401" in text:
+            return Response(json.dumps({"error": {
+                "message": "Incorrect API key provided: sk-pro***6789", "type":
+                "invalid_request_error", "param": None, "code": "invalid_api_key"}}), 401,
+                media_type="application/json")
+        answer = "I'm sorry, but I can't help with that." if "refuse" in text else ANSWER
+        usage: Any = USAGE
+        raw_usage = json.dumps(USAGE)
+        if "usage-str" in text:
+            raw_usage = '{"prompt_tokens": "ten", "completion_tokens": "20", "total_tokens": 3}'
+        elif "usage-nan" in text:
+            raw_usage = '{"prompt_tokens": NaN, "completion_tokens": NaN, "total_tokens": NaN}'
+        elif "usage-huge" in text:
+            raw_usage = '{"prompt_tokens": 1e30, "completion_tokens": 1e30, "total_tokens": 2e30}'
+        if "slow" in text:
+            await asyncio.sleep(0.8)
+        head = {"id": "chatcmpl-s", "created": 1700000000, "model": body["model"]}
+        if not body.get("stream"):
+            choice = {"index": 0, "message": {"role": "assistant", "content": answer},
+                      "finish_reason": "stop"}
+            raw = json.dumps({**head, "object": "chat.completion", "choices": [choice],
+                              "usage": "USAGE"}).replace('"USAGE"', raw_usage)
+            return Response(raw, media_type="application/json")
+        del usage
+
+        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            chunk = {**head, "object": "chat.completion.chunk", "choices": [choice]}
+            return f"data: {json.dumps(chunk)}\n\n".encode()
+
+        async def events() -> Any:
+            yield event({"role": "assistant", "content": ""})
+            words = answer.split(" ")
+            if "drip" in text:
+                words = [f"w{i}" for i in range(30)]
+            for i, word in enumerate(words):
+                if "breaks" in text and i == 2:
+                    raise ConnectionResetError("breaks on purpose")
+                yield event({"content": word + " "})
+                await asyncio.sleep(0.05 if "drip" in text else 0.005)
+            yield event({}, "stop")
+            if "pause-usage" in text:
+                await asyncio.sleep(0.5)
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage_event = json.dumps({**head, "object": "chat.completion.chunk",
+                                          "choices": [], "usage": "USAGE"})
+                yield f"data: {usage_event}\n\n".replace('"USAGE"', raw_usage).encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[Scripted]:
+    upstream = Scripted()
+    server = BackgroundServer(upstream.app).start()
+    upstream.url = server.url  # type: ignore[attr-defined]
+    yield upstream
+    server.stop()
+
+
+def policy_text(base: str, extra: str = "", head: str = "") -> str:
+    auth = "".join(f'[[auth.keys]]\nid = "{i}"\nsha256 = "{hash_key(k)}"\n'
+                   for i, k in KEYS.items())
+    tiers = ""
+    for i, name in enumerate(("small", "large")):
+        tiers += (f'[[tiers]]\nname = "{name}"\nmodel = "openai/scripted-{name}"\n'
+                  f'api_base = "{base}/v1"\nability = {1.0 + i}\n'
+                  f'input_per_mtok = {IN_PRICE * (i + 1)}\n'
+                  f'output_per_mtok = {OUT_PRICE * (i + 1)}\n'
+                  'context_window = 100000\n')
+    return (f'name = "integrity"\nalias = "auto"\ntimeout_s = 10\nmax_escalations = 1\n{head}\n'
+            f"{tiers}{auth}[limits]\nusd_per_day = 1000.0\n{extra}")
+
+
+@contextmanager
+def proxy(scripted: Scripted, tmp_path: Path, extra: str = "",
+          head: str = "") -> Iterator[tuple[str, Any, Ledger]]:
+    ledger = Ledger(tmp_path / "ledger.db")
+    app = build_app(parse_policy(policy_text(scripted.url, extra, head)),  # type: ignore[attr-defined]
+                    scorer=LengthScorer(), ledger=ledger)
+    try:
+        with serve(app) as url:
+            yield url, app, ledger
+    finally:
+        ledger.close()
+
+
+def post(url: str, body: Any, key: str = "a", timeout: float = 30) -> httpx.Response:
+    return httpx.post(url + "/v1/chat/completions", json=body, timeout=timeout,
+                      headers={"authorization": f"Bearer {KEYS[key]}"})
+
+
+class Background(threading.Thread):
+    """A thread whose exception (a failed assert in it) fails the test at `join`."""
+
+    def __init__(self, target: Any, *args: Any) -> None:
+        super().__init__(target=self._run, args=(target, *args))
+        self.error: BaseException | None = None
+
+    def _run(self, target: Any, *args: Any) -> None:
+        try:
+            target(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            self.error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
+
+
+def row(app: Any, ledger: Ledger, request_id: str, timeout_s: float = 10.0) -> RequestRecord:
+    """The ledger row of a request, once the accountant and the ledger have written it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        app.accountant.flush()
+        ledger.flush()
+        found = [r for r in ledger.query() if r.request_id == request_id]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert found, f"no ledger row for {request_id}"
+    return found[0]
+
+
+def metric(url: str, name: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name)
+
+
+def remaining_budget(url: str) -> float:
+    """What the proxy says is left of key a's daily budget (a cheap answer asks it)."""
+    r = post(url, chat("how much is left?"))
+    return float(r.headers["x-tierwise-budget-daily-remaining-usd"])
+
+
+def read_until(response: httpx.Response, stop: Any) -> None:
+    """Read SSE events until `stop(chunk)` is true, then return (the caller hangs up)."""
+    for line in response.iter_lines():
+        if line.startswith("data: {") and stop(json.loads(line[6:])):
+            return
+    raise AssertionError("the stream ended before the point to hang up at")
+
+
+# -- item 1: an answer that left the building is charged ------------------------------------------
+
+def test_stream_left_after_its_finish_reason_is_charged_exactly(scripted, tmp_path):
+    with proxy(scripted, tmp_path) as (url, app, ledger):
+        before = remaining_budget(url)
+        with httpx.stream("POST", url + "/v1/chat/completions", timeout=30,
+                          json=chat("pause-usage please", stream=True),
+                          headers={"authorization": f"Bearer {KEYS['a']}"}) as r:
+            rid = r.headers["x-tierwise-request-id"]
+            read_until(r, lambda c: c["choices"] and c["choices"][0].get("finish_reason"))
+        # the client is gone before the usage chunk: the upstream's usage is still charged
+        got = row(app, ledger, rid)
+        assert got.outcome == "cancelled" and got.status == 499
+        assert (got.prompt_tokens, got.completion_tokens) == (10, 20)
+        assert got.cost_usd == pytest.approx(CALL_COST)
+        assert metric(url, "tierwise_cost_usd_total") >= CALL_COST
+        deadline = time.monotonic() + 5
+        while before - remaining_budget(url) < CALL_COST and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert before - remaining_budget(url) >= CALL_COST - 1e-9
+
+
+def test_stream_left_half_way_is_charged_for_what_went_out(scripted, tmp_path):
+    with proxy(scripted, tmp_path) as (url, app, ledger):
+        with httpx.stream("POST", url + "/v1/chat/completions", timeout=30,
+                          json=chat("drip slowly", stream=True),
+                          headers={"authorization": f"Bearer {KEYS['a']}"}) as r:
+            rid = r.headers["x-tierwise-request-id"]
+            read_until(r, lambda c: "w3" in str(c))
+        got = row(app, ledger, rid)
+        # no usage from the upstream: estimated from the prompt and the text that went out
+        assert got.outcome == "cancelled" and got.completion_tokens >= 1
+        assert got.prompt_tokens >= 1 and got.cost_usd > 0
+
+
+# -- item 6: a malformed upstream usage neither fails a paid answer nor poisons the books --------
+
+@pytest.mark.parametrize("kind", ["usage-str", "usage-nan", "usage-huge"])
+def test_malformed_usage_is_sanitised(scripted, tmp_path, kind):
+    with proxy(scripted, tmp_path) as (url, app, ledger):
+        plain = post(url, chat(f"{kind} plain"))
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["choices"][0]["message"]["content"] == ANSWER
+        cost = float(plain.headers["x-tierwise-cost-usd"])
+        # estimated: the prompt's tokens and ~4 characters per token of the answer
+        assert 0 < cost < 1
+        with httpx.stream("POST", url + "/v1/chat/completions", timeout=30,
+                          json=chat(f"{kind} streamed", stream=True),
+                          headers={"authorization": f"Bearer {KEYS['a']}"}) as r:
+            text = r.read().decode()
+            rid = r.headers["x-tierwise-request-id"]
+        assert r.status_code == 200 and text.endswith("data: [DONE]\n\n")
+        assert '"error"' not in text and ANSWER.split()[-1] in text
+        rows = [row(app, ledger, rid), row(app, ledger, plain.headers["x-tierwise-request-id"])]
+        for got in rows:
+            assert got.outcome == "ok" and 0 < got.cost_usd < 1
+            assert 0 < got.completion_tokens < 1000 and got.prompt_tokens < 1000
+        assert 0 < metric(url, "tierwise_cost_usd_total") < 2
+        assert metric(url, "tierwise_tokens_total") < 10_000
