@@ -70,6 +70,9 @@ ROUTER_KEYS: dict[str, Key] = {
     "decision_noise": Key(NUMBER, 0.5, _positive, "> 0 (logit units), e.g. 0.5"),
     "max_escalations": Key((int,), 2, lambda v: v >= 0, ">= 0"),
     "coalesce": Key((bool,), True),
+    # Identical requests of different API keys share one upstream call only when this is true
+    # (one tenant would otherwise learn what another asked, and get its answer for nothing).
+    "coalesce_across_keys": Key((bool,), False),
     "timeout_s": Key(NUMBER, 60.0, _positive, "> 0 seconds"),
     "state": Key((str,), "memory", lambda v: v == "memory" or v.startswith(("redis://", "rediss://")),
                  '"memory" or a "redis://host:port/db" URL'),
@@ -203,6 +206,7 @@ class Policy:
     decision_noise: float = 0.5
     max_escalations: int = 2
     coalesce: bool = True
+    coalesce_across_keys: bool = False
     timeout_s: float = 60.0
     state: str = "memory"
     zone: str | None = None

@@ -51,8 +51,11 @@ class Router(Decider):
     # --- the async request path (proxy, middleware, acomplete) --------------------------------
 
     async def serve(self, body: dict[str, Any], *, pin: str | None = None,
-                    coalesce: bool = True) -> Outcome:
-        """Route and answer one chat request body; raises TierwiseError subclasses."""
+                    coalesce: bool = True, tenant: str | None = None) -> Outcome:
+        """Route and answer one chat request body; raises TierwiseError subclasses.
+
+        `tenant` (the caller's API key id, from the proxy) keeps its requests from sharing an
+        upstream call with another tenant's, unless the policy says `coalesce_across_keys`."""
         started = time.perf_counter()
         decision = self.decide(body, pin)
         decision_ms = (time.perf_counter() - started) * 1000
@@ -62,7 +65,9 @@ class Router(Decider):
                           stream=bool(body.get("stream")), started=started,
                           decision_ms=decision_ms, body=body)
         try:
-            return await self._serve(body, coalesce, routing)
+            if self.policy.coalesce_across_keys:
+                tenant = None
+            return await self._serve(body, coalesce, routing, tenant)
         except asyncio.CancelledError:
             routing.outcome, routing.status = "cancelled", 499
             self._notify_failure(routing)
@@ -72,7 +77,8 @@ class Router(Decider):
             self._notify_failure(routing)
             raise
 
-    async def _serve(self, body: dict[str, Any], coalesce: bool, routing: Routing) -> Outcome:
+    async def _serve(self, body: dict[str, Any], coalesce: bool, routing: Routing,
+                     tenant: str | None = None) -> Outcome:
         decision, stream, escalations = routing.decision, routing.stream, routing.escalations
         plan = self.plan(decision)
         solo = not (coalesce and self.policy.coalesce)
@@ -84,7 +90,7 @@ class Router(Decider):
             nxt = plan[i + 1] if i + 1 < len(plan) else None
             served: dict[str, Any] = {}  # the deployment that answered, if this waiter calls
             # a Solo flight is never looked up: its key need not be computed (hash of the body)
-            key = tier.name if solo else coalesce_key(body, tier.name)
+            key = tier.name if solo else coalesce_key(body, tier.name, tenant)
             sub = joiner.join(key, self._starter(tier, body, stream, served), stream=stream)
             try:
                 if stream:
@@ -108,15 +114,18 @@ class Router(Decider):
                 self._answered(routing, sub.coalesced, served)
                 return Outcome(routing, stream=Relay(sub, body, routing, self._notify,
                                                      self._notify_failure))
+            # the whole answer is here: whoever pays for the call (one waiter) is decided
+            # before leaving it (router.coalescing.inflight.claim_bill)
+            pays = sub.claim_bill(True)
             sub.close()
             usage = _usage_of(response, routing.decision.n_tokens)
             bad = check_response(response, body, checks)
             if bad and nxt is not None:
                 escalations.append(f"{bad}:{name}->{nxt}")
-                if not sub.coalesced:  # this request paid for the discarded answer
+                if pays:  # this request paid for the discarded answer
                     routing.prior_cost_usd += tier_cost(tier, usage)
                 continue
-            self._answered(routing, sub.coalesced, served)
+            self._answered(routing, not pays, served)
             routing.failed_check = bad
             routing.usage = usage
             self._notify(routing)

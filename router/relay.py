@@ -13,6 +13,7 @@ client left after the answer's finish_reason but before the usage chunk, the usa
 a short while (`USAGE_GRACE_S`: the upstream has finished, only that event is missing); else it
 is estimated (router.accounting.records.estimate_usage: the prompt's tokens and ~4 characters
 per token of the text that went out). A stream that sent nothing goes to the failure listeners.
+Which waiter of a shared call pays for it is the Subscription's `claim_bill` (one per call).
 """
 
 from __future__ import annotations
@@ -169,6 +170,8 @@ class Relay:
             routing.usage = estimate_usage(routing.decision.n_tokens, self._chars)
             log.info("request %s: no usage from the upstream; charged an estimate of %s",
                      routing.request_id, routing.usage)
+        # one waiter of a shared call pays for it (router.coalescing.inflight.claim_bill)
+        routing.coalesced = not self._sub.claim_bill(complete)
         self._on_end(routing)
 
     def _abort(self, outcome: str, status: int) -> None:

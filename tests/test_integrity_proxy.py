@@ -242,6 +242,88 @@ def test_stream_left_half_way_is_charged_for_what_went_out(scripted, tmp_path):
         assert got.prompt_tokens >= 1 and got.cost_usd > 0
 
 
+# -- item 2: no free ride on a coalesced call whose payer hung up ---------------------------------
+
+def test_follower_pays_when_the_leader_left_before_the_answer(scripted, tmp_path):
+    with proxy(scripted, tmp_path) as (url, app, ledger):
+        scripted.hits.clear()
+        body = chat("slow shared question")
+
+        def leader() -> None:
+            with pytest.raises(httpx.ReadTimeout):  # hangs up after 0.4 s, before the answer
+                post(url, body, timeout=0.4)
+
+        thread = Background(leader)
+        thread.start()
+        time.sleep(0.15)
+        follower = post(url, body)
+        thread.join()
+        assert follower.status_code == 200 and scripted.hits["slow shared question"] == 1
+        assert float(follower.headers["x-tierwise-cost-usd"]) == pytest.approx(CALL_COST)
+        got = row(app, ledger, follower.headers["x-tierwise-request-id"])
+        assert got.cost_usd == pytest.approx(CALL_COST) and not got.coalesced
+
+
+def test_a_shared_stream_is_paid_once_when_its_leader_leaves_half_way(scripted, tmp_path):
+    with proxy(scripted, tmp_path) as (url, app, ledger):
+        scripted.hits.clear()
+        body = chat("slow drip shared", stream=True)
+        headers = {"authorization": f"Bearer {KEYS['a']}"}
+        ids: dict[str, str] = {}
+
+        def follower() -> None:
+            time.sleep(0.2)
+            with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=30,
+                              headers=headers) as r:
+                ids["follower"] = r.headers["x-tierwise-request-id"]
+                assert r.headers["x-tierwise-coalesced"] == "yes"
+                assert r.read().endswith(b"data: [DONE]\n\n")
+
+        thread = Background(follower)
+        thread.start()
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=30,
+                          headers=headers) as r:
+            ids["leader"] = r.headers["x-tierwise-request-id"]
+            read_until(r, lambda c: "w2" in str(c))
+        thread.join()
+        assert scripted.hits["slow drip shared"] == 1
+        rows = [row(app, ledger, ids[k]) for k in ("leader", "follower")]
+        # one call, paid once: by the follower that got the whole answer
+        assert sum(r.cost_usd for r in rows) == pytest.approx(CALL_COST)
+        assert rows[1].cost_usd == pytest.approx(CALL_COST)
+
+
+# -- item 14: tenants do not share calls unless the operator says so ------------------------------
+
+def _two_tenants(url: str) -> list[httpx.Response]:
+    out: dict[str, httpx.Response] = {}
+
+    def ask(key: str, delay: float) -> None:
+        time.sleep(delay)
+        out[key] = post(url, chat("slow tenant question"), key=key)
+
+    threads = [Background(ask, k, d) for k, d in (("a", 0), ("b", 0.2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [out["a"], out["b"]]
+
+
+def test_identical_requests_of_two_keys_make_two_calls(scripted, tmp_path):
+    with proxy(scripted, tmp_path) as (url, _, _):
+        scripted.hits.clear()
+        answers = _two_tenants(url)
+        assert scripted.hits["slow tenant question"] == 2
+        assert [r.headers["x-tierwise-coalesced"] for r in answers] == ["no", "no"]
+        assert all(float(r.headers["x-tierwise-cost-usd"]) > 0 for r in answers)
+    with proxy(scripted, tmp_path / "opt-in", head="coalesce_across_keys = true") as (url, _, _):
+        scripted.hits.clear()
+        answers = _two_tenants(url)
+        assert scripted.hits["slow tenant question"] == 1
+        assert answers[1].headers["x-tierwise-coalesced"] == "yes"
+
+
 # -- item 6: a malformed upstream usage neither fails a paid answer nor poisons the books --------
 
 @pytest.mark.parametrize("kind", ["usage-str", "usage-nan", "usage-huge"])

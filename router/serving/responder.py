@@ -34,6 +34,9 @@ PIN_HEADER = "x-tierwise-tier"
 # scope["state"] key under which router.serving.guard leaves the body it parsed and checked already
 PARSED_BODY = "tierwise_body"
 COALESCE_HEADER = "x-tierwise-coalesce"
+# scope["state"] key of the caller's API key id (set by router.serving.guard): its tenant, so
+# its requests share upstream calls only with its own (router.coalescing.inflight)
+TENANT = "tierwise_client"
 INTERNAL_ERROR = {"error": {"message": "internal error in tierwise", "type": "server_error",
                             "param": None, "code": None}}
 
@@ -184,9 +187,10 @@ class ChatResponder:
     async def _answer(self, body: dict[str, Any]) -> None:
         coalesce = (header(self.scope, COALESCE_HEADER) or "on").strip().lower() not in {
             "off", "false", "0", "no"}
+        state = self.scope.get("state") or {}
         try:
             outcome = await self.router.serve(body, pin=header(self.scope, PIN_HEADER),
-                                              coalesce=coalesce)
+                                              coalesce=coalesce, tenant=state.get(TENANT))
         except TierwiseError as exc:
             await send_error(self.send, exc)
             return
