@@ -348,3 +348,54 @@ def test_malformed_usage_is_sanitised(scripted, tmp_path, kind):
             assert 0 < got.completion_tokens < 1000 and got.prompt_tokens < 1000
         assert 0 < metric(url, "tierwise_cost_usd_total") < 2
         assert metric(url, "tierwise_tokens_total") < 10_000
+
+
+# -- items 7 and 8: only whole, checked answers are cached, and no more of them than allowed ------
+
+CACHE = '[cache]\nenabled = true\nscope = "global"\n'
+
+
+def stream_text(url: str, body: Any, key: str = "a") -> tuple[httpx.Response, str]:
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {KEYS[key]}"}) as r:
+        return r, r.read().decode()
+
+
+def test_a_stream_the_client_left_is_not_cached(scripted, tmp_path):
+    with proxy(scripted, tmp_path, CACHE) as (url, _, _):
+        body = chat("drip into the cache", stream=True)
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=30,
+                          headers={"authorization": f"Bearer {KEYS['a']}"}) as r:
+            read_until(r, lambda c: "w2" in str(c))
+        time.sleep(0.3)
+        again, text = stream_text(url, body, key="b")
+        assert again.headers["x-tierwise-cache"] == "miss"
+        assert '"finish_reason": "stop"' in text and text.endswith("data: [DONE]\n\n")
+        # the whole answer was stored: the cache itself works
+        assert stream_text(url, body)[0].headers["x-tierwise-cache"] == "hit"
+
+
+def test_a_stream_that_broke_after_its_first_byte_is_not_cached(scripted, tmp_path):
+    with proxy(scripted, tmp_path, CACHE) as (url, _, _):
+        body = chat("breaks in the cache", stream=True)
+        first, text = stream_text(url, body)
+        assert '"error"' in text  # reported in-band
+        again, text = stream_text(url, body, key="b")
+        assert again.headers["x-tierwise-cache"] == "miss" and '"error"' in text
+
+
+def test_an_answer_that_failed_its_check_is_not_cached(scripted, tmp_path):
+    with proxy(scripted, tmp_path, CACHE) as (url, _, _):
+        first = post(url, chat("refuse this one"))
+        assert first.status_code == 200 and first.headers["x-tierwise-check-failed"] == "refusal"
+        again = post(url, chat("refuse this one"), key="b")
+        assert again.headers["x-tierwise-cache"] == "miss"
+        assert again.headers["x-tierwise-check-failed"] == "refusal"
+
+
+def test_cache_max_entries_is_honoured(scripted, tmp_path):
+    with proxy(scripted, tmp_path, CACHE + "max_entries = 3\n") as (url, _, _):
+        for i in range(5):
+            assert post(url, chat(f"entry {i}")).headers["x-tierwise-cache"] == "miss"
+        assert post(url, chat("entry 4")).headers["x-tierwise-cache"] == "hit"
+        assert post(url, chat("entry 0")).headers["x-tierwise-cache"] == "miss"  # evicted

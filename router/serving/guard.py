@@ -35,7 +35,7 @@ from router.access.auth import Authenticator, Client
 from router.access.cache import ResponseCache, directives
 from router.access.limits import Admission, Limiter, LimitExceeded, estimate_tokens
 from router.errors import TierwiseError, UpstreamError
-from router.serving.responder import PARSED_BODY, ClientGone, read_body, replay_body
+from router.serving.responder import COMPLETE, PARSED_BODY, ClientGone, read_body, replay_body
 from router.serving.validation import parse_body
 from router.state import State, open_state
 
@@ -80,8 +80,8 @@ class Guard:
         self.metrics: Any = None  # set by build_app, for callers that want the parts
         self.ledger: Any = None
         self.policy = policy
-        self.state = state if state is not None else open_state(policy.state,
-                                                                on_fallback=on_fallback)
+        self.state = state if state is not None else open_state(
+            policy.state, on_fallback=on_fallback, max_entries=policy.cache.max_entries)
         self.auth = Authenticator(policy.auth)
         self.limiter = Limiter(policy.limits, self.state, cheapest_tier=policy.tiers[0].name)
         self.cache = ResponseCache(policy.cache, self.state)
@@ -242,7 +242,10 @@ class Guard:
             if cost is not None:
                 await self.limiter.charge(admission, cost, None)
                 admission.charged = True
-        if cache_key is not None and size <= limit:
+        # only a whole answer that passed its checks is stored (the responder says so): not a
+        # stream the client or the upstream cut short, not an in-band error, not a failed check
+        complete = (scope.get("state") or {}).pop(COMPLETE, False)
+        if cache_key is not None and size <= limit and complete:
             resp_headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                             for k, v in raw_headers}
             await self.cache.put(cache_key, status, resp_headers, b"".join(parts))
@@ -334,7 +337,7 @@ def build_app(policy: Policy, *, scorer: Any = None,
         if on_fallback is not None:
             on_fallback(operation)
 
-    state = open_state(policy.state, on_fallback=fallback)
+    state = open_state(policy.state, on_fallback=fallback, max_entries=policy.cache.max_entries)
     coalescer = None
     if policy.state != "memory":
         coalescer = SharedCoalescer(state, follow_timeout_s=policy.timeout_s * 2 + 10,
