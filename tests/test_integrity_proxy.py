@@ -31,6 +31,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from test_limits_proxy import start_of_a_window
 
 from policies import parse_policy
 from router.access.auth import hash_key
@@ -322,6 +323,34 @@ def test_identical_requests_of_two_keys_make_two_calls(scripted, tmp_path):
         answers = _two_tenants(url)
         assert scripted.hits["slow tenant question"] == 1
         assert answers[1].headers["x-tierwise-coalesced"] == "yes"
+
+
+# -- item 5: a null max_completion_tokens does not hide max_tokens ------------------------------
+
+HIDDEN = {"max_completion_tokens": None, "max_tokens": 9_000_000}
+
+
+def test_a_null_max_completion_tokens_hides_no_max_tokens(scripted, tmp_path):
+    with proxy(scripted, tmp_path, "max_tokens = 100\n") as (url, _, _):
+        r = post(url, chat("greedy", **HIDDEN))
+        assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"
+    # the context-window check (100,000 tokens on both tiers) sees it too
+    with proxy(scripted, tmp_path / "window") as (url, _, _):
+        r = post(url, chat("greedy", **HIDDEN))
+        assert r.status_code == 400 and r.json()["error"]["code"] == "no_eligible_tier"
+    # and the tokens-per-minute estimate: a second request while the first is in flight is
+    # refused, since the first reserved its whole output budget
+    with proxy(scripted, tmp_path / "tpm", "tokens_per_minute = 50000\n") as (url, _, _):
+        start_of_a_window()
+        body = chat("slow greedy", max_completion_tokens=None, max_tokens=40_000)
+        first = Background(lambda: post(url, body))
+        first.start()
+        time.sleep(0.3)
+        second = post(url, chat("slow greedy too", max_completion_tokens=None,
+                                max_tokens=40_000))
+        first.join()
+        assert second.status_code == 429, second.text
+        assert second.json()["error"]["code"] == "rate_limit_exceeded"
 
 
 # -- item 6: a malformed upstream usage neither fails a paid answer nor poisons the books --------

@@ -35,6 +35,7 @@ from router.access.auth import Authenticator, Client
 from router.access.cache import ResponseCache, directives
 from router.access.limits import Admission, Limiter, LimitExceeded, estimate_tokens
 from router.errors import TierwiseError, UpstreamError
+from router.messages import output_budget
 from router.serving.responder import COMPLETE, PARSED_BODY, ClientGone, read_body, replay_body
 from router.serving.validation import parse_body
 from router.state import State, open_state
@@ -140,9 +141,8 @@ class Guard:
             raw = await read_body(receive, self.policy.limits.max_body_bytes,
                                    headers.get("content-length"))
             body = parse_body(raw, self.policy.limits)
-            requested = body.get("max_completion_tokens", body.get("max_tokens"))
-            output = requested if isinstance(requested, int) else None
-            admission = await self.limiter.admit(client, estimate_tokens(len(raw), output))
+            admission = await self.limiter.admit(
+                client, estimate_tokens(len(raw), output_budget(body)))
         except LimitExceeded as exc:
             await _send_error(send, exc, exc.headers())
             return

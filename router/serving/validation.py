@@ -17,7 +17,7 @@ from typing import Any
 
 from policies.access import LimitSettings
 from router.errors import InvalidRequestError
-from router.messages import check_messages
+from router.messages import OUTPUT_FIELDS, check_messages
 
 MAX_DEPTH = 64
 
@@ -141,12 +141,13 @@ def check_body(body: dict[str, Any], limits: LimitSettings) -> None:
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise InvalidRequestError(f"{where} must be an object with function.name",
                                       param=f"{where}.function.name")
-    requested = body.get("max_completion_tokens", body.get("max_tokens"))
-    if (limits.max_tokens is not None and isinstance(requested, int)
-            and not isinstance(requested, bool) and requested > limits.max_tokens):
-        name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        raise InvalidRequestError(f"'{name}' is {requested}; this proxy allows at most "
-                                  f"{limits.max_tokens}", param=name)
+    if limits.max_tokens is not None:
+        # each of the two fields on its own: a null in one must not hide the other
+        for name in OUTPUT_FIELDS:
+            requested = body.get(name)
+            if _is_int(requested) and requested > limits.max_tokens:
+                raise InvalidRequestError(f"'{name}' is {requested}; this proxy allows at most "
+                                          f"{limits.max_tokens}", param=name)
 
 
 def _content_chars(content: Any) -> int:
