@@ -175,7 +175,8 @@ class Router(Decider):
         retryable, status, reason = classify_failure(exc)
         retryable = retryable or (sent_nothing and reason.startswith("stream_"))
         if not retryable or nxt is None:
-            raise upstream_error(exc, status, [*escalations, f"{reason}:{name}"]) from exc
+            raise upstream_error(exc, status, [*escalations, f"{reason}:{name}"],
+                                 tier=name) from exc
         escalations.append(f"{reason}:{name}->{nxt}")
 
     # --- SDK ------------------------------------------------------------------------------------

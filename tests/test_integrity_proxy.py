@@ -428,3 +428,29 @@ def test_cache_max_entries_is_honoured(scripted, tmp_path):
             assert post(url, chat(f"entry {i}")).headers["x-tierwise-cache"] == "miss"
         assert post(url, chat("entry 4")).headers["x-tierwise-cache"] == "hit"
         assert post(url, chat("entry 0")).headers["x-tierwise-cache"] == "miss"  # evicted
+
+
+# -- item 15: a provider's 401 is not the client's 401 -------------------------------------------
+
+@pytest.mark.parametrize("transport", ["passthrough", "litellm"])
+def test_a_provider_401_is_a_502_that_blames_the_tier_not_the_client(scripted, tmp_path,
+                                                                     monkeypatch, transport):
+    monkeypatch.setenv("TIERWISE_TEST_PROVIDER_KEY", PROVIDER_KEY)
+    own = 'api_key_env = "TIERWISE_TEST_PROVIDER_KEY"\n'
+    if transport == "litellm":
+        own += 'transport = "litellm"\n'
+    text = policy_text(scripted.url).replace(  # type: ignore[attr-defined]
+        'name = "small"\n', 'name = "small"\n' + own)
+    ledger = Ledger(tmp_path / "auth.db")
+    app = build_app(parse_policy(text), scorer=LengthScorer(), ledger=ledger)
+    try:
+        with serve(app) as url:
+            for stream in (False, True):
+                r = post(url, chat("auth401 please", stream=stream))
+                assert r.status_code == 502, r.text
+                error = r.json()["error"]
+                assert error["code"] == "upstream_auth_failed"
+                assert "'small'" in error["message"] and "operator" in error["message"]
+                assert "sk-" not in r.text and PROVIDER_KEY not in r.text
+    finally:
+        ledger.close()

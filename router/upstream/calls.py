@@ -30,6 +30,8 @@ from typing import Any
 from policies import Policy, Tier
 from router.errors import ConfigurationError, UpstreamError
 
+log = logging.getLogger("tierwise.upstream")
+
 # Fields of the request body tierwise consumes itself instead of passing to the provider.
 _OWN_FIELDS = {"model"}
 # OpenAI body fields that litellm takes as its own arguments and would not forward; they travel
@@ -318,8 +320,24 @@ def _transport_cause(exc: BaseException) -> str | None:
     return None
 
 
-def upstream_error(exc: BaseException, status: int, attempts: list[str]) -> UpstreamError:
+# A provider refusing tierwise's own credentials. Relayed as is, the client would blame its own
+# key (which the proxy accepted): it is the operator's tier configuration that is wrong.
+UPSTREAM_AUTH_STATUSES = (401, 403)
+
+
+def upstream_error(exc: BaseException, status: int, attempts: list[str],
+                   tier: str | None = None) -> UpstreamError:
     """An UpstreamError for the client, without the provider's key or internal detail."""
     message = str(getattr(exc, "message", "") or exc).strip() or type(exc).__name__
+    if status in UPSTREAM_AUTH_STATUSES:
+        # the provider's own words stay in the log (they may quote part of the key)
+        log.warning("tier %s: the provider refused tierwise's credentials (HTTP %d): %s",
+                    tier, status, message[:500])
+        error = UpstreamError(
+            f"the provider behind tier {tier!r} refused this proxy's credentials for it "
+            f"(HTTP {status}); the proxy's operator must fix that tier's API key. Your own "
+            "API key was accepted.", status_code=502, attempts=attempts)
+        error.code = "upstream_auth_failed"
+        return error
     return UpstreamError(f"upstream call failed: {message[:500]}", status_code=status,
                          attempts=attempts)
