@@ -141,11 +141,12 @@ def check_body(body: dict[str, Any], limits: LimitSettings) -> None:
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise InvalidRequestError(f"{where} must be an object with function.name",
                                       param=f"{where}.function.name")
-    if limits.max_tokens is not None:
+    cap = limits.max_tokens
+    if cap is not None:
         # each of the two fields on its own: a null in one must not hide the other
         for name in OUTPUT_FIELDS:
             requested = body.get(name)
-            if _is_int(requested) and requested > limits.max_tokens:
+            if isinstance(requested, int) and _is_int(requested) and requested > cap:
                 raise InvalidRequestError(f"'{name}' is {requested}; this proxy allows at most "
                                           f"{limits.max_tokens}", param=name)
 
