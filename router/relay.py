@@ -92,7 +92,7 @@ class Relay:
         routing = self._routing
         while True:
             try:
-                if self._finished and routing.usage is None:
+                if self._finished and routing.usage is None and not self._sub.drained:
                     batch = await self._read_tail()
                 else:
                     batch = await self._batches.__anext__()
@@ -198,6 +198,10 @@ class Relay:
         self._sub.close()
 
     async def aclose(self) -> None:
+        if not self._reported and self._sub.drained:
+            # every chunk went out, the end with them: a client leaving now missed nothing
+            self._close()
+            self._settle(complete=True)
         if not self._reported and self._finished and self._routing.usage is None:
             await self._await_usage()
         self._close()
