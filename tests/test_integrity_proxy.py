@@ -454,3 +454,46 @@ def test_a_provider_401_is_a_502_that_blames_the_tier_not_the_client(scripted, t
                 assert "sk-" not in r.text and PROVIDER_KEY not in r.text
     finally:
         ledger.close()
+
+
+# -- item 10: SIGTERM flushes the books ------------------------------------------------------------
+
+def test_sigterm_keeps_the_rows_of_requests_answered_during_shutdown(scripted, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from guardkit import free_port, wait_ready
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(policy_text(scripted.url))  # type: ignore[attr-defined]
+    path, port = tmp_path / "ledger.db", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--policy", str(policy), "--port", str(port),
+         "--log-level", "warning", "--ledger", str(path)], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, url, 90, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]
+        answers: dict[int, httpx.Response] = {}
+
+        def ask(i: int) -> None:
+            answers[i] = post(url, chat(f"slow shutdown {i}"))
+
+        threads = [Background(ask, i) for i in range(10)]
+        for t in threads:
+            t.start()
+        time.sleep(0.4)  # all in flight (the upstream answers after 0.8 s)
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join()
+        proc.wait(30)  # (uvicorn re-raises SIGTERM after its graceful shutdown: killed by it)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert sorted(r.status_code for r in answers.values()) == [200] * 10
+    ids = sorted(r.headers["x-tierwise-request-id"] for r in answers.values())
+    assert sorted(r.request_id for r in Ledger(path).query()) == ids
