@@ -25,8 +25,10 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import require_binary
 from guardkit import LengthScorer, chat, serve
 from prometheus_client.parser import text_string_to_metric_families
+from redisproc import RedisServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -123,7 +125,8 @@ def scripted() -> Iterator[Scripted]:
     server.stop()
 
 
-def policy_text(base: str, extra: str = "", head: str = "") -> str:
+def policy_text(base: str, extra: str = "", head: str = "",
+                budget: str = "usd_per_day = 1000.0\n") -> str:
     auth = "".join(f'[[auth.keys]]\nid = "{i}"\nsha256 = "{hash_key(k)}"\n'
                    for i, k in KEYS.items())
     tiers = ""
@@ -134,15 +137,15 @@ def policy_text(base: str, extra: str = "", head: str = "") -> str:
                   f'output_per_mtok = {OUT_PRICE * (i + 1)}\n'
                   'context_window = 100000\n')
     return (f'name = "integrity"\nalias = "auto"\ntimeout_s = 10\nmax_escalations = 1\n{head}\n'
-            f"{tiers}{auth}[limits]\nusd_per_day = 1000.0\n{extra}")
+            f"{tiers}{auth}[limits]\n{budget}{extra}")
 
 
 @contextmanager
-def proxy(scripted: Scripted, tmp_path: Path, extra: str = "",
-          head: str = "") -> Iterator[tuple[str, Any, Ledger]]:
+def proxy(scripted: Scripted, tmp_path: Path, extra: str = "", head: str = "",
+          budget: str = "usd_per_day = 1000.0\n") -> Iterator[tuple[str, Any, Ledger]]:
     ledger = Ledger(tmp_path / "ledger.db")
-    app = build_app(parse_policy(policy_text(scripted.url, extra, head)),  # type: ignore[attr-defined]
-                    scorer=LengthScorer(), ledger=ledger)
+    text = policy_text(scripted.url, extra, head, budget)  # type: ignore[attr-defined]
+    app = build_app(parse_policy(text), scorer=LengthScorer(), ledger=ledger)
     try:
         with serve(app) as url:
             yield url, app, ledger
@@ -323,6 +326,68 @@ def test_identical_requests_of_two_keys_make_two_calls(scripted, tmp_path):
         answers = _two_tenants(url)
         assert scripted.hits["slow tenant question"] == 1
         assert answers[1].headers["x-tierwise-coalesced"] == "yes"
+
+
+# -- items 3 and 4: budgets and tokens per minute are reserved at admission, atomically ---------
+
+def _burst(urls: list[str], n: int, **fields: Any) -> list[httpx.Response]:
+    """n distinct slow requests sent at once (one event loop, a connection each), spread over
+    `urls`."""
+    import asyncio
+
+    async def go() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=30, limits=limits, headers={
+                "authorization": f"Bearer {KEYS['a']}"}) as client:
+            return list(await asyncio.gather(*(
+                client.post(urls[i % len(urls)] + "/v1/chat/completions",
+                            json=chat(f"slow burst {i:03d}", **fields)) for i in range(n))))
+
+    return asyncio.run(go())
+
+
+# the estimate of one burst request at the top tier's prices (~25 prompt tokens by size, 50
+# output tokens) is ~0.25 USD; its real cost at the small tier is CALL_COST (0.05 USD)
+BUDGET = "usd_per_day = 1.0\n"
+
+
+def _check_budget(answers: list[httpx.Response], url: str) -> None:
+    admitted = [r for r in answers if r.status_code == 200]
+    refused = [r for r in answers if r.status_code == 429]
+    assert len(admitted) + len(refused) == len(answers)
+    assert all(r.json()["error"]["code"] == "insufficient_quota" for r in refused)
+    # admission stopped when the reserved estimates reached the budget
+    assert 1 <= len(admitted) <= 5, len(admitted)
+    # settled to the real cost: what is left is the budget minus what the answers cost
+    left = float(post(url, chat("left?", max_tokens=1)).headers.get(
+        "x-tierwise-budget-daily-remaining-usd", "nan"))
+    assert left == pytest.approx(1.0 - len(admitted) * CALL_COST, abs=1e-6)
+
+
+def test_a_burst_cannot_overspend_the_budget(scripted, tmp_path):
+    with proxy(scripted, tmp_path, budget=BUDGET) as (url, _, _):
+        _check_budget(_burst([url], 40, max_tokens=50), url)
+
+
+def test_a_burst_over_two_replicas_on_redis_cannot_overspend_or_pass_tpm(scripted, tmp_path):
+    server = RedisServer(require_binary("redis-server"), tmp_path).start()
+    try:
+        head = f'state = "{server.url}"'
+        with proxy(scripted, tmp_path / "one", budget=BUDGET, head=head) as (one, _, _), \
+                proxy(scripted, tmp_path / "two", budget=BUDGET, head=head) as (two, _, _):
+            _check_budget(_burst([one, two], 40, max_tokens=50), one)
+        # tokens per minute: ~75 tokens estimated per request, 1,000 a minute
+        start_of_a_window()
+        tpm = "tokens_per_minute = 1000\n"
+        with proxy(scripted, tmp_path / "three", tpm, head=head) as (one, _, _), \
+                proxy(scripted, tmp_path / "four", tpm, head=head) as (two, _, _):
+            answers = _burst([one, two], 100, max_tokens=50)
+        admitted = sum(r.status_code == 200 for r in answers)
+        assert 1 <= admitted <= 14, admitted
+        assert all(r.json()["error"]["code"] == "rate_limit_exceeded"
+                   for r in answers if r.status_code != 200)
+    finally:
+        server.stop()
 
 
 # -- item 5: a null max_completion_tokens does not hide max_tokens ------------------------------

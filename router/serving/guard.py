@@ -33,7 +33,13 @@ from typing import Any
 from policies import Policy
 from router.access.auth import Authenticator, Client
 from router.access.cache import ResponseCache, directives
-from router.access.limits import Admission, Limiter, LimitExceeded, estimate_tokens
+from router.access.limits import (
+    Admission,
+    Limiter,
+    LimitExceeded,
+    estimate_cost,
+    estimate_tokens,
+)
 from router.errors import TierwiseError, UpstreamError
 from router.messages import output_budget
 from router.serving.responder import COMPLETE, PARSED_BODY, ClientGone, read_body, replay_body
@@ -85,6 +91,9 @@ class Guard:
             policy.state, on_fallback=on_fallback, max_entries=policy.cache.max_entries)
         self.auth = Authenticator(policy.auth)
         self.limiter = Limiter(policy.limits, self.state, cheapest_tier=policy.tiers[0].name)
+        # the prices a request's cost is estimated at before its tier is known (the highest)
+        self._top_prices = (max(t.input_per_mtok for t in policy.tiers),
+                            max(t.output_per_mtok for t in policy.tiers))
         self.cache = ResponseCache(policy.cache, self.state)
         self.first_byte_timeout_s = first_byte_timeout_s or (
             policy.timeout_s * (policy.max_escalations + 1) + 5.0)
@@ -141,8 +150,10 @@ class Guard:
             raw = await read_body(receive, self.policy.limits.max_body_bytes,
                                    headers.get("content-length"))
             body = parse_body(raw, self.policy.limits)
+            output = output_budget(body)
             admission = await self.limiter.admit(
-                client, estimate_tokens(len(raw), output_budget(body)))
+                client, estimate_tokens(len(raw), output),
+                estimate_cost(len(raw), output, *self._top_prices))
         except LimitExceeded as exc:
             await _send_error(send, exc, exc.headers())
             return
@@ -230,6 +241,7 @@ class Guard:
             log.warning("no response within %.0f s; answered 504", self.first_byte_timeout_s)
             await _send_error(send, UpstreamError("no response from the upstream in time",
                                                   status_code=504))
+            await self._settle(admission, 0.0)
             return
         else:
             if expired:  # the app swallowed our cancellation: take it back
@@ -237,11 +249,10 @@ class Guard:
         finally:
             deadline.cancel()
             _CURRENT.reset(token)
-        if not admission.charged and status == 200 and self.limiter.charges(admission.client):
-            cost = _float(_header(raw_headers, b"x-tierwise-cost-usd"))
-            if cost is not None:
-                await self.limiter.charge(admission, cost, None)
-                admission.charged = True
+        if not admission.charged:
+            # no Router listener charged it: the header's cost, else give the reservation back
+            cost = _float(_header(raw_headers, b"x-tierwise-cost-usd")) if status == 200 else None
+            await self._settle(admission, cost)
         # only a whole answer that passed its checks is stored (the responder says so): not a
         # stream the client or the upstream cut short, not an in-band error, not a failed check
         complete = (scope.get("state") or {}).pop(COMPLETE, False)
@@ -249,6 +260,14 @@ class Guard:
             resp_headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                             for k, v in raw_headers}
             await self.cache.put(cache_key, status, resp_headers, b"".join(parts))
+
+    async def _settle(self, admission: Admission, cost: float | None) -> None:
+        """Book a request no Router listener charged: `cost` (from its header), or None /
+        0.0: it got no answer, and what admission reserved for it is given back."""
+        if admission.charged or not self.limiter.charges(admission.client):
+            return
+        admission.charged = True
+        await self.limiter.charge(admission, cost or 0.0, None if cost else 0)
 
     def _account_hit(self, hit: Any, key_id: str, started: float) -> dict[str, str]:
         """Record a cache hit in the ledger and metrics; its cost/saved headers."""
