@@ -562,3 +562,29 @@ def test_sigterm_keeps_the_rows_of_requests_answered_during_shutdown(scripted, t
     assert sorted(r.status_code for r in answers.values()) == [200] * 10
     ids = sorted(r.headers["x-tierwise-request-id"] for r in answers.values())
     assert sorted(r.request_id for r in Ledger(path).query()) == ids
+
+
+# -- item 11: an upstream line that never ends is refused, not buffered without bound ------------
+
+def test_an_endless_sse_line_ends_the_stream_in_band_at_once(tmp_path):
+    from badupstream import BadUpstream
+
+    upstream = BadUpstream().start()
+    try:
+        policy = (f'name = "longline"\ntimeout_s = 30\nmax_escalations = 0\n'
+                  f'[[tiers]]\nname = "only"\nmodel = "openai/longline"\n'
+                  f'api_base = "{upstream.url}"\nability = 1.0\n'
+                  'input_per_mtok = 1.0\noutput_per_mtok = 1.0\n')
+        app = build_app(parse_policy(policy), scorer=LengthScorer())
+        with serve(app) as url:
+            started = time.monotonic()
+            r = httpx.post(url + "/v1/chat/completions", timeout=60,
+                           json={"model": "auto", "stream": True,
+                                 "messages": [{"role": "user", "content": "hi"}]})
+            elapsed = time.monotonic() - started
+        assert r.status_code == 200 and "hello" in r.text
+        assert '"error"' in r.text and r.text.endswith("data: [DONE]\n\n")
+        # refused once the line passed the cap (8 MB), not after the 30 s stall timeout
+        assert elapsed < 10, elapsed
+    finally:
+        upstream.stop()

@@ -18,6 +18,9 @@ from router.upstream.connection import Connection
 from router.upstream.failures import StreamInterrupted
 
 _DONE = b"data: [DONE]"
+# The largest SSE event (one chunk of an answer) read from an upstream before the stream is
+# refused as broken: a line that never ends must not grow memory and CPU without bound.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
 
 
 class ChatStream:
@@ -109,13 +112,19 @@ class ChatStream:
                             f"upstream stream stalled for {self._timeout:g} s: {self._url}",
                             events=self.events, timed_out=True) from None
                     continue
+                # \r\n normalised in the new bytes only (a pair split across reads too), and
+                # the search for an event's end starts where the last one stopped: a long event
+                # costs linear time, not a rescan of the whole buffer per read
+                if b"\r" in chunk:
+                    if chunk.startswith(b"\n") and self._buf.endswith(b"\r"):
+                        self._buf = self._buf[:-1]
+                    chunk = chunk.replace(b"\r\n", b"\n")
+                scan = max(len(self._buf) - 1, 0)
                 buf = self._buf + chunk if self._buf else chunk
-                if b"\r" in buf:
-                    buf = buf.replace(b"\r\n", b"\n")
                 events = []
                 start = 0
                 while True:
-                    cut = buf.find(b"\n\n", start)
+                    cut = buf.find(b"\n\n", max(start, scan))
                     if cut < 0:
                         break
                     event = buf[start:cut + 2]
@@ -124,6 +133,14 @@ class ChatStream:
                         self.done = True
                     events.append(event)
                 self._buf = buf[start:]
+                if len(self._buf) > MAX_EVENT_BYTES:
+                    # one event larger than any answer chunk: refuse it instead of buffering
+                    # without bound (a stream's events are small; whole answers are capped too)
+                    exc = StreamInterrupted(
+                        f"upstream sent an event over {MAX_EVENT_BYTES} bytes after "
+                        f"{self.events} events", events=self.events)
+                    exc.reason = "event_too_large"
+                    raise exc
                 if events:
                     self.events += len(events)
                     return events
