@@ -10,8 +10,9 @@ Escalation, bounded by the policy's `max_escalations` (one budget for all kinds)
 1. low confidence before the call and 2. context-window skips happen in `policies.decide`;
 3. a retryable upstream failure (429, 5xx, timeout, connection error) moves to the next tier;
 4. a non-stream answer failing a response check (router/upstream/checks.py) is re-asked on the next
-tier. A stream escalates only before its first byte: its first chunks are held back until the answer
-has begun, so an upstream that fails or ends empty before that still escalates.
+tier. A stream escalates only before its first byte reaches the client: its first chunks are held
+back until the answer has begun, so an upstream that fails, stalls or ends empty before that
+(after a role-only chunk or an SSE comment, say) still escalates.
 """
 
 from __future__ import annotations
@@ -102,9 +103,11 @@ class Router(Decider):
                 raise
             except Exception as exc:  # noqa: BLE001 - classified: escalate or raise
                 sub.close()
-                # A non-stream waiter has sent nothing yet, even when the shared call was a
-                # stream that broke half-way: it may still move on.
-                self._escalate_or_raise(exc, name, nxt, escalations, sent_nothing=not stream)
+                # Nothing of this answer has reached the client yet (a stream waiter's first
+                # byte goes out only after wait_output; a non-stream one's at the end), even
+                # when the upstream had sent events (a role-only chunk, a comment) or a shared
+                # call broke half-way: a broken stream may still move on to the next tier.
+                self._escalate_or_raise(exc, name, nxt, escalations, sent_nothing=True)
                 continue
             if stream:
                 if not started and "empty" in checks and nxt is not None:

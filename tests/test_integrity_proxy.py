@@ -588,3 +588,29 @@ def test_an_endless_sse_line_ends_the_stream_in_band_at_once(tmp_path):
         assert elapsed < 10, elapsed
     finally:
         upstream.stop()
+
+
+# -- item 9: a stream escalates until its first byte reaches the client --------------------------
+
+@pytest.mark.parametrize("mode", ["rolereset", "rolehang"])
+def test_a_stream_that_breaks_after_its_role_chunk_escalates(mode):
+    from badupstream import BadUpstream
+
+    upstream = BadUpstream().start()
+    try:
+        tiers = "".join(
+            f'[[tiers]]\nname = "{name}"\nmodel = "openai/{model}"\napi_base = "{upstream.url}"\n'
+            f'ability = {ability}\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\n'
+            for name, model, ability in (("first", mode, 1.0), ("second", "ok", 2.0)))
+        policy = f'name = "role"\ntimeout_s = 1\nmax_escalations = 1\n{tiers}'
+        app = build_app(parse_policy(policy), scorer=LengthScorer())
+        with serve(app) as url:
+            r = httpx.post(url + "/v1/chat/completions", timeout=30,
+                           json={"model": "auto", "stream": True,
+                                 "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200, r.text
+        assert r.headers["x-tierwise-tier"] == "second"
+        assert r.headers["x-tierwise-escalated"].startswith("stream_")
+        assert "hello" in r.text and '"error"' not in r.text
+    finally:
+        upstream.stop()
