@@ -614,3 +614,27 @@ def test_a_stream_that_breaks_after_its_role_chunk_escalates(mode):
         assert "hello" in r.text and '"error"' not in r.text
     finally:
         upstream.stop()
+
+
+# -- item 14 (dashboard): one tenant's key does not show every tenant's traffic ------------------
+
+def test_the_dashboard_needs_an_admin_key(scripted, tmp_path):
+    admin = "sk-integrity-admin-0123456789"
+    extra = f'\n[[auth.keys]]\nid = "ops"\nsha256 = "{hash_key(admin)}"\nadmin = true\n'
+    text = policy_text(scripted.url) + extra  # type: ignore[attr-defined]
+    ledger = Ledger(tmp_path / "dash.db")
+    app = build_app(parse_policy(text), scorer=LengthScorer(), ledger=ledger)
+    try:
+        with serve(app) as url:
+            assert post(url, chat("team a's secret question")).status_code == 200
+            for path in ("/dashboard", "/dashboard/data"):
+                tenant = httpx.get(url + path, timeout=30,
+                                   headers={"authorization": f"Bearer {KEYS['b']}"})
+                assert tenant.status_code == 403
+                assert tenant.json()["error"]["code"] == "admin_key_required"
+                assert "team a" not in tenant.text
+                ops = httpx.get(url + path, timeout=30,
+                                headers={"authorization": f"Bearer {admin}"})
+                assert ops.status_code == 200, (path, ops.text[:200])
+    finally:
+        ledger.close()

@@ -13,7 +13,8 @@
 6. charges the cost and tokens of the answer when it is done: through a Router listener (sees
    the tier and usage of streams too), else from the ``x-tierwise-cost-usd`` header.
 
-Other ``/v1/*`` paths and ``/dashboard`` are authenticated only; ``/healthz``, ``/readyz`` and
+Other ``/v1/*`` paths are authenticated only; ``/dashboard`` (every key's traffic and cost) needs
+a key marked ``admin = true`` when auth is on; ``/healthz``, ``/readyz`` and
 ``/metrics`` stay open for load balancers and Prometheus. Shared state (budgets, limits, cache)
 comes from the policy's ``state`` (router.state); the same state backs cross-replica coalescing
 (router.coalescing.shared) when ``shared_coalescer`` is given to the Router.
@@ -72,6 +73,14 @@ def current_key_id() -> str | None:
     return admission.client.id if admission is not None else None
 
 
+class AdminOnly(TierwiseError):
+    """403: a path for the operator (the dashboard) asked for with a tenant's key."""
+
+    status_code = 403
+    error_type = "permission_error"
+    code = "admin_key_required"
+
+
 class Guard:
     """ASGI middleware; see the module docstring. `state` defaults to the policy's."""
 
@@ -118,6 +127,13 @@ class Guard:
             await _send_error(send, exc, {"www-authenticate": "Bearer"})
             return
         scope.setdefault("state", {})["tierwise_client"] = client.id
+        if scope["path"].startswith("/dashboard") and self.auth.enabled and not (
+                client.key is not None and client.key.admin):
+            # the dashboard shows every tenant's traffic and cost: admin keys only
+            await _send_error(send, AdminOnly(
+                "/dashboard shows every API key's traffic and cost: it needs a key marked "
+                "admin = true in the policy's [[auth.keys]]"))
+            return
         if scope["path"] == ROUTE_PATH and scope["method"] == "POST":
             await self._checked(scope, receive, send, headers)
             return
