@@ -74,6 +74,9 @@ ROUTER_KEYS: dict[str, Key] = {
     # (one tenant would otherwise learn what another asked, and get its answer for nothing).
     "coalesce_across_keys": Key((bool,), False),
     "timeout_s": Key(NUMBER, 60.0, _positive, "> 0 seconds"),
+    # The longest one upstream call may take, start to end (timeout_s bounds the gaps between
+    # its events: a trickling stream would otherwise never end).
+    "max_call_s": Key(NUMBER, 600.0, _positive, "> 0 seconds"),
     "state": Key((str,), "memory", lambda v: v == "memory" or v.startswith(("redis://", "rediss://")),
                  '"memory" or a "redis://host:port/db" URL'),
     "tiers": Key((list,), REQUIRED),
@@ -208,6 +211,7 @@ class Policy:
     coalesce: bool = True
     coalesce_across_keys: bool = False
     timeout_s: float = 60.0
+    max_call_s: float = 600.0
     state: str = "memory"
     zone: str | None = None
     carbon_aware: bool = False

@@ -638,3 +638,38 @@ def test_the_dashboard_needs_an_admin_key(scripted, tmp_path):
                 assert ops.status_code == 200, (path, ops.text[:200])
     finally:
         ledger.close()
+
+
+# -- item 12: the whole call is bounded, not only the gaps between its events --------------------
+
+@pytest.mark.parametrize("transport", ["auto", "litellm"])
+def test_a_trickling_stream_ends_at_max_call_s(transport):
+    from badupstream import BadUpstream
+
+    upstream = BadUpstream().start()
+    try:
+        tiers = "".join(
+            f'[[tiers]]\nname = "{model}"\nmodel = "openai/{model}"\n'
+            f'api_base = "{upstream.url}"\nability = 1.0\ntransport = "{transport}"\n'
+            'input_per_mtok = 1.0\noutput_per_mtok = 1.0\n' for model in ("trickle", "ok"))
+        policy = f'name = "trickle"\ntimeout_s = 5\nmax_call_s = 2.5\nmax_escalations = 0\n{tiers}'
+        app = build_app(parse_policy(policy), scorer=LengthScorer())
+        with serve(app) as url:
+            # litellm's first call of a process imports it (seconds): not this test's subject
+            assert httpx.post(url + "/v1/chat/completions", timeout=60, headers={
+                "x-tierwise-tier": "ok"}, json={"model": "auto", "stream": True, "messages": [
+                    {"role": "user", "content": "warm up"}]}).status_code == 200
+            started = time.monotonic()
+            text = ""
+            with httpx.stream("POST", url + "/v1/chat/completions", timeout=30, json={
+                    "model": "auto", "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}]}) as r:
+                for line in r.iter_lines():  # (a chunk a second: never ends without the fix)
+                    text += line + "\n"
+                    if time.monotonic() - started > 10:
+                        break
+            elapsed = time.monotonic() - started
+        assert " t1" in text and '"error"' in text and text.rstrip().endswith("data: [DONE]")
+        assert elapsed < 6, elapsed
+    finally:
+        upstream.stop()

@@ -37,6 +37,7 @@ class ChatStream:
         self._conn = conn
         self._url = url
         self._timeout = timeout
+        self._deadline: float | None = None  # loop time by which the whole call must end
         self.status = conn.status
         self._headers: Any = conn.headers  # decoded on first use (see `headers`)
         self.usage: dict[str, Any] | None = None
@@ -45,6 +46,12 @@ class ChatStream:
         self._released = False
         self._buf = b""
         self._loop = asyncio.get_running_loop()
+
+    def limit_call(self, seconds: float) -> ChatStream:
+        """End the stream (StreamInterrupted, timed out) once it has run `seconds` in all,
+        however steadily events keep coming (policy ``max_call_s``)."""
+        self._deadline = self._loop.time() + seconds
+        return self
 
     @property
     def headers(self) -> dict[str, str]:
@@ -96,6 +103,14 @@ class ChatStream:
         conn = self._conn
         try:
             while True:
+                wait = self._timeout
+                if self._deadline is not None:
+                    left = self._deadline - self._loop.time()
+                    if left <= 0:
+                        raise StreamInterrupted(
+                            f"upstream call ran past its limit (max_call_s): {self._url}",
+                            events=self.events, timed_out=True)
+                    wait = min(wait, left)
                 chunk = conn.take_body()
                 if not chunk:
                     if conn.complete:
@@ -105,9 +120,12 @@ class ChatStream:
                             f"upstream stream broke after {self.events} events: "
                             f"{type(conn.error).__name__}", events=self.events)
                     try:
-                        # every gap between chunks is bounded by the timeout
-                        await conn.wait(self._loop, timeout=self._timeout)
+                        # every gap between chunks is bounded by the timeout, the whole call
+                        # by the deadline
+                        await conn.wait(self._loop, timeout=wait)
                     except TimeoutError:
+                        if wait < self._timeout:
+                            continue  # the deadline: reported at the top of the loop
                         raise StreamInterrupted(
                             f"upstream stream stalled for {self._timeout:g} s: {self._url}",
                             events=self.events, timed_out=True) from None
