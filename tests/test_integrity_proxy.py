@@ -673,3 +673,115 @@ def test_a_trickling_stream_ends_at_max_call_s(transport):
         assert elapsed < 6, elapsed
     finally:
         upstream.stop()
+
+
+# -- item 13: slow clients and connection floods are bounded -------------------------------------
+
+@contextmanager
+def serve_protected(app: Any) -> Iterator[tuple[str, int]]:
+    """The app under uvicorn with the policy's server limits (as `tierwise serve` runs it)."""
+    import uvicorn
+    from guardkit import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on", **app.server_options()))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_slow_header_clients_are_cut_and_a_flood_is_capped(tmp_path):
+    import socket
+
+    from guardkit import sim_policy
+
+    policy = sim_policy(head="client_timeout_s = 1\nmax_connections = 40\n")
+    app = build_app(parse_policy(policy), scorer=LengthScorer())
+    with serve_protected(app) as (url, port):
+        slow = []
+        for _ in range(100):  # each sends half a request head, then nothing
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+            slow.append(s)
+        started = time.monotonic()
+        closed_at = []
+        for s in slow:
+            s.settimeout(max(0.1, 4 - (time.monotonic() - started)))
+            try:
+                if s.recv(1024) == b"":
+                    closed_at.append(time.monotonic() - started)
+            except ConnectionResetError:  # closed with our half head unread: a reset
+                closed_at.append(time.monotonic() - started)
+            except TimeoutError:
+                pass  # still held open by the server
+            finally:
+                s.close()
+        # all closed by the server: beyond the cap at once, the others after client_timeout_s
+        assert len(closed_at) == 100, len(closed_at)
+        assert max(closed_at) < 3
+        r = httpx.post(url + "/v1/chat/completions", json=chat("still served"), timeout=30)
+        assert r.status_code == 200
+
+
+def test_sigterm_with_a_stream_open_exits_within_the_grace_time(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from badupstream import BadUpstream
+    from guardkit import free_port, wait_ready
+
+    upstream = BadUpstream().start()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'name = "grace"\nshutdown_grace_s = 1\ntimeout_s = 5\n'
+                      f'[[tiers]]\nname = "only"\nmodel = "openai/trickle"\n'
+                      f'api_base = "{upstream.url}"\nability = 1.0\n'
+                      'input_per_mtok = 1000.0\noutput_per_mtok = 1000.0\n')
+    path, port = tmp_path / "ledger.db", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--policy", str(policy), "--port", str(port),
+         "--log-level", "warning", "--ledger", str(path)], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, url, 90, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]
+        got: dict[str, str] = {}
+
+        def listen() -> None:
+            with httpx.stream("POST", url + "/v1/chat/completions", timeout=30, json={
+                    "model": "auto", "stream": True,
+                    "messages": [{"role": "user", "content": "trickle on"}]}) as r:
+                got["id"] = r.headers["x-tierwise-request-id"]
+                try:
+                    for _ in r.iter_lines():  # the trickle never ends by itself
+                        pass
+                except httpx.HTTPError:
+                    pass  # cut by the shutdown
+
+        reader = Background(listen)
+        reader.start()
+        time.sleep(1.5)  # the stream is open and has sent its first chunks
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        assert time.monotonic() - started < 6
+        reader.join(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        upstream.stop()
+    # the stream cut by the shutdown went out in part: it is in the books, charged
+    (row,) = [r for r in Ledger(path).query() if r.request_id == got["id"]]
+    assert row.cost_usd > 0

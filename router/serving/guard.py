@@ -332,6 +332,13 @@ class Guard:
         if not task.cancelled() and task.exception() is not None:
             log.error("could not charge a request: %r", task.exception())
 
+    def server_options(self) -> dict[str, Any]:
+        """What `uvicorn.run` needs to serve this app within the policy's server limits
+        (router.serving.server: client read deadline, connection cap, shutdown grace)."""
+        from router.serving.server import server_options
+
+        return server_options(self.policy)
+
     def _lifespan_send(self, send: Send) -> Send:
         async def wrapped(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
