@@ -189,9 +189,10 @@ class Relay:
                     for chunk in await self._read_tail():
                         if chunk.get("usage"):
                             routing.usage = clean_usage(chunk["usage"])
-        if self._tail is not None:  # the grace time is over: stop that read
-            self._tail.cancel()
-            self._tail = None
+        tail, self._tail = self._tail, None
+        if tail is not None:  # the grace time is over: stop that read, and let it end before
+            tail.cancel()     # the batches are closed (an iterator in use cannot be closed)
+            await asyncio.wait({tail})
 
     def _close(self) -> None:
         self._closed = True

@@ -3,6 +3,7 @@ loopback HTTP, with a scripted OpenAI-shaped upstream, a real ledger and /metric
 
 The upstream's behaviour is chosen by a word in the last user message:
     pause-usage  streams the answer and its finish_reason, waits 0.5 s, then usage and [DONE]
+    pause-long   the same with a 3 s wait
     slow         first byte after 0.8 s (identical requests in flight meanwhile coalesce)
     drip         30 content chunks 50 ms apart (a client can leave half-way)
     breaks       two content chunks, then the connection drops (a failure after the first byte)
@@ -107,6 +108,8 @@ class Scripted:
             yield event({}, "stop")
             if "pause-usage" in text:
                 await asyncio.sleep(0.5)
+            if "pause-long" in text:
+                await asyncio.sleep(3.0)  # longer than the proxy waits for a usage
             if (body.get("stream_options") or {}).get("include_usage"):
                 usage_event = json.dumps({**head, "object": "chat.completion.chunk",
                                           "choices": [], "usage": "USAGE"})
@@ -231,6 +234,20 @@ def test_stream_left_after_its_finish_reason_is_charged_exactly(scripted, tmp_pa
         while before - remaining_budget(url) < CALL_COST and time.monotonic() < deadline:
             time.sleep(0.05)
         assert before - remaining_budget(url) >= CALL_COST - 1e-9
+
+
+def test_stream_left_after_its_finish_reason_without_usage_in_time_is_estimated(
+        scripted, tmp_path, caplog):
+    with proxy(scripted, tmp_path) as (url, app, ledger):
+        with httpx.stream("POST", url + "/v1/chat/completions", timeout=30,
+                          json=chat("pause-long please", stream=True),
+                          headers={"authorization": f"Bearer {KEYS['a']}"}) as r:
+            rid = r.headers["x-tierwise-request-id"]
+            read_until(r, lambda c: c["choices"] and c["choices"][0].get("finish_reason"))
+        got = row(app, ledger, rid)
+        assert got.outcome == "cancelled" and got.cost_usd > 0
+        assert (got.prompt_tokens, got.completion_tokens) != (10, 20)  # estimated
+    assert not [rec for rec in caplog.records if rec.levelname in ("ERROR", "CRITICAL")]
 
 
 def test_stream_left_half_way_is_charged_for_what_went_out(scripted, tmp_path):
