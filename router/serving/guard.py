@@ -265,7 +265,7 @@ class Guard:
         finally:
             deadline.cancel()
             _CURRENT.reset(token)
-        if not admission.charged:
+        if not admission.charged and self.limiter.charges(admission.client):
             # no Router listener charged it: the header's cost, else give the reservation back
             cost = _float(_header(raw_headers, b"x-tierwise-cost-usd")) if status == 200 else None
             await self._settle(admission, cost)
