@@ -12,6 +12,7 @@ keys_env = "TIERWISE_API_KEYS"      # optional: "id:key,id2:key2" (or bare keys)
 [[auth.keys]]
 id = "team-a"                       # what the ledger and logs show; never the key itself
 sha256 = "9f86d0..."                # sha256 hex of the key: `tierwise hash-key` or sha256sum
+admin = true                        # optional: this key may read /dashboard (all keys' data)
 usd_per_day = 5.0                   # optional per-key overrides of [limits]
 
 [limits]
@@ -47,6 +48,7 @@ class ApiKey:
     tokens_per_minute: int | None = None
     usd_per_day: float | None = None
     usd_per_month: float | None = None
+    admin: bool = False  # may read /dashboard, which shows every key's traffic and cost
 
 
 @dataclass(frozen=True)

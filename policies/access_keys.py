@@ -39,6 +39,8 @@ API_KEY_KEYS: dict[str, Key] = {
               "(1-64 letters, digits, '_', '-', '.')"),
     "sha256": Key((str,), REQUIRED, lambda v: bool(_HEX64.fullmatch(v)),
                   "(64 lowercase hex digits: the sha256 of the key, never the key itself)"),
+    # may read /dashboard (every tenant's traffic and cost); other keys get 403 there
+    "admin": Key((bool,), False),
     **_PER_KEY,
 }
 

@@ -70,7 +70,18 @@ ROUTER_KEYS: dict[str, Key] = {
     "decision_noise": Key(NUMBER, 0.5, _positive, "> 0 (logit units), e.g. 0.5"),
     "max_escalations": Key((int,), 2, lambda v: v >= 0, ">= 0"),
     "coalesce": Key((bool,), True),
+    # Identical requests of different API keys share one upstream call only when this is true
+    # (one tenant would otherwise learn what another asked, and get its answer for nothing).
+    "coalesce_across_keys": Key((bool,), False),
     "timeout_s": Key(NUMBER, 60.0, _positive, "> 0 seconds"),
+    # The longest one upstream call may take, start to end (timeout_s bounds the gaps between
+    # its events: a trickling stream would otherwise never end).
+    "max_call_s": Key(NUMBER, 600.0, _positive, "> 0 seconds"),
+    # `tierwise serve` itself (router/serving/server.py): the time a client has to send its
+    # request, the connections held open at once, the wait for requests in flight at shutdown
+    "client_timeout_s": Key(NUMBER, 30.0, _positive, "> 0 seconds"),
+    "max_connections": Key((int,), 1000, lambda v: v > 0, "> 0 connections"),
+    "shutdown_grace_s": Key(NUMBER, 30.0, _positive, "> 0 seconds"),
     "state": Key((str,), "memory", lambda v: v == "memory" or v.startswith(("redis://", "rediss://")),
                  '"memory" or a "redis://host:port/db" URL'),
     "tiers": Key((list,), REQUIRED),
@@ -203,7 +214,12 @@ class Policy:
     decision_noise: float = 0.5
     max_escalations: int = 2
     coalesce: bool = True
+    coalesce_across_keys: bool = False
     timeout_s: float = 60.0
+    max_call_s: float = 600.0
+    client_timeout_s: float = 30.0
+    max_connections: int = 1000
+    shutdown_grace_s: float = 30.0
     state: str = "memory"
     zone: str | None = None
     carbon_aware: bool = False

@@ -151,7 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"(policy: {args.policy or 'embedded demo'}; {where})", file=sys.stderr)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                    access_log=args.access_log)
+                    access_log=args.access_log, **app.server_options())
     finally:
         app.accountant.close()  # what was answered reaches the ledger before it closes
         if ledger is not None:

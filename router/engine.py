@@ -10,8 +10,9 @@ Escalation, bounded by the policy's `max_escalations` (one budget for all kinds)
 1. low confidence before the call and 2. context-window skips happen in `policies.decide`;
 3. a retryable upstream failure (429, 5xx, timeout, connection error) moves to the next tier;
 4. a non-stream answer failing a response check (router/upstream/checks.py) is re-asked on the next
-tier. A stream escalates only before its first byte: its first chunks are held back until the answer
-has begun, so an upstream that fails or ends empty before that still escalates.
+tier. A stream escalates only before its first byte reaches the client: its first chunks are held
+back until the answer has begun, so an upstream that fails, stalls or ends empty before that
+(after a role-only chunk or an SSE comment, say) still escalates.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from policies import Policy, Tier
+from router.accounting.records import clean_usage, estimate_usage
 from router.coalescing.inflight import Coalescer, InProcessCoalescer, coalesce_key
 from router.coalescing.solo import Solo
 from router.decider import Decider
@@ -50,8 +52,11 @@ class Router(Decider):
     # --- the async request path (proxy, middleware, acomplete) --------------------------------
 
     async def serve(self, body: dict[str, Any], *, pin: str | None = None,
-                    coalesce: bool = True) -> Outcome:
-        """Route and answer one chat request body; raises TierwiseError subclasses."""
+                    coalesce: bool = True, tenant: str | None = None) -> Outcome:
+        """Route and answer one chat request body; raises TierwiseError subclasses.
+
+        `tenant` (the caller's API key id, from the proxy) keeps its requests from sharing an
+        upstream call with another tenant's, unless the policy says `coalesce_across_keys`."""
         started = time.perf_counter()
         decision = self.decide(body, pin)
         decision_ms = (time.perf_counter() - started) * 1000
@@ -61,7 +66,9 @@ class Router(Decider):
                           stream=bool(body.get("stream")), started=started,
                           decision_ms=decision_ms, body=body)
         try:
-            return await self._serve(body, coalesce, routing)
+            if self.policy.coalesce_across_keys:
+                tenant = None
+            return await self._serve(body, coalesce, routing, tenant)
         except asyncio.CancelledError:
             routing.outcome, routing.status = "cancelled", 499
             self._notify_failure(routing)
@@ -71,7 +78,8 @@ class Router(Decider):
             self._notify_failure(routing)
             raise
 
-    async def _serve(self, body: dict[str, Any], coalesce: bool, routing: Routing) -> Outcome:
+    async def _serve(self, body: dict[str, Any], coalesce: bool, routing: Routing,
+                     tenant: str | None = None) -> Outcome:
         decision, stream, escalations = routing.decision, routing.stream, routing.escalations
         plan = self.plan(decision)
         solo = not (coalesce and self.policy.coalesce)
@@ -83,7 +91,7 @@ class Router(Decider):
             nxt = plan[i + 1] if i + 1 < len(plan) else None
             served: dict[str, Any] = {}  # the deployment that answered, if this waiter calls
             # a Solo flight is never looked up: its key need not be computed (hash of the body)
-            key = tier.name if solo else coalesce_key(body, tier.name)
+            key = tier.name if solo else coalesce_key(body, tier.name, tenant)
             sub = joiner.join(key, self._starter(tier, body, stream, served), stream=stream)
             try:
                 if stream:
@@ -95,9 +103,11 @@ class Router(Decider):
                 raise
             except Exception as exc:  # noqa: BLE001 - classified: escalate or raise
                 sub.close()
-                # A non-stream waiter has sent nothing yet, even when the shared call was a
-                # stream that broke half-way: it may still move on.
-                self._escalate_or_raise(exc, name, nxt, escalations, sent_nothing=not stream)
+                # Nothing of this answer has reached the client yet (a stream waiter's first
+                # byte goes out only after wait_output; a non-stream one's at the end), even
+                # when the upstream had sent events (a role-only chunk, a comment) or a shared
+                # call broke half-way: a broken stream may still move on to the next tier.
+                self._escalate_or_raise(exc, name, nxt, escalations, sent_nothing=True)
                 continue
             if stream:
                 if not started and "empty" in checks and nxt is not None:
@@ -107,16 +117,20 @@ class Router(Decider):
                 self._answered(routing, sub.coalesced, served)
                 return Outcome(routing, stream=Relay(sub, body, routing, self._notify,
                                                      self._notify_failure))
+            # the whole answer is here: whoever pays for the call (one waiter) is decided
+            # before leaving it (router.coalescing.inflight.claim_bill)
+            pays = sub.claim_bill(True)
             sub.close()
+            usage = _usage_of(response, routing.decision.n_tokens)
             bad = check_response(response, body, checks)
             if bad and nxt is not None:
                 escalations.append(f"{bad}:{name}->{nxt}")
-                if not sub.coalesced:  # this request paid for the discarded answer
-                    routing.prior_cost_usd += tier_cost(tier, response.get("usage"))
+                if pays:  # this request paid for the discarded answer
+                    routing.prior_cost_usd += tier_cost(tier, usage)
                 continue
-            self._answered(routing, sub.coalesced, served)
+            self._answered(routing, not pays, served)
             routing.failed_check = bad
-            routing.usage = response.get("usage")
+            routing.usage = usage
             self._notify(routing)
             return Outcome(routing, response=response)
         raise UpstreamError("no tier answered", attempts=escalations)  # plan is never empty
@@ -164,7 +178,8 @@ class Router(Decider):
         retryable, status, reason = classify_failure(exc)
         retryable = retryable or (sent_nothing and reason.startswith("stream_"))
         if not retryable or nxt is None:
-            raise upstream_error(exc, status, [*escalations, f"{reason}:{name}"]) from exc
+            raise upstream_error(exc, status, [*escalations, f"{reason}:{name}"],
+                                 tier=name) from exc
         escalations.append(f"{reason}:{name}->{nxt}")
 
     # --- SDK ------------------------------------------------------------------------------------
@@ -218,6 +233,23 @@ class Router(Decider):
             response.tierwise = routing
             return response
         raise UpstreamError("no tier answered", attempts=escalations)
+
+
+def _usage_of(response: dict[str, Any], prompt_tokens: int) -> dict[str, Any]:
+    """A non-stream answer's usage, checked (router.accounting.records.clean_usage); estimated
+    from its text when the upstream sent none or a malformed one: a paid answer is charged."""
+    usage = clean_usage(response.get("usage"))
+    if usage is not None:
+        return usage
+    chars = 0
+    for choice in response.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            content = message.get("content")
+            chars += len(content) if isinstance(content, str) else 0
+            if message.get("tool_calls"):
+                chars += len(str(message["tool_calls"]))
+    return estimate_usage(prompt_tokens, chars)
 
 
 def iter_text(stream: Any) -> Iterator[str]:

@@ -68,12 +68,28 @@ def _check_part(part: Any, where: str) -> None:
         raise InvalidRequestError(f"{where}.text must be a string", param=f"{where}.text")
 
 
+# The fields that bound a request's output; providers honour either.
+OUTPUT_FIELDS = ("max_completion_tokens", "max_tokens")
+
+
+def output_budget(body: dict[str, Any]) -> int | None:
+    """The most output tokens a request may ask for: the larger of its max_completion_tokens and
+    max_tokens, of those set. A null one bounds nothing, so the other still counts: a
+    ``"max_completion_tokens": null`` beside a huge ``max_tokens`` must not hide it from the
+    limits, the tokens-per-minute estimate or the context-window check."""
+    values = [v for v in (body.get(name) for name in OUTPUT_FIELDS)
+              if isinstance(v, int) and not isinstance(v, bool)]
+    return max(values) if values else None
+
+
 def request_facts(body: dict[str, Any], pinned_tier: str | None = None) -> RequestFacts:
     """What the policy's hard rules look at: output budget, tools, images, a pinned tier."""
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                   or max_tokens < 1):
-        raise InvalidRequestError("max_tokens must be a positive integer", param="max_tokens")
+    for name in OUTPUT_FIELDS:
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise InvalidRequestError(f"{name} must be a positive integer", param=name)
+    max_tokens = output_budget(body)
     tools = body.get("tools") or body.get("functions")
     messages = body.get("messages") or []
     needs_tools = bool(tools) or any(

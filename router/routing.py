@@ -10,7 +10,7 @@ from random import getrandbits as _bits
 from typing import Any
 
 from policies import Decision, Tier
-from router.accounting.records import Prices, token_cost
+from router.accounting.records import Prices, clean_usage, token_cost
 
 
 def new_request_id() -> str:
@@ -115,6 +115,6 @@ def price(routing: Routing, tier: Tier, largest: Tier) -> None:
 
 def tier_cost(tier: Tier, usage: Any) -> float:
     """What a call to `tier` that used `usage` (an OpenAI usage object, or None) cost."""
-    usage = usage if isinstance(usage, dict) else {}
+    usage = clean_usage(usage) or {}
     return Prices(tier.input_per_mtok, tier.output_per_mtok).cost(
         int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))

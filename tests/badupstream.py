@@ -12,6 +12,8 @@ model name (litellm sends "openai/<mode>" as "<mode>"); `hits[mode]` counts requ
     garbage   200 with a body that is not JSON (SSE: broken data lines)
     e500 / e503 / e429   that HTTP status with an OpenAI-style error body
     trickle   streams one chunk per second, forever
+    longline  streams one chunk, then a data line of 40 MB with no end, then hangs
+    rolereset / rolehang   streams the role-only chunk and an SSE comment, then resets / hangs
 """
 
 from __future__ import annotations
@@ -121,6 +123,21 @@ class BadUpstream:
             writer.write(b"data: {not json at all\n\ndata: ]]]\n\n")
             await writer.drain()
             return False
+        if mode in ("rolereset", "rolehang"):
+            role = _chunk(mode, "")
+            writer.write(_sse(role) + b": keep-alive\n\n")
+            await writer.drain()
+            if mode == "rolereset":
+                await asyncio.sleep(0.05)
+                _reset(writer)
+                return False
+            await asyncio.sleep(3600)
+        if mode == "longline":
+            writer.write(_sse(_chunk(mode, "hello")) + b"data: {\"x\": \"")
+            for _ in range(40):
+                writer.write(b"x" * (1024 * 1024))
+                await writer.drain()
+            await asyncio.sleep(3600)
         words = ["hello", " there", " friend"]
         for i, word in enumerate(words if mode != "trickle" else iter(int, 1)):
             writer.write(_sse(_chunk(mode, word if mode != "trickle" else f" t{i}")))

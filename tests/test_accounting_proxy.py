@@ -458,7 +458,7 @@ def test_ledger_names_the_key_id_never_the_key(upstream, tmp_path):
     import hashlib
 
     secret = "sk-accounting-test-0123456789"
-    auth = ('\n[[auth.keys]]\nid = "team-a"\n'
+    auth = ('\n[[auth.keys]]\nid = "team-a"\nadmin = true\n'  # admin: may read /dashboard
             f'sha256 = "{hashlib.sha256(secret.encode()).hexdigest()}"\n')
     ledger = Ledger(tmp_path / "ledger.db", store_prompts=False)
     app = build_app(parse_policy(policy_text(upstream, dead="") + auth, source="auth.toml"),

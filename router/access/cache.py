@@ -6,7 +6,10 @@ tenant's answers are never served to another. Stream and non-stream requests hav
 keys (the ``stream`` field is part of the body): a cached stream is replayed as the same SSE
 bytes in one piece.
 
-Only complete 200 responses up to ``max_entry_bytes`` are stored. The request header
+Only complete 200 responses up to ``max_entry_bytes`` are stored: whole answers that passed the
+response checks (router.serving.guard asks the responder), never a stream cut short or one that
+failed after its first byte, nor one flagged ``x-tierwise-check-failed``. The memory store holds at
+most ``max_entries`` of them (oldest dropped first). The request header
 ``cache-control: no-store`` skips the cache both ways, ``no-cache`` skips the lookup but stores
 the fresh answer; a response with ``cache-control: no-store`` is not stored.
 """
@@ -83,7 +86,10 @@ class ResponseCache:
 
     def storable(self, status: int, headers: dict[str, str], size: int) -> bool:
         no_store = "no-store" in (headers.get("cache-control") or "").lower()
-        return status == 200 and not no_store and size <= self.settings.max_entry_bytes
+        # an answer that failed a response check is served once, flagged, never replayed
+        failed = "x-tierwise-check-failed" in headers
+        return (status == 200 and not no_store and not failed
+                and size <= self.settings.max_entry_bytes)
 
     async def put(self, key: str, status: int, headers: dict[str, str], body: bytes) -> bool:
         """Store a response if it may be cached; True if stored."""

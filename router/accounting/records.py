@@ -16,12 +16,15 @@ usual convention (RouteLLM, Martian) and keeps the comparison free of guesses.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+log = logging.getLogger("tierwise.accounting")
 
 OUTCOMES = ("ok", "upstream_error", "client_error", "cancelled")
 
@@ -55,6 +58,47 @@ def token_cost(prompt_tokens: int, completion_tokens: int, input_per_mtok: float
     """USD for the tokens at per-1M-token prices (the one formula: `Prices.cost` and the
     request path's router.routing.price both use it, so headers and ledger agree)."""
     return (prompt_tokens * input_per_mtok + completion_tokens * output_per_mtok) / 1e6
+
+
+# More tokens than any model reads or writes in one call: a count above it is a provider bug
+# (or an attack on the books), not usage.
+MAX_USAGE_TOKENS = 100_000_000
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def clean_usage(usage: Any) -> dict[str, Any] | None:
+    """An upstream's ``usage`` object checked before anything is charged from it: the token
+    counts as ints, or None when it is not usable (not an object, a count that is not a whole
+    number in [0, MAX_USAGE_TOKENS]: a string, NaN, 1e30...), so the caller estimates instead.
+    Logged when dropped: the provider sent something wrong and the charge is an estimate."""
+    if usage is None:
+        return None
+    if isinstance(usage, dict):
+        counts: dict[str, int] = {}
+        for name in _USAGE_FIELDS:
+            value = usage.get(name, 0)
+            if value is None:
+                value = 0
+            if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                    math.isfinite(value) and value == int(value)
+                    and 0 <= value <= MAX_USAGE_TOKENS):
+                break
+            counts[name] = int(value)
+        else:
+            if usage.get("total_tokens") is None:
+                counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
+            return {**usage, **counts}
+    log.warning("malformed usage from the upstream ignored (estimated instead): %.200r", usage)
+    return None
+
+
+def estimate_usage(prompt_tokens: int, answer_chars: int) -> dict[str, Any]:
+    """A usage for an answer the upstream did not (validly) count: the prompt's tokens as the
+    scorer counted them and ~4 characters per token of the answer text that went out."""
+    prompt = max(int(prompt_tokens), 0)
+    completion = max(1, -(-int(answer_chars) // 4)) if answer_chars > 0 else 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion, "estimated": True}
 
 
 _litellm: Any = None

@@ -8,7 +8,14 @@ provider again. The flight buffers what it receives, so:
 - a stream waiter gets every chunk from the first one, however late it joined, then the rest
   as they arrive (split from the response if the flight does not stream);
 - a waiter that leaves (client disconnect) only unsubscribes; the call is cancelled when the
-  last waiter leaves, so one impatient client never breaks the answer for the others.
+  last waiter leaves, so one impatient client never breaks the answer for the others;
+- the call is paid for exactly once (`claim_bill`): by the waiter that started it, or, if that
+  one left before the end while others still wait, by the first of them to get the answer. No
+  answer rides free because the request that paid for it hung up.
+
+The key holds the tenant (the caller's API key id) unless the operator opts in to sharing
+calls across tenants (``coalesce_across_keys = true``): one tenant never learns from
+``x-tierwise-coalesced`` what another asked, and never gets its answer for nothing.
 
 Flights are forgotten when they finish: this is not a response cache. `stream` and
 `stream_options` are not part of the key (they only change how the answer is delivered), so
@@ -37,11 +44,13 @@ StartCall = Callable[[], Awaitable[Any]]
 _NOT_IN_KEY = {"model", "stream", "stream_options"}
 
 
-def coalesce_key(body: dict[str, Any], tier: str) -> str:
-    """Identity of a request for coalescing: the canonical body (keys sorted) and the tier."""
+def coalesce_key(body: dict[str, Any], tier: str, tenant: str | None = None) -> str:
+    """Identity of a request for coalescing: the canonical body (keys sorted), the tier and
+    the tenant (None: requests of every caller may share a call)."""
     canonical = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{tier}\n{text}".encode()).hexdigest()
+    head = tier if tenant is None else f"{tier}\n{len(tenant)}:{tenant}"
+    return hashlib.sha256(f"{head}\n{text}".encode()).hexdigest()
 
 
 class Subscription(Protocol):
@@ -68,6 +77,10 @@ class Subscription(Protocol):
     def close(self) -> None:
         """Leave; cancels the call if this was its last waiter."""
 
+    def claim_bill(self, complete: bool) -> bool:
+        """Called once when this waiter's answer is settled: True if it pays for the call
+        (exactly one waiter of a call does). `complete`: it got the whole answer."""
+
 
 class Coalescer(Protocol):
     def join(self, key: str, start: StartCall, *, stream: bool) -> Subscription:
@@ -88,6 +101,8 @@ class Flight:
         self.output_at: int | None = None  # index of the first chunk with answer text
         self.waiters = 0
         self.task: asyncio.Task[None] | None = None
+        self.billed = False  # a waiter has taken the call's bill
+        self.payer_here = True  # the waiter due to pay (its starter) is still subscribed
         self._wake = asyncio.Event()
 
     def _notify(self) -> None:
@@ -192,7 +207,21 @@ class FlightSubscription:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if not self.coalesced:  # the starter left: if it did not pay, a follower will
+                self.flight.payer_here = False
             self._coalescer.leave(self.flight)
+
+    def claim_bill(self, complete: bool) -> bool:
+        flight = self.flight
+        if flight.billed or (self.coalesced and flight.payer_here):
+            return False  # paid already, or its starter is still there to pay
+        others = flight.waiters - (0 if self._closed else 1)
+        if not complete and not flight.done and others > 0:
+            # leaving half-way while others wait for the rest: the one that gets it pays
+            flight.payer_here = False
+            return False
+        flight.billed = True
+        return True
 
 
 class InProcessCoalescer:

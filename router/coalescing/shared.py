@@ -79,6 +79,10 @@ class SharedSubscription:
     def close(self) -> None:
         self._inner.close()
 
+    def claim_bill(self, complete: bool) -> bool:
+        # a cross-replica follower's call was made and is paid on the leading replica
+        return not self._role.follower and bool(self._inner.claim_bill(complete))
+
 
 class SharedCoalescer:
     """Coalescer across replicas through a State (Redis); see the module docstring."""

@@ -48,6 +48,9 @@ class OwnCall:
         await self.response()
         return True
 
+    def claim_bill(self, complete: bool) -> bool:
+        return True  # its own call: always its own bill
+
     async def batches(self, include_usage: bool) -> AsyncIterator[list[dict[str, Any]]]:
         yield as_chunks(await self.response(), include_usage)
 
@@ -115,6 +118,9 @@ class OwnStream:
 
     async def response(self) -> dict[str, Any]:
         raise NotImplementedError("a Solo stream has no whole response")
+
+    def claim_bill(self, complete: bool) -> bool:
+        return True  # its own call: always its own bill
 
     def close(self) -> None:
         if self._closed:

@@ -278,3 +278,5 @@ class Accountant:
             self._idle = False
             self._wake.set()
             self._thread.join(timeout=30)
+            # a later request (the app served again after a lifespan shutdown) starts a new one
+            self._thread = None

@@ -13,7 +13,8 @@
 6. charges the cost and tokens of the answer when it is done: through a Router listener (sees
    the tier and usage of streams too), else from the ``x-tierwise-cost-usd`` header.
 
-Other ``/v1/*`` paths and ``/dashboard`` are authenticated only; ``/healthz``, ``/readyz`` and
+Other ``/v1/*`` paths are authenticated only; ``/dashboard`` (every key's traffic and cost) needs
+a key marked ``admin = true`` when auth is on; ``/healthz``, ``/readyz`` and
 ``/metrics`` stay open for load balancers and Prometheus. Shared state (budgets, limits, cache)
 comes from the policy's ``state`` (router.state); the same state backs cross-replica coalescing
 (router.coalescing.shared) when ``shared_coalescer`` is given to the Router.
@@ -33,9 +34,16 @@ from typing import Any
 from policies import Policy
 from router.access.auth import Authenticator, Client
 from router.access.cache import ResponseCache, directives
-from router.access.limits import Admission, Limiter, LimitExceeded, estimate_tokens
+from router.access.limits import (
+    Admission,
+    Limiter,
+    LimitExceeded,
+    estimate_cost,
+    estimate_tokens,
+)
 from router.errors import TierwiseError, UpstreamError
-from router.serving.responder import PARSED_BODY, ClientGone, read_body, replay_body
+from router.messages import output_budget
+from router.serving.responder import COMPLETE, PARSED_BODY, ClientGone, read_body, replay_body
 from router.serving.validation import parse_body
 from router.state import State, open_state
 
@@ -65,6 +73,14 @@ def current_key_id() -> str | None:
     return admission.client.id if admission is not None else None
 
 
+class AdminOnly(TierwiseError):
+    """403: a path for the operator (the dashboard) asked for with a tenant's key."""
+
+    status_code = 403
+    error_type = "permission_error"
+    code = "admin_key_required"
+
+
 class Guard:
     """ASGI middleware; see the module docstring. `state` defaults to the policy's."""
 
@@ -80,10 +96,13 @@ class Guard:
         self.metrics: Any = None  # set by build_app, for callers that want the parts
         self.ledger: Any = None
         self.policy = policy
-        self.state = state if state is not None else open_state(policy.state,
-                                                                on_fallback=on_fallback)
+        self.state = state if state is not None else open_state(
+            policy.state, on_fallback=on_fallback, max_entries=policy.cache.max_entries)
         self.auth = Authenticator(policy.auth)
         self.limiter = Limiter(policy.limits, self.state, cheapest_tier=policy.tiers[0].name)
+        # the prices a request's cost is estimated at before its tier is known (the highest)
+        self._top_prices = (max(t.input_per_mtok for t in policy.tiers),
+                            max(t.output_per_mtok for t in policy.tiers))
         self.cache = ResponseCache(policy.cache, self.state)
         self.first_byte_timeout_s = first_byte_timeout_s or (
             policy.timeout_s * (policy.max_escalations + 1) + 5.0)
@@ -112,6 +131,13 @@ class Guard:
             await _send_error(send, exc, {"www-authenticate": "Bearer"})
             return
         scope.setdefault("state", {})["tierwise_client"] = client.id
+        if scope["path"].startswith("/dashboard") and self.auth.enabled and not (
+                client.key is not None and client.key.admin):
+            # the dashboard shows every tenant's traffic and cost: admin keys only
+            await _send_error(send, AdminOnly(
+                "/dashboard shows every API key's traffic and cost: it needs a key marked "
+                "admin = true in the policy's [[auth.keys]]"))
+            return
         if scope["path"] == ROUTE_PATH and scope["method"] == "POST":
             await self._checked(scope, receive, send, headers)
             return
@@ -144,9 +170,10 @@ class Guard:
             raw = await read_body(receive, self.policy.limits.max_body_bytes,
                                    headers.get("content-length"))
             body = parse_body(raw, self.policy.limits)
-            requested = body.get("max_completion_tokens", body.get("max_tokens"))
-            output = requested if isinstance(requested, int) else None
-            admission = await self.limiter.admit(client, estimate_tokens(len(raw), output))
+            output = output_budget(body)
+            admission = await self.limiter.admit(
+                client, estimate_tokens(len(raw), output),
+                estimate_cost(len(raw), output, *self._top_prices))
         except LimitExceeded as exc:
             await _send_error(send, exc, exc.headers())
             return
@@ -234,6 +261,7 @@ class Guard:
             log.warning("no response within %.0f s; answered 504", self.first_byte_timeout_s)
             await _send_error(send, UpstreamError("no response from the upstream in time",
                                                   status_code=504))
+            await self._settle(admission, 0.0)
             return
         else:
             if expired:  # the app swallowed our cancellation: take it back
@@ -241,15 +269,25 @@ class Guard:
         finally:
             deadline.cancel()
             _CURRENT.reset(token)
-        if not admission.charged and status == 200 and self.limiter.charges(admission.client):
-            cost = _float(_header(raw_headers, b"x-tierwise-cost-usd"))
-            if cost is not None:
-                await self.limiter.charge(admission, cost, None)
-                admission.charged = True
-        if cache_key is not None and size <= limit:
+        if not admission.charged and self.limiter.charges(admission.client):
+            # no Router listener charged it: the header's cost, else give the reservation back
+            cost = _float(_header(raw_headers, b"x-tierwise-cost-usd")) if status == 200 else None
+            await self._settle(admission, cost)
+        # only a whole answer that passed its checks is stored (the responder says so): not a
+        # stream the client or the upstream cut short, not an in-band error, not a failed check
+        complete = (scope.get("state") or {}).pop(COMPLETE, False)
+        if cache_key is not None and size <= limit and complete:
             resp_headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                             for k, v in raw_headers}
             await self.cache.put(cache_key, status, resp_headers, b"".join(parts))
+
+    async def _settle(self, admission: Admission, cost: float | None) -> None:
+        """Book a request no Router listener charged: `cost` (from its header), or None /
+        0.0: it got no answer, and what admission reserved for it is given back."""
+        if admission.charged or not self.limiter.charges(admission.client):
+            return
+        admission.charged = True
+        await self.limiter.charge(admission, cost or 0.0, None if cost else 0)
 
     def _account_hit(self, hit: Any, key_id: str, started: float) -> dict[str, str]:
         """Record a cache hit in the ledger and metrics; its cost/saved headers."""
@@ -298,6 +336,13 @@ class Guard:
         if not task.cancelled() and task.exception() is not None:
             log.error("could not charge a request: %r", task.exception())
 
+    def server_options(self) -> dict[str, Any]:
+        """What `uvicorn.run` needs to serve this app within the policy's server limits
+        (router.serving.server: client read deadline, connection cap, shutdown grace)."""
+        from router.serving.server import server_options
+
+        return server_options(self.policy)
+
     def _lifespan_send(self, send: Send) -> Send:
         async def wrapped(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
@@ -309,6 +354,14 @@ class Guard:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.state.close()
+        # The books are closed here, at the end of the lifespan, not by whoever started the
+        # server: uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which ends the
+        # process before `tierwise serve` reaches its own cleanup, and the rows of the requests
+        # answered during the shutdown were lost. The ledger stays open (its owner closes it).
+        if self.accountant is not None:
+            await asyncio.to_thread(self.accountant.close)
+        if self.ledger is not None:
+            await asyncio.to_thread(self.ledger.flush)
 
 
 def protect(app: ASGIApp, policy: Policy, **kwargs: Any) -> Guard:
@@ -338,7 +391,7 @@ def build_app(policy: Policy, *, scorer: Any = None,
         if on_fallback is not None:
             on_fallback(operation)
 
-    state = open_state(policy.state, on_fallback=fallback)
+    state = open_state(policy.state, on_fallback=fallback, max_entries=policy.cache.max_entries)
     coalescer = None
     if policy.state != "memory":
         coalescer = SharedCoalescer(state, follow_timeout_s=policy.timeout_s * 2 + 10,

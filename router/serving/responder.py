@@ -34,6 +34,13 @@ PIN_HEADER = "x-tierwise-tier"
 # scope["state"] key under which router.serving.guard leaves the body it parsed and checked already
 PARSED_BODY = "tierwise_body"
 COALESCE_HEADER = "x-tierwise-coalesce"
+# scope["state"] key of the caller's API key id (set by router.serving.guard): its tenant, so
+# its requests share upstream calls only with its own (router.coalescing.inflight)
+TENANT = "tierwise_client"
+# scope["state"] key set to True once a whole, successful answer that passed the response
+# checks went out: the only kind router.serving.guard may put in the response cache (not a
+# stream cut short by the client or the upstream, not an error, not a failed check)
+COMPLETE = "tierwise_complete"
 INTERNAL_ERROR = {"error": {"message": "internal error in tierwise", "type": "server_error",
                             "param": None, "code": None}}
 
@@ -184,9 +191,10 @@ class ChatResponder:
     async def _answer(self, body: dict[str, Any]) -> None:
         coalesce = (header(self.scope, COALESCE_HEADER) or "on").strip().lower() not in {
             "off", "false", "0", "no"}
+        state = self.scope.get("state") or {}
         try:
             outcome = await self.router.serve(body, pin=header(self.scope, PIN_HEADER),
-                                              coalesce=coalesce)
+                                              coalesce=coalesce, tenant=state.get(TENANT))
         except TierwiseError as exc:
             await send_error(self.send, exc)
             return
@@ -196,6 +204,7 @@ class ChatResponder:
             return
         if outcome.stream is None:
             await send_json(self.send, 200, outcome.response, outcome.routing.headers())
+            self._complete(outcome)
             return
         relay = outcome.stream
         assert isinstance(relay, Relay)
@@ -225,10 +234,22 @@ class ChatResponder:
                     with contextlib.suppress(StopAsyncIteration):
                         while True:  # runs the stream's end bookkeeping (accounting); an
                             await relay.batch()  # upstream talking past its [DONE] is ignored
+                    self._complete(outcome)
                     return
                 await send({"type": "http.response.body", "body": body, "more_body": True})
         except TierwiseError as exc:  # the status line is gone: report in-band, then stop
             log.warning("stream failed after the first byte: %s", exc.message)
             await send({"type": "http.response.body", "body": sse(exc.to_openai()),
                         "more_body": True})
+            await send({"type": "http.response.body", "body": SSE_DONE})
+            return
         await send({"type": "http.response.body", "body": SSE_DONE})
+        self._complete(outcome)
+
+    def _complete(self, outcome: Outcome) -> None:
+        """Mark the answer whole and good (COMPLETE). Reached only when it all went out: a
+        client that leaves cancels this task before."""
+        relay = outcome.stream
+        if outcome.routing.failed_check is None and (
+                not isinstance(relay, Relay) or relay.finished):
+            self.scope.setdefault("state", {})[COMPLETE] = True

@@ -17,7 +17,7 @@ from typing import Any
 
 from policies.access import LimitSettings
 from router.errors import InvalidRequestError
-from router.messages import check_messages
+from router.messages import OUTPUT_FIELDS, check_messages
 
 MAX_DEPTH = 64
 
@@ -156,13 +156,15 @@ def check_body(body: dict[str, Any], limits: LimitSettings) -> None:
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise InvalidRequestError(f"{where} must be an object with function.name",
                                       param=f"{where}.function.name")
-    requested = body.get("max_completion_tokens", body.get("max_tokens"))
-    if (limits.max_tokens is not None and isinstance(requested, int)
-            and not isinstance(requested, bool) and requested > limits.max_tokens):
-        name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        raise InvalidRequestError(f"'{name}' is {requested}; this proxy allows at most "
-                                  f"{limits.max_tokens} ([limits] max_tokens in the policy)",
-                                  param=name)
+    cap = limits.max_tokens
+    if cap is not None:
+        # each of the two fields on its own: a null in one must not hide the other
+        for name in OUTPUT_FIELDS:
+            requested = body.get(name)
+            if isinstance(requested, int) and _is_int(requested) and requested > cap:
+                raise InvalidRequestError(f"'{name}' is {requested}; this proxy allows at most "
+                                          f"{cap} ([limits] max_tokens in the policy)",
+                                          param=name)
 
 
 def _content_chars(content: Any) -> int:

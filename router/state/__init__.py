@@ -14,12 +14,16 @@ from router.state.memory import MemoryState
 __all__ = ["MemoryState", "State", "StateUnavailable", "open_state"]
 
 
-def open_state(url: str = "memory", *, on_fallback: Callable[[str], None] | None = None) -> State:
-    """The backend for a policy's ``state`` setting ("memory" or a redis:// URL)."""
+def open_state(url: str = "memory", *, on_fallback: Callable[[str], None] | None = None,
+               max_entries: int = 10_000) -> State:
+    """The backend for a policy's ``state`` setting ("memory" or a redis:// URL). `max_entries`
+    bounds the values (cache entries) kept in memory: by the memory store, and by Redis's local
+    fallback while it is down (``[cache] max_entries``)."""
     if url == "memory":
-        return MemoryState()
+        return MemoryState(max_entries=max_entries)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from router.state.redis_state import RedisState  # redis-py only when asked for
 
-        return RedisState(url, on_fallback=on_fallback)
+        return RedisState(url, on_fallback=on_fallback,
+                          local=MemoryState(max_entries=max_entries))
     raise ValueError(f"unknown state backend {url!r}; use 'memory' or a redis:// URL")

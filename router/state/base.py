@@ -2,7 +2,8 @@
 
 Two kinds of operation, with different failure contracts:
 
-- counters and cache entries (``incr``, ``get_number``, ``get``, ``set``): best effort. A backend
+- counters and cache entries (``incr``, ``reserve``, ``get_number``, ``get``, ``set``): best
+  effort. A backend
   that loses its store (Redis down) answers from local memory instead, logs a warning and counts
   the fallback; a request is never failed because shared state is gone.
 - locks and streams (``acquire``, ``refresh``, ``release``, ``append``, ``read``): exact. A backend
@@ -31,6 +32,16 @@ class State(Protocol):
 
     async def incr(self, key: str, amount: float, ttl_s: float) -> float:
         """Add `amount` to a counter that expires `ttl_s` after its creation; the new total."""
+        ...
+
+    async def reserve(self, entries: list[tuple[str, float, float, float, float]]) -> int:
+        """Admission in one atomic step: for each (key, amount, limit, ttl_s, room), add
+        `amount` to the counter (created with `ttl_s`) only if no counter refuses. A counter
+        refuses when it is above 0 and has less than `room` left below `limit` (room = amount:
+        the whole amount must fit, though one amount larger than a whole limit still passes an
+        empty counter; room ~0: admitted while anything is left). 0 when every amount was
+        added, else the 1-based index of the first counter that refused (nothing added). Best
+        effort like ``incr``: without Redis each replica reserves in its own memory."""
         ...
 
     async def get_number(self, key: str) -> float:

@@ -64,6 +64,18 @@ class MemoryState:
         self._tick()
         return value
 
+    async def reserve(self, entries: list[tuple[str, float, float, float, float]]) -> int:
+        # no await between the checks and the additions: atomic on the event loop
+        now = time.monotonic()
+        for i, (key, _amount, limit, _ttl, room) in enumerate(entries, 1):
+            value, expires = self._numbers.get(key, (0.0, 0.0))
+            current = value if expires > now else 0.0
+            if current > 0 and current + room > limit:
+                return i
+        for key, amount, _limit, ttl_s, _room in entries:
+            await self.incr(key, amount, ttl_s)
+        return 0
+
     async def get_number(self, key: str) -> float:
         value, expires = self._numbers.get(key, (0.0, 0.0))
         return value if expires > time.monotonic() else 0.0

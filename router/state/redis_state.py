@@ -39,6 +39,22 @@ STREAM_MAXLEN = 100_000
 # Compare-and-set scripts: only the lock's owner may extend or drop it.
 _REFRESH = "if redis.call('get', KEYS[1]) == ARGV[1] then " \
            "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+# State.reserve: check every counter, then add to all of them, in one step on the server (no
+# other client's INCR can land between the check and the addition, as it could between a GET
+# and an INCR). KEYS: the counters; ARGV per key: amount, limit, ttl in ms, room.
+_RESERVE = """
+for i = 1, #KEYS do
+  local current = tonumber(redis.call('get', KEYS[i]) or '0')
+  if current > 0 and current + tonumber(ARGV[4*i]) > tonumber(ARGV[4*i-2]) then
+    return i
+  end
+end
+for i = 1, #KEYS do
+  redis.call('set', KEYS[i], 0, 'NX', 'PX', ARGV[4*i-1])
+  redis.call('incrbyfloat', KEYS[i], ARGV[4*i-3])
+end
+return 0
+"""
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then " \
            "return redis.call('del', KEYS[1]) else return 0 end"
 
@@ -148,6 +164,25 @@ class RedisState:
             old, _ = self._pending.get(key, (0.0, ttl_s))
             self._pending[key] = (old + amount, ttl_s)
             return await self.local.incr(key, amount, ttl_s)
+
+    async def reserve(self, entries: list[tuple[str, float, float, float, float]]) -> int:
+        keys = [PREFIX + entry[0] for entry in entries]
+        args: list[Any] = []
+        for _key, amount, limit, ttl_s, room in entries:
+            args += [repr(float(amount)), repr(float(limit)), _ms(ttl_s), repr(float(room))]
+        try:
+            return int(await self._call("reserve", lambda: self.client.eval(
+                _RESERVE, len(keys), *keys, *args)))
+        except StateUnavailable:
+            # Redis gone: this replica reserves against what it counted itself (bounded: each
+            # replica admits up to a whole limit), added to Redis when it is back
+            self._fallback("reserve")
+            refused = await self.local.reserve(entries)
+            if not refused:
+                for key, amount, _limit, ttl_s, _room in entries:
+                    old, _ = self._pending.get(key, (0.0, ttl_s))
+                    self._pending[key] = (old + amount, ttl_s)
+            return refused
 
     async def get_number(self, key: str) -> float:
         try:

@@ -18,6 +18,7 @@ shares. The async paths are the proxy's; `call` (blocking, the sync SDK) always 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -29,6 +30,8 @@ from typing import Any
 
 from policies import Policy, Tier
 from router.errors import ConfigurationError, UpstreamError
+
+log = logging.getLogger("tierwise.upstream")
 
 # Fields of the request body tierwise consumes itself instead of passing to the provider.
 _OWN_FIELDS = {"model"}
@@ -223,10 +226,11 @@ class Upstream:
             body["model"] = direct.model  # (our own copy: no further one on the way)
             opened = await open_chat_stream(direct.base_url, direct.api_key, body,
                                             direct.timeout, key_header=direct.key_header)
-            return opened.checked_batches()
+            return opened.limit_call(self.policy.max_call_s).checked_batches()
+        deadline = asyncio.get_running_loop().time() + self.policy.max_call_s
         response = await self._acompletion(tier, body)
         _note_deployment(tier, response, served)
-        return _chunks(response)
+        return _chunks(response, deadline)
 
     async def _acompletion(self, tier: Tier, body: dict[str, Any]) -> Any:
         litellm = self.prepare()
@@ -266,9 +270,24 @@ def dump(obj: Any) -> dict[str, Any]:
     return data
 
 
-async def _chunks(stream: Any) -> AsyncIterator[dict[str, Any]]:
+async def _chunks(stream: Any, deadline: float | None = None) -> AsyncIterator[dict[str, Any]]:
+    """litellm's chunks as dicts; TimeoutError once the call passes `deadline` (loop time: the
+    policy's max_call_s, however steadily the chunks come)."""
     try:
-        async for chunk in stream:
+        if deadline is None:
+            async for chunk in stream:
+                yield dump(chunk)
+            return
+        loop = asyncio.get_running_loop()
+        chunks = stream.__aiter__()
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError("the upstream call ran past its limit (max_call_s)")
+            try:
+                chunk = await asyncio.wait_for(chunks.__anext__(), left)
+            except StopAsyncIteration:
+                return
             yield dump(chunk)
     finally:
         # A cancelled flight must give its HTTP connection back at once, not at GC time.
@@ -318,8 +337,24 @@ def _transport_cause(exc: BaseException) -> str | None:
     return None
 
 
-def upstream_error(exc: BaseException, status: int, attempts: list[str]) -> UpstreamError:
+# A provider refusing tierwise's own credentials. Relayed as is, the client would blame its own
+# key (which the proxy accepted): it is the operator's tier configuration that is wrong.
+UPSTREAM_AUTH_STATUSES = (401, 403)
+
+
+def upstream_error(exc: BaseException, status: int, attempts: list[str],
+                   tier: str | None = None) -> UpstreamError:
     """An UpstreamError for the client, without the provider's key or internal detail."""
     message = str(getattr(exc, "message", "") or exc).strip() or type(exc).__name__
+    if status in UPSTREAM_AUTH_STATUSES:
+        # the provider's own words stay in the log (they may quote part of the key)
+        log.warning("tier %s: the provider refused tierwise's credentials (HTTP %d): %s",
+                    tier, status, message[:500])
+        error = UpstreamError(
+            f"the provider behind tier {tier!r} refused this proxy's credentials for it "
+            f"(HTTP {status}); the proxy's operator must fix that tier's API key. Your own "
+            "API key was accepted.", status_code=502, attempts=attempts)
+        error.code = "upstream_auth_failed"
+        return error
     return UpstreamError(f"upstream call failed: {message[:500]}", status_code=status,
                          attempts=attempts)

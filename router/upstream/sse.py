@@ -18,6 +18,9 @@ from router.upstream.connection import Connection
 from router.upstream.failures import StreamInterrupted
 
 _DONE = b"data: [DONE]"
+# The largest SSE event (one chunk of an answer) read from an upstream before the stream is
+# refused as broken: a line that never ends must not grow memory and CPU without bound.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
 
 
 class ChatStream:
@@ -34,6 +37,7 @@ class ChatStream:
         self._conn = conn
         self._url = url
         self._timeout = timeout
+        self._deadline: float | None = None  # loop time by which the whole call must end
         self.status = conn.status
         self._headers: Any = conn.headers  # decoded on first use (see `headers`)
         self.usage: dict[str, Any] | None = None
@@ -42,6 +46,12 @@ class ChatStream:
         self._released = False
         self._buf = b""
         self._loop = asyncio.get_running_loop()
+
+    def limit_call(self, seconds: float) -> ChatStream:
+        """End the stream (StreamInterrupted, timed out) once it has run `seconds` in all,
+        however steadily events keep coming (policy ``max_call_s``)."""
+        self._deadline = self._loop.time() + seconds
+        return self
 
     @property
     def headers(self) -> dict[str, str]:
@@ -93,6 +103,14 @@ class ChatStream:
         conn = self._conn
         try:
             while True:
+                wait = self._timeout
+                if self._deadline is not None:
+                    left = self._deadline - self._loop.time()
+                    if left <= 0:
+                        raise StreamInterrupted(
+                            f"upstream call ran past its limit (max_call_s): {self._url}",
+                            events=self.events, timed_out=True)
+                    wait = min(wait, left)
                 chunk = conn.take_body()
                 if not chunk:
                     if conn.complete:
@@ -102,20 +120,29 @@ class ChatStream:
                             f"upstream stream broke after {self.events} events: "
                             f"{type(conn.error).__name__}", events=self.events)
                     try:
-                        # every gap between chunks is bounded by the timeout
-                        await conn.wait(self._loop, timeout=self._timeout)
+                        # every gap between chunks is bounded by the timeout, the whole call
+                        # by the deadline
+                        await conn.wait(self._loop, timeout=wait)
                     except TimeoutError:
+                        if wait < self._timeout:
+                            continue  # the deadline: reported at the top of the loop
                         raise StreamInterrupted(
                             f"upstream stream stalled for {self._timeout:g} s: {self._url}",
                             events=self.events, timed_out=True) from None
                     continue
+                # \r\n normalised in the new bytes only (a pair split across reads too), and
+                # the search for an event's end starts where the last one stopped: a long event
+                # costs linear time, not a rescan of the whole buffer per read
+                if b"\r" in chunk:
+                    if chunk.startswith(b"\n") and self._buf.endswith(b"\r"):
+                        self._buf = self._buf[:-1]
+                    chunk = chunk.replace(b"\r\n", b"\n")
+                scan = max(len(self._buf) - 1, 0)
                 buf = self._buf + chunk if self._buf else chunk
-                if b"\r" in buf:
-                    buf = buf.replace(b"\r\n", b"\n")
                 events = []
                 start = 0
                 while True:
-                    cut = buf.find(b"\n\n", start)
+                    cut = buf.find(b"\n\n", max(start, scan))
                     if cut < 0:
                         break
                     event = buf[start:cut + 2]
@@ -124,6 +151,14 @@ class ChatStream:
                         self.done = True
                     events.append(event)
                 self._buf = buf[start:]
+                if len(self._buf) > MAX_EVENT_BYTES:
+                    # one event larger than any answer chunk: refuse it instead of buffering
+                    # without bound (a stream's events are small; whole answers are capped too)
+                    exc = StreamInterrupted(
+                        f"upstream sent an event over {MAX_EVENT_BYTES} bytes after "
+                        f"{self.events} events", events=self.events)
+                    exc.reason = "event_too_large"
+                    raise exc
                 if events:
                     self.events += len(events)
                     return events
