@@ -96,6 +96,7 @@ class IRTDifficulty:
         upper: np.ndarray | None = None,
         row_weight: np.ndarray | None = None,
         no_offset: np.ndarray | None = None,
+        label_weight: np.ndarray | None = None,
     ) -> IRTDifficulty:
         """Fit on outcome labels (prompt, model, y) and optional pairwise ``comparisons``.
 
@@ -105,6 +106,7 @@ class IRTDifficulty:
         ``row_weight``: a factor per row of X (e.g. 1/k for a prompt that appears in k rows).
         ``no_offset``: per outcome label, True where the group offset does not apply (a label
         that compares prompts *across* groups, which an offset would explain away).
+        ``label_weight``: per outcome label, a factor on its weight (None: 1).
         """
         from scipy.optimize import minimize
 
@@ -126,7 +128,7 @@ class IRTDifficulty:
         per = np.power(np.maximum(counts, 1).astype(np.float64), -self.prompt_weight_power)
         if row_weight is not None:
             per = per * np.asarray(row_weight, np.float64)
-        w_out = per[prompt]
+        w_out = per[prompt] if label_weight is None else per[prompt] * label_weight
         w_cmp = per[cmp.prompt] * cmp.n
         Xt = X.T.tocsr()
         it = [0]

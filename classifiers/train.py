@@ -61,6 +61,7 @@ DEFAULT_PARAMS: dict[str, float] = {
     # >= 0: the weight of log_tokens_last_user, fixed (a prior: see the model card); -1: learned
     "length_weight": 4.0,
     "selection_label": 1,  # 1: Arena-Hard's selection of hard user requests as a label
+    "selection_weight": 1.0,  # weight of each selection label relative to one outcome label
 }
 # Arena-Hard (and the arena_hard_1k subset the 2023 battles come from) are real Chatbot Arena
 # requests *selected* as hard by an LLM judge scoring specificity, domain knowledge, complexity,
@@ -131,9 +132,10 @@ def fit(
     from scipy import sparse
 
     pairs, comparisons = build_labels(rows)
-    no_offset = None
+    no_offset = label_weight = None
     if params.get("selection_label", 1):
         pairs, no_offset = _with_selection_labels(rows, pairs)
+        label_weight = np.where(no_offset, float(params.get("selection_weight", 1.0)), 1.0)
     irt = IRTDifficulty(
         l2_ability=float(params.get("l2_ability", 0.01)),
         prompt_weight_power=float(params.get("prompt_weight_power", 0.5)),
@@ -192,7 +194,7 @@ def fit(
     irt.l2 = l2
     irt.fit(full, pairs.prompt, pairs.model, pairs.y, len(pairs.models), comparisons=comparisons,
             groups=groups, lower=lower, upper=upper, row_weight=_row_weights(rows),
-            no_offset=no_offset)
+            no_offset=no_offset, label_weight=label_weight)
     if groups is not None:
         irt.group_offsets_ = dict(zip(names, irt.offsets_.tolist(), strict=True))
     if semantic and emb is not None:
