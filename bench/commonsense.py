@@ -70,7 +70,8 @@ def group_metrics(items: list[dict[str, Any]], tiers: list[str]) -> dict[str, An
     h = [it for it in items if it["label"] == "hard"]
     de, dh = (np.array([it["difficulty"] for it in g], float) for g in (e, h))
     le, lh = (np.array([it["length"] for it in g], float) for g in (e, h))
-    ratio = np.maximum(lh[None, :], le[:, None]) / np.maximum(np.minimum(lh[None, :], le[:, None]), 1)
+    longer = np.maximum(lh[None, :], le[:, None])
+    ratio = longer / np.maximum(np.minimum(lh[None, :], le[:, None]), 1)
     matched = ratio <= LENGTH_RATIO
     dist = {lab: dict(Counter(it["tier"] for it in g)) for lab, g in (("easy", e), ("hard", h))}
     return {
@@ -91,7 +92,8 @@ def fmt(x: float | None, pct: bool = False) -> str:
 
 
 def print_report(m: dict[str, Any], tiers: list[str]) -> None:
-    print(f"## tierwise common-sense set: split={m['split']}, n={m['n']}, tiers={','.join(tiers)}\n")
+    print(f"## tierwise common-sense set: split={m['split']}, n={m['n']}, "
+          f"tiers={','.join(tiers)}\n")
     print("| group | easy | hard | AUC diff | AUC len | matched AUC diff | matched AUC len | pairs "
           f"| easy→{tiers[-1]} | hard→{tiers[0]} |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"no items for split {args.split}")
     scored = run_scorer(items, args.policy, Path(args.repo).resolve())
     tiers = list(scored[0]["p_sufficient"])  # cheapest first, as the policy lists them
-    for it, out in zip(items, scored):
+    for it, out in zip(items, scored, strict=True):
         it["difficulty"], it["tier"] = float(out["difficulty"]), out["tier"]
         it["length"] = sum(len(msg["content"]) for msg in it["messages"])
 
@@ -146,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         "repo": str(Path(args.repo).resolve()),
         "length_ratio": LENGTH_RATIO,
         "overall": group_metrics(items, tiers),
-        "per_kind": {k: group_metrics([it for it in items if it["kind"] == k], tiers) for k in kinds},
+        "per_kind": {
+            k: group_metrics([it for it in items if it["kind"] == k], tiers) for k in kinds
+        },
         "worst_easy": [miss(it) for it in reversed(by_d) if it["label"] == "easy"][: args.worst],
         "worst_hard": [miss(it) for it in by_d if it["label"] == "hard"][: args.worst],
     }

@@ -24,7 +24,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classifiers.data import load_rows, read_jsonl, row_messages  # noqa: E402
+from classifiers.data import (  # noqa: E402
+    distinct_conversations,
+    load_rows,
+    read_jsonl,
+)
 from classifiers.scorer import DifficultyScorer  # noqa: E402
 from policies.decide import decide  # noqa: E402
 from policies.loader import load_policy  # noqa: E402
@@ -37,14 +41,7 @@ def main() -> int:
     args = ap.parse_args()
     shares = [float(x) for x in args.shares.split(",")]
     policy = load_policy(args.policy)
-    rows = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")
-    seen: set[str] = set()
-    convs = []
-    for r in rows:
-        key = str(r.get("prompt", ""))[:200]
-        if key not in seen:
-            seen.add(key)
-            convs.append(row_messages(r))
+    convs = distinct_conversations(load_rows(ROOT / "data" / "routing-chat.jsonl.gz"))
     scorer = DifficultyScorer()
     scores = scorer.score_batch(convs)
     d = np.array([s.difficulty for s in scores])

@@ -20,7 +20,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classifiers.data import load_rows, read_jsonl, row_messages  # noqa: E402
+from classifiers.data import (  # noqa: E402
+    distinct_conversations,
+    load_rows,
+    read_jsonl,
+    row_messages,
+)
 from classifiers.features import (  # noqa: E402
     DENSE_NAMES,
     DENSE_OFF,
@@ -56,14 +61,7 @@ def parts(convs: list) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarra
 
 
 def main() -> int:
-    chat = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")
-    seen: set[str] = set()
-    chat_convs = []
-    for r in chat:
-        key = str(r.get("prompt", ""))[:200]
-        if key not in seen:
-            seen.add(key)
-            chat_convs.append(row_messages(r))
+    chat_convs = distinct_conversations(load_rows(ROOT / "data" / "routing-chat.jsonl.gz"))
     gsm = [r for r in load_rows(ROOT / "data" / "routing-train.jsonl.gz", apply_exclusions=False)
            if (r.get("meta") or {}).get("family") == "gsm8k"]
     idx, qs, qw = pair_outcomes(gsm, "llama-3.1-nemotron-51b-instruct", "mistral-7b-instruct-v0.3")

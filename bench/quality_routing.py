@@ -29,12 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classifiers.data import load_rows, read_jsonl, row_comparisons, row_messages  # noqa: E402
+from classifiers.data import load_rows, read_jsonl, row_messages  # noqa: E402
 from classifiers.features import DENSE_OFF, extract_many, to_csr  # noqa: E402
 from classifiers.metrics import evaluate_pair  # noqa: E402
-from classifiers.names import canonical  # noqa: E402
 from classifiers.train import DEFAULT_PARAMS, fit, semantic_table  # noqa: E402
-from classifiers.validation import pair_outcomes  # noqa: E402
+from classifiers.validation import pair_outcomes, pairwise_outcomes  # noqa: E402
 
 VARIANTS: dict[str, dict[str, float]] = {
     "shipped": {},
@@ -76,22 +75,6 @@ PAIRS = {
     "chat_pairwise": [("gpt-4-0314", "vicuna-13b"), ("gpt-4-0314", "guanaco-7b"),
                       ("gpt-3.5-turbo-0125", "guanaco-13b")],
 }
-
-
-def pairwise_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray, ...]:
-    """(row index, q_strong = 1, q_weak = share of verdicts the weak model won or tied)."""
-    idx, qw = [], []
-    for i, r in enumerate(rows):
-        votes = []
-        for a, b, win in row_comparisons(r):
-            ca, cb = canonical(a), canonical(b)
-            if {ca, cb} == {strong, weak}:
-                weak_side = "a" if ca == weak else "b"
-                votes.append(1.0 if win in (weak_side, "tie") else 0.0)
-        if votes:
-            idx.append(i)
-            qw.append(float(np.mean(votes)))
-    return np.asarray(idx, np.int64), np.ones(len(idx)), np.asarray(qw)
 
 
 def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.ndarray) -> list[dict]:

@@ -247,6 +247,18 @@ def dup_groups(rows: list[dict]) -> np.ndarray:
     )
 
 
+def distinct_conversations(rows: list[dict]) -> list[list[dict] | str]:
+    """The conversations of ``rows``, each prompt once (sources repeat a prompt per judge)."""
+    seen: set[str] = set()
+    out: list[list[dict] | str] = []
+    for r in rows:
+        key = str(r.get("prompt", ""))[:200]
+        if key not in seen:
+            seen.add(key)
+            out.append(row_messages(r))
+    return out
+
+
 def label_group(row: dict) -> str:
     """The offset group of a row (see :mod:`classifiers.irt`): its source, and its benchmark
     family where one source mixes benchmarks with different chance rates and graders."""

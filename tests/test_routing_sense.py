@@ -74,7 +74,7 @@ def test_hard_requests_score_harder_than_easy_ones(router):
     assert np.median(hard) > np.max(np.sort(easy)[:-1]), (easy, hard)
 
 
-def test_common_sense_dev_split_beats_length_of_nothing(router):
+def test_common_sense_dev_split_clearly_beats_random(router):
     """AUC of difficulty for hard vs easy on the set's dev split: clearly better than random."""
     items = [json.loads(line) for line in (ROOT / "bench" / "commonsense" / "requests.jsonl")
              .read_text().splitlines() if line.strip()]
