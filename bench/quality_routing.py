@@ -39,6 +39,8 @@ VARIANTS: dict[str, dict[str, float]] = {
     "shipped": {},
     "no selection label": {"selection_label": 0},
     "selection weight 5": {"selection_weight": 5.0},
+    "judged chat weighs 3x": {"chat_weight": 3.0},
+    "judged chat weighs 10x": {"chat_weight": 10.0},
     "selection weight 20": {"selection_weight": 20.0},
     "per-source offsets": {"offsets": 1},
     "per-source offsets, one for all judged chat": {"offsets": 1, "chat_offsets": 0},

@@ -62,6 +62,7 @@ DEFAULT_PARAMS: dict[str, float] = {
     "length_weight": 4.0,
     "selection_label": 1,  # 1: Arena-Hard's selection of hard user requests as a label
     "selection_weight": 1.0,  # weight of each selection label relative to one outcome label
+    "chat_weight": 1.0,  # factor on the weight of judged-chat rows against benchmark rows
 }
 # Arena-Hard (and the arena_hard_1k subset the 2023 battles come from) are real Chatbot Arena
 # requests *selected* as hard by an LLM judge scoring specificity, domain knowledge, complexity,
@@ -193,7 +194,9 @@ def fit(
         groups = np.asarray([index[group(r)] for r in rows], np.int64)
     irt.l2 = l2
     irt.fit(full, pairs.prompt, pairs.model, pairs.y, len(pairs.models), comparisons=comparisons,
-            groups=groups, lower=lower, upper=upper, row_weight=_row_weights(rows),
+            groups=groups, lower=lower, upper=upper,
+            row_weight=_row_weights(rows) * np.where(
+                [_is_judged_chat(r) for r in rows], float(params.get("chat_weight", 1.0)), 1.0),
             no_offset=no_offset, label_weight=label_weight)
     if groups is not None:
         irt.group_offsets_ = dict(zip(names, irt.offsets_.tolist(), strict=True))
