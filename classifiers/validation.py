@@ -1,7 +1,7 @@
 """Held-out validation: leave-one-source-out folds and the strong/weak pairs evaluated per source.
 
 Used by ``tierwise train`` (prints the numbers, writes them into the model card) and by
-``bench/quality.py``. Router score = predicted difficulty (higher -> strong model).
+``bench/quality_routing.py``. Router score = predicted difficulty (higher -> strong model).
 """
 
 from __future__ import annotations
