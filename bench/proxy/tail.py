@@ -116,7 +116,9 @@ def main() -> int:
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     ap.add_argument("--out", help="write the analysis as JSON here")
     ap.add_argument("--nice", type=int, default=0, help="as run.py --nice")
+    ap.add_argument("--port-offset", type=int, default=0, help="as run.py --port-offset")
     args = ap.parse_args()
+    run.shift_ports(args.port_offset)
     run.NICE = args.nice
     py = sys.executable
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
@@ -127,7 +129,7 @@ def main() -> int:
                     f"http://127.0.0.1:{run.UPSTREAM_PORT}/v1/chat/completions", "bench-small")
     base = f"http://127.0.0.1:{run.TIERWISE_PORT}"
     tw = run.Server("tierwise", [py, str(HERE / "tierwise_serve.py"), "--policy",
-                                 str(HERE / "bench-policy.toml"), "--host", "127.0.0.1",
+                                 str(run.POLICY), "--host", "127.0.0.1",
                                  "--port", str(run.TIERWISE_PORT), "--log-level", "warning"],
                     base + "/healthz", base + "/v1/chat/completions", "auto", env=env)
     load0 = os.getloadavg()
