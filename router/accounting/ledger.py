@@ -47,8 +47,12 @@ _SCHEMA = (
 )
 _ROW_SQL = f"({', '.join('?' * len(_COLS))})"
 # Rows per INSERT statement: powers of two up to this (SQLite's default cap of 32766 bound
-# variables, 999 before 3.32, bounds the largest that fits; see _insert_groups)
-_MAX_GROUP = 256
+# variables, 999 before 3.32, bounds the largest that fits; see _insert_groups). Binding a
+# statement's values holds the GIL: 256 rows were ~1 ms in one stretch, which the event loop
+# waited out whenever an answer came in meanwhile (bench/PROFILE.md section 8); 32 rows are
+# ~0.1 ms, and the writer sleeps a moment between statements so a waiting loop gets the GIL.
+_MAX_GROUP = 32
+_YIELD_S = 0.0001
 
 
 @functools.lru_cache(maxsize=16)
@@ -239,6 +243,8 @@ class Ledger(LedgerQueries):
                 try:
                     start = 0
                     for size in _insert_groups(len(rows), largest):
+                        if start:
+                            time.sleep(_YIELD_S)
                         group = rows[start:start + size]
                         start += size
                         conn.execute(_insert_sql(size), [v for row in group for v in row])
