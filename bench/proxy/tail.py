@@ -112,7 +112,8 @@ def show(a: dict) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=6)
-    ap.add_argument("--src", choices=["head", "worktree"], default="head")
+    ap.add_argument("--src", default="head", help="head, worktree (as run.py) or a directory "
+                    "with router/ policies/ classifiers/ (e.g. a git archive of a commit)")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     ap.add_argument("--out", help="write the analysis as JSON here")
     ap.add_argument("--nice", type=int, default=0, help="as run.py --nice")
@@ -122,7 +123,9 @@ def main() -> int:
     run.NICE = args.nice
     py = sys.executable
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
-           "TIERWISE_TAIL_TRACE": "1", **run.tierwise_source(args.src),
+           "TIERWISE_TAIL_TRACE": "1",
+           **(run.tierwise_source(args.src) if args.src in ("head", "worktree")
+              else {"PYTHONPATH": os.path.abspath(args.src)}),
            **dict(e.split("=", 1) for e in args.env)}
     up = run.Server("upstream", [py, str(HERE / "upstream.py"), "--port", str(run.UPSTREAM_PORT)],
                     f"http://127.0.0.1:{run.UPSTREAM_PORT}/healthz",
