@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from policies import Policy, Tier
 from router.accounting.energy import estimate_energy
+from router.accounting.gil import Yielder
 from router.accounting.metrics import Metrics
 from router.accounting.records import Prices, RequestRecord, build_record
 from router.engine import Router
@@ -43,13 +44,6 @@ log = logging.getLogger("tierwise.accounting")
 
 # Kinds of work items (the first element of each tuple in the queue)
 _ROUTING, _RECORD, _DECISION, _MARK, _STOP = range(5)
-# The thread holds the GIL while it works: a batch of ~50 requests was 0.4-2 ms in one stretch,
-# and the event loop, woken by an answer meanwhile, waited for all of it (the largest share of
-# the proxy's p99 at concurrency 1; bench/PROFILE.md section 8). So after every ~0.1 ms of work
-# it sleeps a moment: a sleep lets the GIL go long enough for a waiting loop to take it (merely
-# releasing and retaking it, as sleep(0) does, usually beats the waiter to it).
-_STRETCH_S = 0.0001
-_YIELD_S = 0.0001
 _UNSET: Any = object()
 
 
@@ -80,6 +74,7 @@ class Accountant:
         self._idle = True  # the thread waits for _wake (set it when adding work)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._yielder = Yielder()
         ref = weakref.ref(self)
 
         def close_at_exit() -> None:
@@ -218,12 +213,11 @@ class Accountant:
         decisions: list[tuple[float, str]] = []
         marks: list[threading.Event] = []
         stop = False
-        clock = time.perf_counter
-        pause = clock() + _STRETCH_S
+        # a batch held the GIL for 0.4-2 ms in one stretch: let a waiting event loop in
+        yielder = self._yielder
+        yielder.start()
         for item in batch:
-            if clock() > pause:
-                time.sleep(_YIELD_S)
-                pause = clock() + _STRETCH_S
+            yielder.tick()
             kind = item[0]
             try:
                 if kind == _ROUTING:
