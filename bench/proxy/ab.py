@@ -43,8 +43,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=2, help="seconds per burst")
     ap.add_argument("--conc", type=int, default=1, help="wrk connections")
     ap.add_argument("--modes", default="json,stream")
-    ap.add_argument("--policy-a", default=str(HERE / "bench-policy.toml"))
-    ap.add_argument("--policy-b", default=str(HERE / "bench-policy.toml"))
+    ap.add_argument("--policy-a", help="default: bench/proxy/bench-policy.toml")
+    ap.add_argument("--policy-b", help="default: bench/proxy/bench-policy.toml")
+    ap.add_argument("--port-offset", type=int, default=0, help="as run.py --port-offset")
     ap.add_argument("--pin", action="store_true",
                     help="servers on CPU 0; this script, the upstream and wrk on CPU 1")
     ap.add_argument("--nice", type=int, default=0,
@@ -52,6 +53,9 @@ def main() -> int:
                          "ahead of other work on a shared machine), as run.py --nice")
     args = ap.parse_args()
     bench.NICE = args.nice
+    bench.shift_ports(args.port_offset)
+    args.policy_a = args.policy_a or str(bench.POLICY)
+    args.policy_b = args.policy_b or str(bench.POLICY)
     for src in (args.a, args.b):
         if not (Path(src) / "router" / "__init__.py").is_file():
             sys.exit(f"ab.py: {src} has no router/ package (it would silently run the installed "
@@ -101,11 +105,19 @@ def main() -> int:
             def p50(key: str, cells: dict[str, list[dict]] = cells) -> float:
                 return statistics.median(r["p50_ms"] for r in cells[key])
 
+            def p99(key: str, cells: dict[str, list[dict]] = cells) -> float:
+                return statistics.median(r["p99_ms"] for r in cells[key])
+
             ratio = statistics.median(y / x for x, y in zip(cpu("A"), cpu("B"), strict=True))
             print(f"{mode:6s} CPU ms/req median A {statistics.median(cpu('A')):.3f} "
                   f"B {statistics.median(cpu('B')):.3f} (min A {min(cpu('A')):.3f} "
                   f"B {min(cpu('B')):.3f}), B/A {ratio:.3f} | added p50 ms "
-                  f"A {p50('A') - p50('U'):.3f} B {p50('B') - p50('U'):.3f}", flush=True)
+                  f"A {p50('A') - p50('U'):.3f} B {p50('B') - p50('U'):.3f} | added p99 ms "
+                  f"(median of bursts) A {p99('A') - p99('U'):.3f} B {p99('B') - p99('U'):.3f}; "
+                  f"p99 per burst A {sorted(round(x, 2) for x in map(lambda r: r['p99_ms'], cells['A']))} "
+                  f"B {sorted(round(x, 2) for x in map(lambda r: r['p99_ms'], cells['B']))} "
+                  f"U {sorted(round(x, 2) for x in map(lambda r: r['p99_ms'], cells['U']))}",
+                  flush=True)
         print(f"load average {os.getloadavg()[0]:.2f}")
     finally:
         for s in (a, b, upstream):

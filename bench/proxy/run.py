@@ -38,6 +38,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 UPSTREAM_PORT, TIERWISE_PORT, LITELLM_PORT, TW_PASS_PORT = 18701, 18702, 18703, 18704
+POLICY = HERE / "bench-policy.toml"
+
+
+def shift_ports(offset: int) -> None:
+    """--port-offset: every port moved by `offset`, and the bench policy rewritten to the moved
+    upstream, so two checkouts can benchmark on one machine without taking each other's ports."""
+    global UPSTREAM_PORT, TIERWISE_PORT, LITELLM_PORT, TW_PASS_PORT, POLICY
+    if not offset:
+        return
+    UPSTREAM_PORT, TIERWISE_PORT, LITELLM_PORT, TW_PASS_PORT = (
+        p + offset for p in (18701, 18702, 18703, 18704))
+    POLICY = Path(f"/tmp/tierwise-bench-policy-{offset}.toml")
+    POLICY.write_text((HERE / "bench-policy.toml").read_text().replace(
+        "127.0.0.1:18701", f"127.0.0.1:{UPSTREAM_PORT}"))
 LITELLM_KEY = "sk-bench-master-key"
 NICE = 0  # --nice: niceness of every process this script starts (servers, wrk)
 
@@ -475,7 +489,12 @@ def main() -> int:
     ap.add_argument("--render", action="store_true",
                     help="only rewrite --out from bench/proxy/results.json and the current "
                          "startup/soak JSON (no measurement)")
+    ap.add_argument("--port-offset", type=int, default=0,
+                    help="move every port (18701-18704) by this much (another checkout "
+                         "benchmarking at the same time; LiteLLM's proxy config still names 18701: "
+                         "leave litellm-proxy out of such runs)")
     args = ap.parse_args()
+    shift_ports(args.port_offset)
     if args.render:
         res = json.loads((HERE / "results.json").read_text())
         res["verdicts"] = verdicts(res["cells"])
@@ -509,7 +528,7 @@ def main() -> int:
     def tierwise(name: str, env: dict[str, str]) -> Server:
         return Server(
             name, [py, str(HERE / "tierwise_serve.py"), "--policy",
-                   str(HERE / "bench-policy.toml"), "--host", "127.0.0.1", "--port",
+                   str(POLICY), "--host", "127.0.0.1", "--port",
                    str(TIERWISE_PORT), "--log-level", "warning"],
             f"http://127.0.0.1:{TIERWISE_PORT}/healthz",
             f"http://127.0.0.1:{TIERWISE_PORT}/v1/chat/completions", "auto", env=env)
@@ -522,7 +541,7 @@ def main() -> int:
                                                                 args.uvloop_path) if p)}),
         "tierwise+passthrough": Server(
             "tierwise+passthrough", [py, str(HERE / "passthrough_proxy.py"), "--policy",
-                                     str(HERE / "bench-policy.toml"), "--port", str(TW_PASS_PORT)],
+                                     str(POLICY), "--port", str(TW_PASS_PORT)],
             f"http://127.0.0.1:{TW_PASS_PORT}/healthz",
             f"http://127.0.0.1:{TW_PASS_PORT}/v1/chat/completions", "auto",
             env={**offline, **src_env}),

@@ -69,6 +69,10 @@ def main() -> int:
             "_standin", StandInScorer()))
         print(f"tierwise-bench: stand-in scorer (classifiers.default_scorer: {why})",
               file=sys.stderr, flush=True)
+    if os.environ.get("TIERWISE_TAIL_TRACE"):  # bench/proxy/tail.py: time the slow requests
+        import tail_trace
+
+        tail_trace.install()
     from router.cli import main as cli_main
 
     argv = sys.argv[1:]

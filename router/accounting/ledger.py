@@ -29,6 +29,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from router.accounting.gil import Yielder
 from router.accounting.queries import _BOOL_IDX, _COLS, _ESC, LedgerQueries
 from router.accounting.records import RequestRecord
 
@@ -47,8 +48,11 @@ _SCHEMA = (
 )
 _ROW_SQL = f"({', '.join('?' * len(_COLS))})"
 # Rows per INSERT statement: powers of two up to this (SQLite's default cap of 32766 bound
-# variables, 999 before 3.32, bounds the largest that fits; see _insert_groups)
-_MAX_GROUP = 256
+# variables, 999 before 3.32, bounds the largest that fits; see _insert_groups). Binding a
+# statement's values holds the GIL: 256 rows were ~1 ms in one stretch, which the event loop
+# waited out whenever an answer came in meanwhile (bench/PROFILE.md section 8); 32 rows are
+# ~0.1 ms, and between statements the writer lets a waiting loop have the GIL (gil.Yielder).
+_MAX_GROUP = 32
 
 
 @functools.lru_cache(maxsize=16)
@@ -121,6 +125,7 @@ class Ledger(LedgerQueries):
         self._lock = threading.Lock()
         self._closed = False
         self._last_prune = 0.0
+        self._yielder = Yielder()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._init_db()
         ref = weakref.ref(self)
@@ -231,6 +236,7 @@ class Ledger(LedgerQueries):
         # event loop's thread cost the proxy more than the row itself (bench/PROFILE.md 7).
         variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         largest = _MAX_GROUP
+        yielder = self._yielder
         while largest > 1 and largest * len(_COLS) > variables:
             largest //= 2
         for attempt in range(5):
@@ -238,7 +244,10 @@ class Ledger(LedgerQueries):
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     start = 0
+                    yielder.start()
                     for size in _insert_groups(len(rows), largest):
+                        if start:
+                            yielder.tick()
                         group = rows[start:start + size]
                         start += size
                         conn.execute(_insert_sql(size), [v for row in group for v in row])

@@ -137,6 +137,14 @@ class Proxy:
 
             builtin_base_url()
         if self.freeze_gc:
+            # The accounting thread's first energy estimate imports ecologits (~22k objects).
+            # Import it here, before the freeze: objects born after it stay in the oldest
+            # generation, and every full collection walked them (3-4 ms in one request, the
+            # top of the p99 at concurrency 1; bench/PROFILE.md section 8).
+            from router.accounting.energy import estimate_energy
+
+            for tier in self.router.policy.tiers:
+                estimate_energy(tier.energy_model or tier.model, None, 1, 1.0, tier.zone)
             gc.freeze()
         self.ready = True
         log.info("ready after %.1f s", time.monotonic() - self.started)
