@@ -75,6 +75,11 @@ LIMITATIONS = """## Limitations (read before trusting the numbers)
 - Held-out quality on benchmark sources is only a little better than random (see the
   leave-one-source-out table): a single difficulty per prompt cannot say where one particular
   stronger model helps (`tierwise learn`-style pair heads are the way to that, issue 14).
+- The topic signal does not generalise to common sense: in "Feature signs and shares" the word
+  (embedding) block moves d about as much as length does, yet alone it ranks the hand-written
+  easy/hard set at an AUC near 0.53 and GSM8K-like items at 0.50. The labels it learns from
+  (benchmark items, all hard by everyday standards, and judged chat) contain almost no trivially
+  easy requests, so "what is 12*3?" vs "prove ..." is decided mostly by length.
 - The length weight is a prior, not learned: benchmark and judged-chat labels hardly vary with
   length within a source (their prompts are of one kind), while real traffic spans a greeting to
   a design document, where length is the strongest single signal. It is fixed at the value in
