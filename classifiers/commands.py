@@ -89,6 +89,15 @@ def run_train(args: argparse.Namespace) -> int:
         err = _need("tokenizers")
         if err:
             return _fail(err)
+        from .embedding import STATIC_DIR
+
+        if not (STATIC_DIR / "embeddings.npy").is_file():
+            return _fail(
+                f"{STATIC_DIR}/embeddings.npy: the static word embedding is not here (it ships "
+                "with a source checkout, not with the installed package). Run `tierwise train` "
+                "from a checkout, rebuild it with `python -c 'from classifiers.embedding import "
+                "distill; distill()'`, or pass --no-semantic."
+            )
     try:
         res = train(
             data,

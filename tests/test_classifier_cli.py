@@ -168,3 +168,16 @@ def test_calibrate_ability_and_target(tiny_data, tmp_path, capsys):
     )
     assert commands.run_calibrate(args) == 2
     assert "nope-model" in capsys.readouterr().err
+
+
+def test_train_without_the_static_embedding_says_what_to_do(tiny_data, tmp_path, capsys,
+                                                            monkeypatch):
+    """An installed package has no data/minilm-static: a clear error, not a traceback."""
+    import classifiers.embedding as embedding
+
+    monkeypatch.setattr(embedding, "STATIC_DIR", tmp_path / "absent")
+    args = _parse(commands.add_train_arguments,
+                  ["--data", str(tiny_data), "--out", str(tmp_path / "m"), "--no-validate"])
+    assert commands.run_train(args) == 2
+    err = capsys.readouterr().err
+    assert "--no-semantic" in err and "Traceback" not in err
