@@ -171,6 +171,10 @@ def _serve_workers(args: argparse.Namespace, policy: Any) -> int:
     from router.serving.workers import WorkerSpec, check_workers, serve_workers
 
     note = check_workers(policy, args.workers)
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if metrics_dir and not os.path.isdir(metrics_dir):
+        raise TierwiseError(f"PROMETHEUS_MULTIPROC_DIR={metrics_dir} is not a directory. Fix: "
+                            "create it (empty), or unset it to use a temporary one")
     path = policy.ledger.path if args.ledger is None else args.ledger
     if path:
         # Opened (schema created) once here so a bad path is one clear error, not N tracebacks.
@@ -189,7 +193,7 @@ def _serve_workers(args: argparse.Namespace, policy: Any) -> int:
     print(f"tierwise: {note}", file=sys.stderr)
     spec = WorkerSpec(policy=args.policy, ledger=path or "", log_level=args.log_level,
                       access_log=args.access_log,
-                      metrics_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+                      metrics_dir=metrics_dir)
     return serve_workers(spec, args.workers, sock)
 
 

@@ -100,16 +100,18 @@ def serve_workers(spec: WorkerSpec, workers: int, sock: socket.socket) -> int:
         # The first signal asks each worker for a graceful shutdown; a second SIGINT (Ctrl+C
         # again) is passed on as SIGINT, which makes uvicorn stop without waiting.
         forward = signal.SIGINT if len(stopping) > 1 and signum == signal.SIGINT else signal.SIGTERM
-        for proc in procs:
-            if proc.pid is not None and proc.exitcode is None:
-                os.kill(proc.pid, forward)
+        _signal_all(procs, forward)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     failed: list[str] = []
     try:
         for proc in procs:
+            if stopping:
+                break  # asked to stop while starting: start no more
             proc.start()
-        running = list(procs)
+        running = [p for p in procs if p.pid is not None]
+        if stopping:  # a worker started while the signal was handled did not get it
+            _signal_all(running, signal.SIGTERM)
         while running:
             for sentinel in wait([p.sentinel for p in running]):
                 proc = next(p for p in running if p.sentinel == sentinel)
@@ -120,8 +122,7 @@ def serve_workers(spec: WorkerSpec, workers: int, sock: socket.socket) -> int:
                     failed.append(f"worker {proc.pid} exited with code {proc.exitcode}")
                     print(f"tierwise serve: {failed[0]}; stopping the other workers",
                           file=sys.stderr)
-                    for other in running:
-                        os.kill(other.pid, signal.SIGTERM)  # type: ignore[arg-type]
+                    _signal_all(running, signal.SIGTERM)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -129,6 +130,17 @@ def serve_workers(spec: WorkerSpec, workers: int, sock: socket.socket) -> int:
         if own_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 1 if failed else 0
+
+
+def _signal_all(procs: list[Any], signum: int) -> None:
+    """Send `signum` to every started worker that has not been reaped."""
+    for proc in procs:
+        if proc.pid is None or proc.exitcode is not None:
+            continue
+        try:
+            os.kill(proc.pid, signum)
+        except ProcessLookupError:
+            pass  # it exited between the check and the kill; its sentinel reports it
 
 
 def _worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
