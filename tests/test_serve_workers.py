@@ -126,3 +126,38 @@ def test_what_the_workers_share_is_said():
     assert "per worker: coalescing" in memory
     limited = 'state = "redis://127.0.0.1:6379/0"\n' + text + "\n[limits]\nusd_per_day = 5.0\n"
     assert "through Redis" in check_workers(parse_policy(limited), 2)  # Redis: budgets allowed
+
+
+def test_with_redis_a_rate_limit_holds_across_the_workers(tmp_path):
+    from conftest import require_binary
+    from redisproc import RedisServer
+
+    redis = RedisServer(require_binary("redis-server"), tmp_path).start()
+    policy = tmp_path / "shared.toml"
+    policy.write_text(f'state = "{redis.url}"\n' + DEMO.read_text()
+                      + "\n[limits]\nrequests_per_minute = 10\n")
+    port = free_port()
+    proc = _serve(tmp_path, "--policy", str(policy), "--workers", "2", "--port", str(port),
+                  "--log-level", "warning", "--ledger", "")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, url, 90, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]
+        while time.time() % 60 > 50:  # one fixed one-minute window for the whole burst
+            time.sleep(0.5)
+
+        def ask(i: int) -> int:
+            return httpx.post(url + "/v1/chat/completions", timeout=30, json={
+                "model": "auto", "messages": [{"role": "user", "content": f"q {i}"}]}
+                ).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            codes = sorted(pool.map(ask, range(30)))
+        # one limit for the whole server, not 10 per worker
+        assert codes == [200] * 10 + [429] * 20, codes
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        redis.stop()
