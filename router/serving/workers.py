@@ -24,6 +24,7 @@ systemd restarts the whole service).
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -31,7 +32,6 @@ import signal
 import socket
 import sys
 import tempfile
-from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -39,7 +39,7 @@ from policies import Policy
 from router.errors import TierwiseError
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class WorkerSpec:
     """What a worker needs to build its server: plain values, picklable for "spawn"."""
 
@@ -84,12 +84,17 @@ def check_workers(policy: Policy, workers: int) -> str:
             "file and /metrics (summed over workers)")
 
 
+# How a worker ends a graceful stop: 0, or killed by the signal uvicorn re-raises after its
+# shutdown (the books are kept before that, at the end of the ASGI lifespan).
+STOPPED = (0, -signal.SIGTERM, -signal.SIGINT)
+
+
 def serve_workers(spec: WorkerSpec, workers: int, sock: socket.socket) -> int:
     """Run `workers` processes on the bound socket until a signal or a worker's death; the
     exit code of `tierwise serve`."""
     own_dir = not spec.metrics_dir
     metrics_dir = spec.metrics_dir or tempfile.mkdtemp(prefix="tierwise-metrics-")
-    spec = WorkerSpec(spec.policy, spec.ledger, spec.log_level, spec.access_log, metrics_dir)
+    spec = dataclasses.replace(spec, metrics_dir=metrics_dir)
     context = multiprocessing.get_context("spawn")
     procs = [context.Process(target=_worker_main, args=(spec, sock), name=f"tierwise-worker-{i}")
              for i in range(workers)]
@@ -117,18 +122,22 @@ def serve_workers(spec: WorkerSpec, workers: int, sock: socket.socket) -> int:
                 proc = next(p for p in running if p.sentinel == sentinel)
                 proc.join()
                 running.remove(proc)
-                if not stopping and not failed:
-                    # a worker died on its own: one fewer server is not what was asked for
-                    failed.append(f"worker {proc.pid} exited with code {proc.exitcode}")
-                    print(f"tierwise serve: {failed[0]}; stopping the other workers",
-                          file=sys.stderr)
+                if stopping and proc.exitcode in STOPPED:
+                    continue
+                # a worker died on its own (one fewer server is not what was asked for) or
+                # failed while stopping: the exit code says so
+                failed.append(f"worker {proc.pid} exited with code {proc.exitcode}")
+                print(f"tierwise serve: {failed[-1]}"
+                      + ("" if stopping else "; stopping the other workers"), file=sys.stderr)
+                if not stopping:
+                    stopping.append(signal.SIGTERM)
                     _signal_all(running, signal.SIGTERM)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         sock.close()
         if own_dir:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+            shutil.rmtree(metrics_dir)
     return 1 if failed else 0
 
 
