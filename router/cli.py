@@ -9,6 +9,7 @@ non-zero; no tracebacks for user mistakes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -127,6 +128,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.policy)
     _check_keys(policy, args.policy, args.allow_missing_keys)
+    if args.workers != 1:
+        return _serve_workers(args, policy)
     _check_port(args.host, args.port)
     path = policy.ledger.path if args.ledger is None else args.ledger
     ledger = None
@@ -159,6 +162,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_workers(args: argparse.Namespace, policy: Any) -> int:
+    """`serve --workers N`: bind once here, N worker processes serve (router.serving.workers)."""
+    import sqlite3
+    from pathlib import Path
+
+    from router.accounting.ledger import Ledger
+    from router.serving.workers import WorkerSpec, check_workers, serve_workers
+
+    note = check_workers(policy, args.workers)
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if metrics_dir and not os.path.isdir(metrics_dir):
+        raise TierwiseError(f"PROMETHEUS_MULTIPROC_DIR={metrics_dir} is not a directory. Fix: "
+                            "create it (empty), or unset it to use a temporary one")
+    path = policy.ledger.path if args.ledger is None else args.ledger
+    if path:
+        # Opened (schema created) once here so a bad path is one clear error, not N tracebacks.
+        try:
+            Ledger(path, policy.ledger.retention_days, policy.ledger.store_prompts).close()
+        except (OSError, sqlite3.Error) as exc:
+            raise TierwiseError(f"cannot open the ledger {path}: {exc}; pass --ledger PATH "
+                                "or --ledger '' to run without one") from None
+        path = str(Path(path).resolve())
+    sock = _bound_socket(args.host, args.port)
+    sock.listen(2048)  # uvicorn's default backlog
+    sock.set_inheritable(True)
+    where = f"ledger: {path}" if path else "no ledger"
+    print(f"tierwise: serving on http://{args.host}:{args.port} with {args.workers} workers "
+          f"(policy: {args.policy or 'embedded demo'}; {where})", file=sys.stderr)
+    print(f"tierwise: {note}", file=sys.stderr)
+    spec = WorkerSpec(policy=args.policy, ledger=path or "", log_level=args.log_level,
+                      access_log=args.access_log,
+                      metrics_dir=metrics_dir)
+    return serve_workers(spec, args.workers, sock)
+
+
+def _workers_arg(value: str) -> int:
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more (got {value!r})")
+    return workers
+
+
 def _check_keys(policy: Any, source: str | None, allow: bool) -> None:
     """Every provider-key variable the policy names must be set, or `serve` does not start
     (with --allow-missing-keys it starts, and /readyz answers 503 naming them)."""
@@ -182,6 +230,11 @@ def _check_keys(policy: Any, source: str | None, allow: bool) -> None:
 def _check_port(host: str, port: int) -> None:
     """Say that the address is taken before claiming to serve on it (uvicorn would only
     print Errno 98 after our "serving on" line)."""
+    _bound_socket(host, port).close()
+
+
+def _bound_socket(host: str, port: int) -> Any:
+    """A socket bound to host:port as uvicorn binds it, or one line saying why it cannot be."""
     import errno
     import socket
 
@@ -193,7 +246,9 @@ def _check_port(host: str, port: int) -> None:
                             "address of this machine, e.g. --host 127.0.0.1 or 0.0.0.0"
                             ) from None
     family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
+    probe = socket.socket(family, kind, proto)
+    with contextlib.ExitStack() as on_error:
+        on_error.callback(probe.close)
         # as uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is free, a listener is not
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -210,6 +265,8 @@ def _check_port(host: str, port: int) -> None:
                     "e.g. --port 8000") from None
             raise TierwiseError(f"cannot listen on {host}:{port}: {exc.strerror}. Fix: "
                                 "pass another --host or --port") from None
+        on_error.pop_all()  # bound: the caller owns it now
+    return probe
 
 
 def _delegated(module: str, name: str) -> tuple[Callable[..., None], Callable[..., int]] | None:
@@ -283,6 +340,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--allow-missing-keys", action="store_true",
                        help="start even if provider-key variables the policy names are unset "
                             "(those tiers fail; /readyz answers 503 naming them)")
+        p.add_argument("--workers", type=_workers_arg, default=1, metavar="N",
+                       help="serve with N processes on one port (default 1); without Redis "
+                            "state, coalescing and the cache are per worker and budgets or "
+                            "rate limits are refused (docs/operations.md)")
         p.add_argument("--log-level", default="info",
                        choices=["critical", "error", "warning", "info", "debug"])
         # Off by default: at info level uvicorn's line per request cost ~12% of the proxy's

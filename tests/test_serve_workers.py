@@ -1,0 +1,163 @@
+"""`tierwise serve --workers N` (router/serving/workers.py) as real processes on loopback: the
+demo policy (embedded simulator) on two workers, concurrent requests, graceful SIGTERM; and the
+configurations it refuses."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from guardkit import free_port, wait_ready
+
+from policies import parse_policy
+from router.accounting.ledger import Ledger
+from router.serving.workers import check_workers
+
+DEMO = Path(__file__).resolve().parents[1] / "policies" / "demo.toml"
+
+
+def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None
+           ) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "router", "serve", *args], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _ppid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^PPid:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
+
+
+def test_two_workers_share_the_port_the_ledger_and_metrics_and_stop_on_sigterm(tmp_path):
+    port, ledger, metrics_dir = free_port(), tmp_path / "ledger.db", tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    proc = _serve(tmp_path, "--workers", "2", "--port", str(port), "--log-level", "warning",
+                  "--ledger", str(ledger), env=env)
+    url = f"http://127.0.0.1:{port}"
+    answered: list[httpx.Response] = []
+    try:
+        wait_ready(proc, url, 90, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]
+
+        def ask(i: int) -> httpx.Response:
+            # a new connection per request: the kernel hands each to whichever worker accepts
+            return httpx.post(url + "/v1/chat/completions", timeout=30, json={
+                "model": "auto", "messages": [{"role": "user", "content": f"question {i}"}]})
+
+        pids: set[int] = set()
+        for round_ in range(5):  # both workers accept almost always in the first round
+            with ThreadPoolExecutor(16) as pool:
+                answers = list(pool.map(ask, range(round_ * 40, round_ * 40 + 40)))
+            assert [r.status_code for r in answers] == [200] * 40, answers[0].text
+            answered += answers
+            # prometheus-client's multiprocess mode: one file per process that counted a request
+            pids = {int(m.group(1)) for f in metrics_dir.iterdir()
+                    if (m := re.fullmatch(r"counter_(\d+)\.db", f.name))}
+            if len(pids) >= 2:
+                break
+        assert len(pids) == 2, pids
+        assert all(_ppid(pid) == proc.pid for pid in pids)  # the server's own workers
+
+        # any worker's /metrics is the sum over both
+        scrape = httpx.get(url + "/metrics", timeout=10).text
+        total = sum(float(line.rsplit(" ", 1)[1]) for line in scrape.splitlines()
+                    if line.startswith("tierwise_requests_total{"))
+        assert total == len(answered)
+
+        # SIGTERM with streams in flight (the large simulated tier takes ~0.45 s): each worker
+        # finishes them, keeps their books, and the server exits 0
+        def stream(i: int) -> httpx.Response:
+            with httpx.stream("POST", url + "/v1/chat/completions", timeout=30, json={
+                    "model": "large", "stream": True,
+                    "messages": [{"role": "user", "content": f"streamed {i}"}]}) as r:
+                r.read()
+            return r
+
+        with ThreadPoolExecutor(16) as pool:
+            streams = [pool.submit(stream, i) for i in range(16)]
+            time.sleep(0.2)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            late = [s.result() for s in streams]
+        assert [r.status_code for r in late] == [200] * 16
+        assert all(r.text.rstrip().endswith("data: [DONE]") for r in late)
+        answered += late
+        assert proc.wait(30) == 0, proc.stderr.read().decode()  # type: ignore[union-attr]
+        assert time.monotonic() - started < 20
+        assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    ids = sorted(r.headers["x-tierwise-request-id"] for r in answered)
+    assert sorted(r.request_id for r in Ledger(ledger).query()) == ids
+
+
+def test_budgets_without_redis_are_refused_with_workers(tmp_path):
+    policy = tmp_path / "limited.toml"
+    policy.write_text(DEMO.read_text()
+                      + "\n[limits]\nusd_per_day = 5.0\nrequests_per_minute = 60\n")
+    run = subprocess.run([sys.executable, "-m", "router", "serve", "--policy", str(policy),
+                          "--workers", "2", "--port", str(free_port())],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "[limits] requests_per_minute" in lines[0] and "[limits] usd_per_day" in lines[0]
+    assert "redis://" in lines[0] and "--workers 1" in lines[0]
+
+
+def test_workers_must_be_one_or_more(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "router", "serve", "--workers", "0"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "--workers: must be a whole number, 1 or more (got '0')" in run.stderr
+
+
+def test_what_the_workers_share_is_said():
+    text = DEMO.read_text()
+    memory = check_workers(parse_policy(text), 2)
+    assert "per worker: coalescing" in memory
+    limited = 'state = "redis://127.0.0.1:6379/0"\n' + text + "\n[limits]\nusd_per_day = 5.0\n"
+    assert "through Redis" in check_workers(parse_policy(limited), 2)  # Redis: budgets allowed
+
+
+def test_with_redis_a_rate_limit_holds_across_the_workers(tmp_path):
+    from conftest import require_binary
+    from redisproc import RedisServer
+
+    redis = RedisServer(require_binary("redis-server"), tmp_path).start()
+    policy = tmp_path / "shared.toml"
+    policy.write_text(f'state = "{redis.url}"\n' + DEMO.read_text()
+                      + "\n[limits]\nrequests_per_minute = 10\n")
+    port = free_port()
+    proc = _serve(tmp_path, "--policy", str(policy), "--workers", "2", "--port", str(port),
+                  "--log-level", "warning", "--ledger", "")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, url, 90, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]
+        while time.time() % 60 > 50:  # one fixed one-minute window for the whole burst
+            time.sleep(0.5)
+
+        def ask(i: int) -> int:
+            return httpx.post(url + "/v1/chat/completions", timeout=30, json={
+                "model": "auto", "messages": [{"role": "user", "content": f"q {i}"}]}
+                ).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            codes = sorted(pool.map(ask, range(30)))
+        # one limit for the whole server, not 10 per worker
+        assert codes == [200] * 10 + [429] * 20, codes
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        redis.stop()
