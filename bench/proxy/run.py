@@ -525,17 +525,20 @@ def main() -> int:
                       f"http://127.0.0.1:{UPSTREAM_PORT}/healthz",
                       f"http://127.0.0.1:{UPSTREAM_PORT}/v1/chat/completions", "bench-small")
     offline = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
-    def tierwise(name: str, env: dict[str, str]) -> Server:
+    def tierwise(name: str, env: dict[str, str], extra: tuple[str, ...] = ()) -> Server:
         return Server(
             name, [py, str(HERE / "tierwise_serve.py"), "--policy",
                    str(POLICY), "--host", "127.0.0.1", "--port",
-                   str(TIERWISE_PORT), "--log-level", "warning"],
+                   str(TIERWISE_PORT), "--log-level", "warning", *extra],
             f"http://127.0.0.1:{TIERWISE_PORT}/healthz",
             f"http://127.0.0.1:{TIERWISE_PORT}/v1/chat/completions", "auto", env=env)
 
     servers = {
         "upstream": upstream,
         "tierwise": tierwise("tierwise", {**offline, **src_env}),
+        # the same server as N processes on the port (`tierwise serve --workers 2`)
+        "tierwise-2workers": tierwise("tierwise-2workers", {**offline, **src_env},
+                                      ("--workers", "2")),
         "tierwise+uvloop": tierwise("tierwise+uvloop", {**offline, **src_env, "PYTHONPATH":
                                     os.pathsep.join(p for p in (src_env.get("PYTHONPATH"),
                                                                 args.uvloop_path) if p)}),
