@@ -3,7 +3,7 @@
     /tmp/v1/bin/python bench/soak.py [--seconds 300] [--rate 20] [--stream-share 0.3]
                                      [--redis] [--out bench/SOAK.md]
 
-Starts the proxy as its own process (router.serving.guard.build_app: API keys, validation, limits,
+Starts the proxy as its own process (router.serving.app.build_app: API keys, validation, limits,
 budgets, the shared state, coalescing) on the embedded demo tiers (the built-in simulated
 upstream on loopback), with one API key and limits high enough never to refuse. With --redis it
 also starts a redis-server on a free loopback port (`--save '' --appendonly no`) and uses it as
@@ -47,7 +47,7 @@ import sys
 sys.path.insert(0, {root!r})
 import uvicorn
 from policies import parse_policy
-from router.serving.guard import build_app
+from router.serving.app import build_app
 scorer = None
 try:
     from classifiers import default_scorer
@@ -277,7 +277,7 @@ def write_report(out: Path, r: dict[str, Any]) -> None:
         f"Run `{' '.join(['bench/soak.py', *sys.argv[1:]])}` on {r['date']}: "
         f"{m['cpu']} ({m['cores']} cores), {m['os']}, Python {m['python']}.",
         "",
-        "The proxy (router.serving.guard.build_app: API key, validation, limits and budgets, shared "
+        "The proxy (router.serving.app.build_app: API key, validation, limits and budgets, shared "
         f"state = {r['state']}, coalescing) runs as its own process on the embedded demo tiers "
         "(built-in simulated upstream on loopback); difficulty scorer: "
         f"{r['scorer']}. Open-loop load from aiohttp, {r['stream_share']:.0%} streamed, "

@@ -9,7 +9,6 @@ non-zero; no tracebacks for user mistakes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -124,13 +123,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from policies import load_policy
-    from router.serving.guard import build_app
+    from router.serving.app import build_app
+    from router.serving.startup import check_keys, check_port
 
     policy = load_policy(args.policy)
-    _check_keys(policy, args.policy, args.allow_missing_keys)
+    check_keys(policy, args.policy, args.allow_missing_keys)
     if args.workers != 1:
         return _serve_workers(args, policy)
-    _check_port(args.host, args.port)
+    check_port(args.host, args.port)
     path = policy.ledger.path if args.ledger is None else args.ledger
     ledger = None
     if path:
@@ -184,7 +184,9 @@ def _serve_workers(args: argparse.Namespace, policy: Any) -> int:
             raise TierwiseError(f"cannot open the ledger {path}: {exc}; pass --ledger PATH "
                                 "or --ledger '' to run without one") from None
         path = str(Path(path).resolve())
-    sock = _bound_socket(args.host, args.port)
+    from router.serving.startup import bound_socket
+
+    sock = bound_socket(args.host, args.port)
     sock.listen(2048)  # uvicorn's default backlog
     sock.set_inheritable(True)
     where = f"ledger: {path}" if path else "no ledger"
@@ -205,68 +207,6 @@ def _workers_arg(value: str) -> int:
     if workers < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more (got {value!r})")
     return workers
-
-
-def _check_keys(policy: Any, source: str | None, allow: bool) -> None:
-    """Every provider-key variable the policy names must be set, or `serve` does not start
-    (with --allow-missing-keys it starts, and /readyz answers 503 naming them)."""
-    missing = policy.missing_keys(os.environ)
-    if not missing:
-        return
-    names = sorted({n for unset in missing.values() for n in unset})
-    per_tier = "; ".join(f"tier {tier!r} needs {', '.join(unset)}"
-                         for tier, unset in missing.items())
-    where = source or "the embedded demo"
-    if not allow:
-        raise TierwiseError(
-            f"missing provider keys for {where}: {per_tier}. Fix: set "
-            f"{', '.join(names)} in the environment (e.g. `export {names[0]}=...`), or pass "
-            "--allow-missing-keys to start anyway (those tiers fail, /readyz answers 503)")
-    print(f"tierwise: warning: starting without provider keys ({per_tier}); requests to "
-          "those tiers fail and /readyz answers 503 until tierwise serve is restarted with "
-          f"{', '.join(names)} set", file=sys.stderr)
-
-
-def _check_port(host: str, port: int) -> None:
-    """Say that the address is taken before claiming to serve on it (uvicorn would only
-    print Errno 98 after our "serving on" line)."""
-    _bound_socket(host, port).close()
-
-
-def _bound_socket(host: str, port: int) -> Any:
-    """A socket bound to host:port as uvicorn binds it, or one line saying why it cannot be."""
-    import errno
-    import socket
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise TierwiseError(f"cannot listen on --host {host}: {exc.strerror}. Fix: pass an "
-                            "address of this machine, e.g. --host 127.0.0.1 or 0.0.0.0"
-                            ) from None
-    family, kind, proto, _, address = infos[0]
-    probe = socket.socket(family, kind, proto)
-    with contextlib.ExitStack() as on_error:
-        on_error.callback(probe.close)
-        # as uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is free, a listener is not
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise TierwiseError(
-                    f"port {port} on {host} is already in use (another tierwise serve?). "
-                    f"Fix: stop that process, or pass another port, e.g. --port {port + 1}"
-                    ) from None
-            if exc.errno == errno.EACCES:
-                raise TierwiseError(
-                    f"no permission to listen on port {port}. Fix: pass a port above 1023, "
-                    "e.g. --port 8000") from None
-            raise TierwiseError(f"cannot listen on {host}:{port}: {exc.strerror}. Fix: "
-                                "pass another --host or --port") from None
-        on_error.pop_all()  # bound: the caller owns it now
-    return probe
 
 
 def _delegated(module: str, name: str) -> tuple[Callable[..., None], Callable[..., int]] | None:

@@ -116,12 +116,12 @@ class LengthScorer:
 
 @contextmanager
 def guarded_proxy(policy_text: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
-    """The full proxy (router.serving.guard.build_app) for a policy, served on loopback and warm;
+    """The full proxy (router.serving.app.build_app) for a policy, served on loopback and warm;
     yields (base URL, the Guard)."""
     import httpx
 
     from policies import parse_policy
-    from router.serving.guard import build_app
+    from router.serving.app import build_app
 
     app = build_app(parse_policy(policy_text), scorer=LengthScorer(), **kwargs)
     with serve(app) as url:

@@ -42,7 +42,7 @@ from policies import parse_policy
 from router.accounting.ledger import Ledger
 from router.accounting.records import summarize
 from router.accounting.report import kpis
-from router.serving.guard import build_app
+from router.serving.app import build_app
 from router.upstream.simulator import BackgroundServer
 
 ROOT = Path(__file__).parents[1]

@@ -1,4 +1,4 @@
-"""Fault injection: the full proxy (router.serving.guard.build_app) in front of a loopback upstream
+"""Fault injection: the full proxy (router.serving.app.build_app) in front of a loopback upstream
 that resets, hangs, trickles, answers slowly, returns garbage or storms 5xx; clients that
 disconnect; shutdown with requests in flight. No request outlives its timeout, every failure is a
 clear OpenAI-style error, and open sockets and memory are flat afterwards."""
@@ -175,7 +175,7 @@ import sys, uvicorn
 sys.path.insert(0, {tests!r})
 from guardkit import LengthScorer
 from policies import load_policy
-from router.serving.guard import build_app
+from router.serving.app import build_app
 app = build_app(load_policy({policy!r}), scorer=LengthScorer())
 uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning", timeout_graceful_shutdown=4)
 """

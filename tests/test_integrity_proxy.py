@@ -1,4 +1,4 @@
-"""Issue 15: money and cache integrity at the real proxy (router.serving.guard.build_app) over
+"""Issue 15: money and cache integrity at the real proxy (router.serving.app.build_app) over
 loopback HTTP, with a scripted OpenAI-shaped upstream, a real ledger and /metrics.
 
 The upstream's behaviour is chosen by a word in the last user message:
@@ -40,7 +40,7 @@ from policies import parse_policy
 from router.access.auth import hash_key
 from router.accounting.ledger import Ledger
 from router.accounting.records import RequestRecord
-from router.serving.guard import build_app
+from router.serving.app import build_app
 from router.upstream.simulator import BackgroundServer
 
 KEYS = {"a": "sk-integrity-a-0123456789", "b": "sk-integrity-b-0123456789"}

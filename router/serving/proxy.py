@@ -10,7 +10,7 @@
 Every error is OpenAI-shaped JSON (`{"error": {"message", "type", "param", "code"}}`), including
 404/405 for unknown paths and methods. /metrics (`metrics_route`) and /dashboard
 (router/accounting/dashboard.py) are added by passing their routes as `extra_routes`;
-router.serving.guard.build_app (what `tierwise serve` runs) does.
+router.serving.app.build_app (what `tierwise serve` runs) does.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def _worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
     import uvicorn
 
     from policies import load_policy
-    from router.serving.guard import build_app
+    from router.serving.app import build_app
 
     policy = load_policy(spec.policy)
     ledger = None
