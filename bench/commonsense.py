@@ -45,6 +45,12 @@ def auc(easy: np.ndarray, hard: np.ndarray, pairs: np.ndarray | None = None) -> 
     return float(cmp[pairs].mean()) if pairs.any() else None
 
 
+def length_matched(easy_len: np.ndarray, hard_len: np.ndarray) -> np.ndarray:
+    """The easy x hard mask of pairs whose lengths differ by at most LENGTH_RATIO."""
+    longer = np.maximum(hard_len[None, :], easy_len[:, None])
+    return longer / np.maximum(np.minimum(hard_len[None, :], easy_len[:, None]), 1) <= LENGTH_RATIO
+
+
 def run_scorer(items: list[dict[str, Any]], policy: str | None, repo: Path) -> list[dict[str, Any]]:
     """Score the items via `python -m router.cli score` run in `repo`; one output row per item."""
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
@@ -70,9 +76,7 @@ def group_metrics(items: list[dict[str, Any]], tiers: list[str]) -> dict[str, An
     h = [it for it in items if it["label"] == "hard"]
     de, dh = (np.array([it["difficulty"] for it in g], float) for g in (e, h))
     le, lh = (np.array([it["length"] for it in g], float) for g in (e, h))
-    longer = np.maximum(lh[None, :], le[:, None])
-    ratio = longer / np.maximum(np.minimum(lh[None, :], le[:, None]), 1)
-    matched = ratio <= LENGTH_RATIO
+    matched = length_matched(le, lh)
     dist = {lab: dict(Counter(it["tier"] for it in g)) for lab, g in (("easy", e), ("hard", h))}
     return {
         "n_easy": len(e), "n_hard": len(h),

@@ -33,18 +33,11 @@ from classifiers.features import (  # noqa: E402
     extract_many,
     to_csr,
 )
+from classifiers.metrics import auc  # noqa: E402
 from classifiers.onnx_table import read_linear_table  # noqa: E402
 from classifiers.validation import pair_outcomes  # noqa: E402
 
 MODEL = ROOT / "classifiers" / "model" / "model.onnx"
-
-
-def auc(score: np.ndarray, label: np.ndarray) -> float:
-    pos, neg = score[label], score[~label]
-    if not pos.size or not neg.size:
-        return float("nan")
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
 
 
 def parts(convs: list) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarray]:

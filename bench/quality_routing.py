@@ -29,7 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classifiers.data import load_rows, read_jsonl, row_messages  # noqa: E402
+from bench.commonsense import auc as pair_auc  # noqa: E402
+from bench.commonsense import length_matched  # noqa: E402
+from classifiers.data import load_rows, prompt_key, read_jsonl, row_messages  # noqa: E402
 from classifiers.features import DENSE_OFF, extract_many, to_csr  # noqa: E402
 from classifiers.metrics import evaluate_pair  # noqa: E402
 from classifiers.train import DEFAULT_PARAMS, fit, semantic_table  # noqa: E402
@@ -95,32 +97,21 @@ def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.nda
     return out
 
 
-def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
-
-
 def commonsense(model, path: Path, split: str) -> dict:
+    """The hand-written set's AUCs for ``model``, by bench/commonsense.py's own rules."""
     items = [r for r in read_jsonl(path) if split == "all" or r.get("split") == split]
     if not items:
         return {}
-    X = to_csr(extract_many([r["messages"] for r in items]))
-    d = model.predict(X)
+    d = model.predict(to_csr(extract_many([r["messages"] for r in items])))
     hard = np.asarray([r["label"] == "hard" for r in items])
     n_chars = np.asarray(
-        [sum(len(str(m.get("content", ""))) for m in r["messages"]) for r in items]
+        [sum(len(str(m.get("content", ""))) for m in r["messages"]) for r in items], float
     )
-    pos, neg = np.flatnonzero(hard), np.flatnonzero(~hard)
-    ratio = n_chars[pos][:, None] / n_chars[neg][None, :]
-    close = (ratio <= 1.5) & (ratio >= 1 / 1.5)
-    diff = d[pos][:, None] - d[neg][None, :]
-    matched = float((((diff > 0) + 0.5 * (diff == 0)))[close].mean())
-    ldiff = n_chars[pos][:, None] - n_chars[neg][None, :]
-    lmatched = float((((ldiff > 0) + 0.5 * (ldiff == 0)))[close].mean())
-    return {"n": len(items), "auc": auc(d[hard], d[~hard]), "matched_auc": matched,
-            "length_matched_auc": lmatched,
-            "length_auc": auc(n_chars[hard].astype(float), n_chars[~hard].astype(float)),
-            "easy_d_mean": float(d[~hard].mean()), "hard_d_mean": float(d[hard].mean())}
+    de, dh, le, lh = d[~hard], d[hard], n_chars[~hard], n_chars[hard]
+    close = length_matched(le, lh)
+    return {"n": len(items), "auc": pair_auc(de, dh), "matched_auc": pair_auc(de, dh, close),
+            "length_matched_auc": pair_auc(le, lh, close), "length_auc": pair_auc(le, lh),
+            "easy_d_mean": float(de.mean()), "hard_d_mean": float(dh.mean())}
 
 
 def main() -> int:
@@ -142,10 +133,10 @@ def main() -> int:
     gsm = [r for r in load_rows(ROOT / "data" / "routing-train.jsonl.gz", apply_exclusions=False)
            if (r.get("meta") or {}).get("family") == "gsm8k"]
     rows_all = bench + chat
-    keys = [r.get("prompt_key") or str(r.get("prompt", ""))[:200] for r in rows_all]
+    keys = [prompt_key(r) for r in rows_all]
     X_all = to_csr(extract_many([row_messages(r) for r in rows_all]))
     X_gsm = to_csr(extract_many([row_messages(r) for r in gsm]))
-    emb = semantic_table(rows_all)
+    emb = semantic_table(rows_all, X_all)
     n_tok = lambda X: np.asarray(X[:, DENSE_OFF].todense()).ravel()  # noqa: E731  log_tokens
     print(f"features + table in {time.time() - t0:.0f}s", file=sys.stderr)
     results: dict[str, list] = {}

@@ -247,12 +247,18 @@ def dup_groups(rows: list[dict]) -> np.ndarray:
     )
 
 
+def prompt_key(row: dict) -> str:
+    """What identifies a row's prompt across rows and sources: its ``prompt_key`` where the data
+    has one (routing-train), else the start of the prompt (routing-chat has none)."""
+    return row.get("prompt_key") or str(row.get("prompt", ""))[:200]
+
+
 def distinct_conversations(rows: list[dict]) -> list[list[dict] | str]:
     """The conversations of ``rows``, each prompt once (sources repeat a prompt per judge)."""
     seen: set[str] = set()
     out: list[list[dict] | str] = []
     for r in rows:
-        key = str(r.get("prompt", ""))[:200]
+        key = prompt_key(r)
         if key not in seen:
             seen.add(key)
             out.append(row_messages(r))

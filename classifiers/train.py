@@ -24,6 +24,7 @@ from .data import (
     excluded,
     label_group,
     load_rows,
+    prompt_key,
     read_jsonl,
     row_messages,
     sha256_file,
@@ -120,7 +121,7 @@ def fisher_variance(
 def _row_weights(rows: list[dict]) -> np.ndarray:
     """1/k for a prompt that appears in k rows of one source (Arena-Hard keeps a row per judge
     and baseline group): each distinct prompt weighs as one, its verdicts pooled."""
-    keys = [(r.get("source"), r.get("prompt_key") or str(r.get("prompt", ""))[:200]) for r in rows]
+    keys = [(r.get("source"), prompt_key(r)) for r in rows]
     counts = Counter(keys)
     return np.asarray([1.0 / counts[k] for k in keys])
 
@@ -158,9 +159,9 @@ def fit(
     dropped = list(DIGIT_FEATURES) if not params.get("digit_features", 1) else []
     if params.get("lean", 0):
         dropped += SURFACE_FEATURES
-    if dropped:
-        for name in dropped:
-            keep[DENSE_OFF + DENSE_NAMES.index(name)] = 0.0
+    for name in dropped:
+        keep[DENSE_OFF + DENSE_NAMES.index(name)] = 0.0
+    is_chat = np.asarray([_is_judged_chat(r) for r in rows], np.float64)
     base = (X @ sparse.diags(keep)).tocsr()
     base.eliminate_zeros()
     semantic = bool(params.get("semantic", 1))
@@ -170,7 +171,6 @@ def fit(
         sem = sparse.csr_matrix(X[:, HASH_OFF:DENSE_OFF] @ emb)
         blocks = [base, sem]
         head = int(params.get("chat_head", 0))
-        is_chat = np.asarray([_is_judged_chat(r) for r in rows], np.float64)
         if head == 1:  # separate heads; the chat one ships
             blocks = [base, sparse.diags(is_chat) @ sem, sparse.diags(1.0 - is_chat) @ sem]
         elif head == 2:  # a shared head plus a chat correction; shared + correction ships
@@ -195,8 +195,8 @@ def fit(
     irt.l2 = l2
     irt.fit(full, pairs.prompt, pairs.model, pairs.y, len(pairs.models), comparisons=comparisons,
             groups=groups, lower=lower, upper=upper,
-            row_weight=_row_weights(rows) * np.where(
-                [_is_judged_chat(r) for r in rows], float(params.get("chat_weight", 1.0)), 1.0),
+            row_weight=_row_weights(rows)
+            * np.where(is_chat > 0, float(params.get("chat_weight", 1.0)), 1.0),
             no_offset=no_offset, label_weight=label_weight)
     if groups is not None:
         irt.group_offsets_ = dict(zip(names, irt.offsets_.tolist(), strict=True))
@@ -240,8 +240,9 @@ def _is_judged_chat(row: dict) -> bool:
     return lt.startswith("pairwise") or lt == "judge_score_div10" or row.get("source") == "mifeval"
 
 
-def semantic_table(rows: list[dict]) -> np.ndarray:
-    """The hashed static embedding table for the words of ``rows`` (and MiniLM's vocabulary)."""
+def semantic_table(rows: list[dict], X: Any = None) -> np.ndarray:
+    """The hashed static embedding table for the words of ``rows`` (and MiniLM's vocabulary).
+    ``X``: the rows' features if the caller has them (else they are computed here)."""
     from .embedding import corpus_words, hashed_table
 
     words = corpus_words([t for r in rows for t, _ in flatten(row_messages(r)).segments])
@@ -249,9 +250,9 @@ def semantic_table(rows: list[dict]) -> np.ndarray:
     # centre the known words on the corpus's mean text embedding: the word block is a shrunk
     # mean (features.WORD_PRIOR), so a short request's embedding moves towards 0, which must
     # mean "a typical request", not a point that some direction of the fit calls hard or easy
-    X = featurize(rows, lambda _m: None)[:, HASH_OFF:DENSE_OFF]
-    totals = np.asarray(X.sum(axis=1)).ravel()
-    mean = np.asarray((X @ table).sum(axis=0)).ravel() / max(float(totals.sum()), 1e-9)
+    words_x = (X if X is not None else featurize(rows, lambda _m: None))[:, HASH_OFF:DENSE_OFF]
+    totals = np.asarray(words_x.sum(axis=1)).ravel()
+    mean = np.asarray((words_x @ table).sum(axis=0)).ravel() / max(float(totals.sum()), 1e-9)
     known = np.abs(table).sum(axis=1) > 0
     table[known] -= mean
     return table
@@ -301,7 +302,8 @@ def _train(
     log(f"excluded: {dict(reasons)}")
     bigrams = bool(params.get("bigrams", 0))
     X = featurize(rows, log, bigrams)
-    emb = semantic_table(rows) if params.get("semantic", 1) else None
+    # the table's centring reuses the word features (not with bigrams: they share the buckets)
+    emb = semantic_table(rows, None if bigrams else X) if params.get("semantic", 1) else None
     folds: list[PairEval] = []
     if validate:
         log("leave-one-source-out validation:")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .data import prompt_key
 from .metrics import PairResult, evaluate_pair
 from .names import canonical
 
@@ -124,7 +125,7 @@ def loso(
 ) -> list[PairEval]:
     """Leave-one-source-out: ``fit_predict(train_mask, test_mask) -> scores of test rows``."""
     src = np.asarray([r["source"] for r in rows])
-    keys = [r.get("prompt_key") or str(r.get("prompt", ""))[:200] for r in rows]
+    keys = [prompt_key(r) for r in rows]
     results: list[PairEval] = []
     for s in sources or sorted(set(src.tolist())):
         test = src == s
