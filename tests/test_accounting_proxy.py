@@ -19,7 +19,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ import httpx
 import pytest
 from guardkit import free_port, wait_ready
 from prometheus_client.parser import text_string_to_metric_families
+from serveproc import serve_argv
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -398,15 +398,15 @@ def test_sdk_response_carries_cost(upstream):
         litellm_cost(MODELS["large"], prompt, completion) - routing.cost_usd, rel=1e-9)
 
 
+@pytest.mark.serve_process
 def test_ledger_survives_a_killed_serve(tmp_path):
     """SIGKILL `tierwise serve` (embedded demo): the rows committed before are all readable."""
     port = free_port()
     path = tmp_path / "ledger.db"
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "router", "serve", "--port", str(port), "--log-level", "warning",
-         "--ledger", str(path)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE)
+        serve_argv("--port", str(port), "--log-level", "warning", "--ledger", str(path)),
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, base, 90, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from serveproc import serve_argv
 
 TIERWISE = [sys.executable, "-m", "router"]
 
@@ -77,8 +78,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> str:
     port = free_port()
     ledger = tmp_path_factory.mktemp("ledger") / "ledger.db"  # not the working directory
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    proc = subprocess.Popen([*TIERWISE, "serve", "--port", str(port), "--log-level", "warning",
-                             "--ledger", str(ledger)],
+    proc = subprocess.Popen(serve_argv("--port", str(port), "--log-level", "warning",
+                                       "--ledger", str(ledger)),
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     import httpx
@@ -99,6 +100,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> str:
     proc.wait(timeout=10)
 
 
+@pytest.mark.serve_process
 def test_serve_answers_the_openai_client(served: str) -> None:
     from openai import OpenAI
 
@@ -117,6 +119,7 @@ def test_serve_answers_the_openai_client(served: str) -> None:
     assert text.startswith("[sim-large #")
 
 
+@pytest.mark.serve_process
 def test_serve_errors_are_openai_shaped(served: str) -> None:
     import openai
     from openai import OpenAI

@@ -30,6 +30,7 @@ from conftest import require_binary
 from guardkit import LengthScorer, chat, serve
 from prometheus_client.parser import text_string_to_metric_families
 from redisproc import RedisServer
+from serveproc import serve_argv, workers
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -540,21 +541,24 @@ def test_a_provider_401_is_a_502_that_blames_the_tier_not_the_client(scripted, t
 
 # -- item 10: SIGTERM flushes the books ------------------------------------------------------------
 
+@pytest.mark.serve_process
 def test_sigterm_keeps_the_rows_of_requests_answered_during_shutdown(scripted, tmp_path):
     import os
     import signal
     import subprocess
-    import sys
 
     from guardkit import free_port, wait_ready
 
     policy = tmp_path / "policy.toml"
-    policy.write_text(policy_text(scripted.url))  # type: ignore[attr-defined]
+    # the budget's charges are among the books a shutdown keeps; several workers without Redis
+    # refuse a budget (tests/serveproc.py), and the rows are what this test checks
+    budget = "usd_per_day = 1000.0\n" if workers() == 1 else ""
+    policy.write_text(policy_text(scripted.url, budget=budget))  # type: ignore[attr-defined]
     path, port = tmp_path / "ledger.db", free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "router", "serve", "--policy", str(policy), "--port", str(port),
-         "--log-level", "warning", "--ledger", str(path)], cwd=tmp_path, env=env,
+        serve_argv("--policy", str(policy), "--port", str(port), "--log-level", "warning",
+                   "--ledger", str(path)), cwd=tmp_path, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -749,11 +753,11 @@ def test_slow_header_clients_are_cut_and_a_flood_is_capped(tmp_path):
         assert r.status_code == 200
 
 
+@pytest.mark.serve_process
 def test_sigterm_with_a_stream_open_exits_within_the_grace_time(tmp_path):
     import os
     import signal
     import subprocess
-    import sys
 
     from badupstream import BadUpstream
     from guardkit import free_port, wait_ready
@@ -767,8 +771,8 @@ def test_sigterm_with_a_stream_open_exits_within_the_grace_time(tmp_path):
     path, port = tmp_path / "ledger.db", free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "router", "serve", "--policy", str(policy), "--port", str(port),
-         "--log-level", "warning", "--ledger", str(path)], cwd=tmp_path, env=env,
+        serve_argv("--policy", str(policy), "--port", str(port), "--log-level", "warning",
+                   "--ledger", str(path)), cwd=tmp_path, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 from guardkit import free_port, wait_ready
+from serveproc import serve_argv
 
 MODEL = Path(__file__).resolve().parent.parent / "classifiers" / "model" / "model.onnx"
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.skipif(
     not MODEL.is_file() and not os.environ.get("TIERWISE_REQUIRE_ALL"),
-    reason="the shipped difficulty model (classifiers/model/model.onnx) is not trained yet")
+    reason="the shipped difficulty model (classifiers/model/model.onnx) is not trained yet"),
+    pytest.mark.serve_process]
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "router", "serve", "--port", str(port), "--log-level", "warning",
-         "--ledger", str(tmp_path_factory.mktemp("ledger") / "ledger.db")],
+        serve_argv("--port", str(port), "--log-level", "warning",
+                   "--ledger", str(tmp_path_factory.mktemp("ledger") / "ledger.db")),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +18,12 @@ from badupstream import BadUpstream
 from conftest import require_binary
 from guardkit import free_port, wait_ready
 from redisproc import RedisServer
+from serveproc import serve_argv
 
 from router.access.auth import hash_key
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.serve_process
 KEY = "sk-replica-budget"
 def policy_text(upstream: str, redis_url: str) -> str:
     tier = ('[[tiers]]\nname = "{name}"\nmodel = "openai/{model}"\n'
@@ -42,10 +43,10 @@ class Replica:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         # exactly `tierwise serve`, the shipped scorer included
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve", "--policy", str(policy),
-             "--port", str(self.port), "--log-level", "warning",
-             # both replicas write one ledger file (several processes, WAL)
-             "--ledger", str(log.parent / "ledger.db")],
+            serve_argv("--policy", str(policy), "--port", str(self.port), "--log-level",
+                       "warning",
+                       # both replicas write one ledger file (several processes, WAL)
+                       "--ledger", str(log.parent / "ledger.db")),
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self) -> None:

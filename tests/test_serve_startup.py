@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 from guardkit import free_port
+from serveproc import serve_argv
 
-TIERWISE = [sys.executable, "-m", "router"]
+pytestmark = pytest.mark.serve_process
 SECRETISH = "sk-test-do-not-print-1234567890"
 
 # Two tiers on the built-in simulator that name provider keys (one through a deployment).
@@ -58,7 +58,7 @@ def policy(tmp_path: Path) -> Path:
 
 def serve(*args: str, env: dict[str, str], timeout: float = 60
           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TIERWISE, "serve", "--ledger", "", *args], env=env,
+    return subprocess.run(serve_argv("--ledger", "", *args), env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -80,8 +80,8 @@ def test_missing_keys_refuse_to_start_naming_every_variable_per_tier(policy: Pat
 def test_allow_missing_keys_starts_not_ready_and_says_so(policy: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [*TIERWISE, "serve", "--policy", str(policy), "--port", str(port), "--ledger", "",
-         "--log-level", "warning", "--allow-missing-keys"],
+        serve_argv("--policy", str(policy), "--port", str(port), "--ledger", "",
+                   "--log-level", "warning", "--allow-missing-keys"),
         env=env_without_keys(TW_TEST_KEY_LARGE=SECRETISH, TW_TEST_KEY_LARGE_EU=SECRETISH),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -117,8 +117,8 @@ def test_all_keys_set_starts_ready(policy: Path) -> None:
 
     port = free_port()
     process = subprocess.Popen(
-        [*TIERWISE, "serve", "--policy", str(policy), "--port", str(port), "--ledger", "",
-         "--log-level", "warning"],
+        serve_argv("--policy", str(policy), "--port", str(port), "--ledger", "",
+                   "--log-level", "warning"),
         env=env_without_keys(TW_TEST_KEY_SMALL="k", TW_TEST_KEY_LARGE="k",
                              TW_TEST_KEY_LARGE_EU="k"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -8,13 +8,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 from guardkit import free_port, wait_ready
+from serveproc import serve_argv
 
 from policies import parse_policy
 from router.accounting.ledger import Ledger
@@ -25,7 +25,7 @@ DEMO = Path(__file__).resolve().parents[1] / "policies" / "demo.toml"
 
 def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None
            ) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "router", "serve", *args], cwd=tmp_path,
+    return subprocess.Popen(serve_argv(*args), cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -103,8 +103,8 @@ def test_budgets_without_redis_are_refused_with_workers(tmp_path):
     policy = tmp_path / "limited.toml"
     policy.write_text(DEMO.read_text()
                       + "\n[limits]\nusd_per_day = 5.0\nrequests_per_minute = 60\n")
-    run = subprocess.run([sys.executable, "-m", "router", "serve", "--policy", str(policy),
-                          "--workers", "2", "--port", str(free_port())],
+    run = subprocess.run(serve_argv("--policy", str(policy), "--workers", "2",
+                                    "--port", str(free_port())),
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
@@ -114,7 +114,7 @@ def test_budgets_without_redis_are_refused_with_workers(tmp_path):
 
 
 def test_workers_must_be_one_or_more(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "router", "serve", "--workers", "0"],
+    run = subprocess.run(serve_argv("--workers", "0"),
                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "--workers: must be a whole number, 1 or more (got '0')" in run.stderr
@@ -161,3 +161,18 @@ def test_with_redis_a_rate_limit_holds_across_the_workers(tmp_path):
             proc.kill()
             proc.wait(10)
         redis.stop()
+
+
+def test_every_test_server_process_goes_through_serveproc():
+    """The rerun with TIERWISE_TEST_WORKERS=2 (.ci/run) covers every test that starts
+    `tierwise serve` only if they all build the command with serveproc.serve_argv() and are
+    marked serve_process: a new test that starts it otherwise fails here."""
+    here = Path(__file__).resolve().parent
+    direct = re.compile(r'"router",\s*"serve"|TIERWISE,\s*"serve"|"tierwise",\s*"serve"')
+    starts_otherwise = [f.name for f in sorted(here.glob("*.py"))
+                        if f.name != "serveproc.py" and direct.search(f.read_text())]
+    assert starts_otherwise == []
+    unmarked = [f.name for f in sorted(here.glob("test_*.py"))
+                if "serve_argv(" in (text := f.read_text()) and "serve_process" not in text
+                and f.name != Path(__file__).name]  # this file's servers choose --workers
+    assert unmarked == []
