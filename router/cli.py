@@ -124,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from policies import load_policy
     from router.serving.app import build_app
+    from router.serving.server import run
     from router.serving.startup import check_keys, check_port
 
     policy = load_policy(args.policy)
@@ -152,9 +153,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = build_app(policy, ledger=ledger, freeze_gc=True)
     print(f"tierwise: serving on http://{args.host}:{args.port} "
           f"(policy: {args.policy or 'embedded demo'}; {where})", file=sys.stderr)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                            access_log=args.access_log, **app.server_options())
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                    access_log=args.access_log, **app.server_options())
+        run(config)  # a graceful SIGTERM stop returns here: exit 0, not 143
     finally:
         app.accountant.close()  # what was answered reaches the ledger before it closes
         if ledger is not None:

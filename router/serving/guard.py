@@ -355,9 +355,10 @@ class Guard:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.state.close()
         # The books are closed here, at the end of the lifespan, not by whoever started the
-        # server: uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which ends the
-        # process before `tierwise serve` reaches its own cleanup, and the rows of the requests
-        # answered during the shutdown were lost. The ledger stays open (its owner closes it).
+        # server: uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which (under a
+        # plain `uvicorn.run`) ends the process before whoever started it reaches its cleanup,
+        # and the rows of the requests answered during the shutdown were lost. The ledger stays
+        # open (its owner closes it).
         if self.accountant is not None:
             await asyncio.to_thread(self.accountant.close)
         if self.ledger is not None:

@@ -11,11 +11,14 @@ open streams without a deadline. `server_options(policy)` gives `uvicorn.run` wh
   descriptor for a moment, not one for as long as the client likes);
 - ``shutdown_grace_s``: how long a shutdown waits for requests in flight (uvicorn's
   timeout_graceful_shutdown); the books are kept either way (router.serving.guard's lifespan).
+
+`run(config, sockets)` runs the server so that a graceful stop on SIGTERM exits 0 (see there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 from policies import Policy
@@ -71,3 +74,31 @@ def server_options(policy: Policy) -> dict[str, Any]:
     """Keyword arguments for `uvicorn.run` / `uvicorn.Config` (see the module docstring)."""
     return {"http": protected_protocol(policy.client_timeout_s, policy.max_connections),
             "timeout_graceful_shutdown": max(1, round(policy.shutdown_grace_s))}
+
+
+class Stopped(Exception):
+    """SIGTERM asked the server to stop (raised by run()'s own handler, caught there)."""
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped
+
+
+def run(config: Any, sockets: list[Any] | None = None) -> None:
+    """``uvicorn.Server(config).run(sockets)``, returning normally after a graceful SIGTERM stop.
+
+    uvicorn handles SIGTERM (drains, runs the lifespan's shutdown) and then re-raises it with
+    the handler that was installed before it started: with the default one the process is
+    killed by the signal after a clean stop, and `tierwise serve` exited 143 (a supervisor or
+    a script reads that as a crash). This handler turns the re-raise into a return. Installed
+    before uvicorn's own, it also covers a SIGTERM that arrives before uvicorn listens for it:
+    that stops the start-up. SIGINT keeps uvicorn's behaviour (KeyboardInterrupt: exit 130)."""
+    import uvicorn
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        uvicorn.Server(config).run(sockets=sockets)
+    except Stopped:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -84,8 +84,8 @@ def check_workers(policy: Policy, workers: int) -> str:
             "file and /metrics (summed over workers)")
 
 
-# How a worker ends a graceful stop: 0, or killed by the signal uvicorn re-raises after its
-# shutdown (the books are kept before that, at the end of the ASGI lifespan).
+# How a worker ends a graceful stop: 0 (router.serving.server.run), or killed by a SIGTERM that
+# came before its handler was installed (still starting: nothing to keep), or by SIGINT.
 STOPPED = (0, -signal.SIGTERM, -signal.SIGINT)
 
 
@@ -160,6 +160,7 @@ def _worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
 
     from policies import load_policy
     from router.serving.app import build_app
+    from router.serving.server import run
 
     policy = load_policy(spec.policy)
     ledger = None
@@ -171,7 +172,7 @@ def _worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
     config = uvicorn.Config(app, log_level=spec.log_level, access_log=spec.access_log,
                             **app.server_options())
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        run(config, sockets=[sock])
     except KeyboardInterrupt:
         # uvicorn re-raises the SIGINT it shut down on (Ctrl+C reaches the whole process
         # group); the lifespan has kept the books by then: a normal stop, not an error.

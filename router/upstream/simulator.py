@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import threading
 import time
 from typing import Any, Literal
@@ -147,17 +148,34 @@ def create_app() -> Starlette:
     ])
 
 
+THREAD = "tierwise-sim"  # the name of a BackgroundServer's thread
+
+
+def _not_info_from_a_background_server(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.threadName != THREAD
+
+
 class BackgroundServer:
-    """Runs an ASGI app with uvicorn on 127.0.0.1 in a daemon thread; `url` once started."""
+    """Runs an ASGI app with uvicorn on 127.0.0.1 in a daemon thread; `url` once started.
+
+    Its uvicorn does not configure logging: a Config with a log level re-applies uvicorn's
+    logging config to the process's one set of "uvicorn.*" loggers, and the simulator's
+    "warning" (started by the embedded demo's warm-up) silenced `tierwise serve`'s own info
+    logs ("Shutting down", "Finished server process"). Instead a filter drops what is below
+    a warning and logged from a background server's thread (uvicorn's start-up lines)."""
 
     def __init__(self, app: Any, port: int = 0,
                  lifespan: Literal["auto", "on", "off"] = "off") -> None:
         import uvicorn
 
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                lifespan=lifespan)
+        for name in ("uvicorn.error", "uvicorn.access"):
+            logger = logging.getLogger(name)
+            if _not_info_from_a_background_server not in logger.filters:
+                logger.addFilter(_not_info_from_a_background_server)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                log_level=None, access_log=False, lifespan=lifespan)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="tierwise-sim", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, name=THREAD, daemon=True)
         self.url = ""
 
     def start(self, timeout: float = 10.0) -> BackgroundServer:
