@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,50 @@ def test_two_workers_share_the_port_the_ledger_and_metrics_and_stop_on_sigterm(t
             proc.wait(10)
     ids = sorted(r.headers["x-tierwise-request-id"] for r in answered)
     assert sorted(r.request_id for r in Ledger(ledger).query()) == ids
+
+
+def _children(pid: int) -> set[int]:
+    return {int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+            for c in (task / "children").read_text().split()}
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie waiting for init to reap it counts: it no longer runs or holds ports)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def test_workers_stop_when_the_parent_is_killed(tmp_path):
+    """SIGKILL the parent (it cannot forward that): the kernel stops every worker (Linux
+    PR_SET_PDEATHSIG), so nothing is left serving the port or blocking a restart."""
+    port = free_port()
+    proc = _serve(tmp_path, "--workers", "2", "--port", str(port), "--log-level", "warning",
+                  "--ledger", "")
+    url = f"http://127.0.0.1:{port}"
+    children: set[int] = set()
+    try:
+        wait_ready(proc, url, 90, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]
+        # the two workers and multiprocessing's resource tracker
+        children = _children(proc.pid)
+        assert len(children) >= 2, children
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [pid for pid in children if not _gone(pid)] == []
+        with socket.socket() as again:  # the port is free: a new server could bind it
+            again.bind(("127.0.0.1", port))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for pid in children:  # a failed test leaves no orphans behind
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_budgets_without_redis_are_refused_with_workers(tmp_path):

@@ -19,7 +19,8 @@ rate limits is refused (each worker would enforce the whole limit: N times the l
 The parent forwards SIGTERM/SIGINT to the workers as SIGTERM (each drains within the policy's
 ``shutdown_grace_s``) and exits 0 once all of them have stopped; if a worker dies on its own,
 the parent stops the others and exits 1 (it does not restart workers: a supervisor such as
-systemd restarts the whole service).
+systemd restarts the whole service). If the parent itself is killed (SIGKILL, OOM killer), the
+kernel sends each worker SIGTERM (Linux: PR_SET_PDEATHSIG), so no worker is left serving.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def serve_workers(spec: WorkerSpec, workers: int, sock: socket.socket) -> int:
     metrics_dir = spec.metrics_dir or tempfile.mkdtemp(prefix="tierwise-metrics-")
     spec = dataclasses.replace(spec, metrics_dir=metrics_dir)
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_worker_main, args=(spec, sock), name=f"tierwise-worker-{i}")
-             for i in range(workers)]
+    procs = [context.Process(target=_worker_main, args=(spec, sock, os.getpid()),
+                             name=f"tierwise-worker-{i}") for i in range(workers)]
     stopping: list[int] = []  # the signals received, in order (a list: the handler appends)
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -152,8 +153,27 @@ def _signal_all(procs: list[Any], signum: int) -> None:
             pass  # it exited between the check and the kill; its sentinel reports it
 
 
-def _worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the parent dies, even by SIGKILL (which
+    the parent cannot forward): otherwise the workers live on as orphans, serving the port
+    with nothing to stop them, and a restarted `tierwise serve` finds the port in use. SIGTERM:
+    the worker drains and keeps its books as on a normal stop. Linux only (prctl)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        print(f"tierwise serve: worker {os.getpid()}: cannot ask to be stopped with the parent "
+              f"(prctl: {os.strerror(ctypes.get_errno())})", file=sys.stderr)
+    if os.getppid() != parent:  # the parent died before prctl: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(spec: WorkerSpec, sock: socket.socket, parent: int) -> None:
     """One worker: the single-process `tierwise serve` on an already bound socket."""
+    _die_with_parent(parent)
     # Before prometheus-client is imported: it chooses its value store at import time.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = spec.metrics_dir
     import uvicorn
