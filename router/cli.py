@@ -186,11 +186,9 @@ def _serve_workers(args: argparse.Namespace, policy: Any) -> int:
             raise TierwiseError(f"cannot open the ledger {path}: {exc}; pass --ledger PATH "
                                 "or --ledger '' to run without one") from None
         path = str(Path(path).resolve())
-    from router.serving.startup import bound_socket
+    from router.serving.startup import worker_sockets
 
-    sock = bound_socket(args.host, args.port)
-    sock.listen(2048)  # uvicorn's default backlog
-    sock.set_inheritable(True)
+    socks = worker_sockets(args.host, args.port, args.workers)
     where = f"ledger: {path}" if path else "no ledger"
     print(f"tierwise: serving on http://{args.host}:{args.port} with {args.workers} workers "
           f"(policy: {args.policy or 'embedded demo'}; {where})", file=sys.stderr)
@@ -198,7 +196,7 @@ def _serve_workers(args: argparse.Namespace, policy: Any) -> int:
     spec = WorkerSpec(policy=args.policy, ledger=path or "", log_level=args.log_level,
                       access_log=args.access_log,
                       metrics_dir=metrics_dir)
-    return serve_workers(spec, args.workers, sock)
+    return serve_workers(spec, args.workers, socks)
 
 
 def _workers_arg(value: str) -> int:

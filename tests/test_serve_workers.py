@@ -144,6 +144,84 @@ def test_workers_stop_when_the_parent_is_killed(tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
+def _tcp(port: int, state: str) -> set[int]:
+    """The inodes of this host's IPv4 TCP sockets on local `port` in `state` (/proc/net/tcp:
+    "0A" listening, "01" established)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == state:
+            found.add(int(fields[9]))
+    return found
+
+
+def _sockets_of(pid: int) -> set[int]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:["):
+            found.add(int(target[8:-1]))
+    return found
+
+
+def test_each_worker_listens_on_its_own_socket_and_gets_its_share_of_connections(tmp_path):
+    """SO_REUSEPORT, one listening socket per worker: 32 keep-alive connections opened at once
+    (as wrk does) are spread by the kernel's hash, not taken by whichever worker wakes first
+    (one shared socket split them as unevenly as 30/2, bench/WORKERS.md)."""
+    port = free_port()
+    proc = _serve(tmp_path, "--workers", "2", "--port", str(port), "--log-level", "warning",
+                  "--ledger", "")
+    url = f"http://127.0.0.1:{port}"
+    clients: list[socket.socket] = []
+    try:
+        wait_ready(proc, url, 90, lambda: proc.stderr.read().decode())  # type: ignore[union-attr]
+        listening = _tcp(port, "0A")
+        workers = [pid for pid in _children(proc.pid) if _sockets_of(pid) & listening]
+        assert len(workers) == 2 and len(listening) == 2, (workers, listening)
+        assert not _sockets_of(proc.pid) & listening  # the parent let go of them
+        for _ in range(32):
+            clients.append(socket.create_connection(("127.0.0.1", port)))
+        deadline = time.monotonic() + 10
+        while True:  # until both workers have accepted all 32
+            established = _tcp(port, "01")
+            held = [len(_sockets_of(pid) & established) for pid in workers]
+            if sum(held) == 32 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        # a hash of 32 client ports: fewer than 4 on one side has probability ~3e-6
+        assert sum(held) == 32 and min(held) >= 4, held
+    finally:
+        for c in clients:
+            c.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def test_a_port_served_by_workers_is_in_use_for_another_serve(tmp_path):
+    """Sockets with SO_REUSEPORT would let a second `serve --workers` join the port silently;
+    the address is bound once without it first, so the second one stops with the usual line."""
+    port = free_port()
+    first = _serve(tmp_path, "--workers", "2", "--port", str(port), "--log-level", "warning",
+                   "--ledger", "")
+    try:
+        wait_ready(first, f"http://127.0.0.1:{port}", 90,
+                   lambda: first.stderr.read().decode())  # type: ignore[union-attr]
+        for workers in ("2", "1"):
+            run = subprocess.run(serve_argv("--workers", workers, "--port", str(port),
+                                            "--ledger", ""),
+                                 cwd=tmp_path, capture_output=True, text=True, timeout=60)
+            assert run.returncode == 2, run.stderr
+            assert run.stderr.strip().splitlines() == [
+                f"tierwise serve: port {port} on 127.0.0.1 is already in use (another tierwise "
+                f"serve?). Fix: stop that process, or pass another port, e.g. --port {port + 1}"]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+
+
 def test_budgets_without_redis_are_refused_with_workers(tmp_path):
     policy = tmp_path / "limited.toml"
     policy.write_text(DEMO.read_text()

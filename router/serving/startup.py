@@ -39,8 +39,38 @@ def check_port(host: str, port: int) -> None:
     bound_socket(host, port).close()
 
 
-def bound_socket(host: str, port: int) -> Any:
-    """A socket bound to host:port as uvicorn binds it, or one line saying why it cannot be."""
+def worker_sockets(host: str, port: int, count: int) -> list[Any]:
+    """`serve --workers N`'s listening sockets: on Linux one per worker, all on host:port with
+    SO_REUSEPORT, so the kernel spreads new connections evenly over the workers (by a hash of
+    the client's address and port). With one socket shared by all workers, whichever worker woke
+    first accepted a burst of connections: wrk's 32 keep-alive connections split as unevenly as
+    30/2, and the worker with 2 sat mostly idle (bench/WORKERS.md). Elsewhere: one socket that
+    every worker accepts on (SO_REUSEPORT does not balance there).
+
+    The address is first bound once without SO_REUSEPORT, so a port in use is bound_socket's
+    one clear error even when the listener there has SO_REUSEPORT itself (another
+    `tierwise serve --workers`), which the sockets below would otherwise join silently."""
+    if port:
+        bound_socket(host, port).close()
+    if not sys.platform.startswith("linux") or count == 1:
+        socks = [bound_socket(host, port)]
+    else:
+        socks = [bound_socket(host, port, reuse_port=True)]
+        port = socks[0].getsockname()[1]  # --port 0: every socket on the port the first got
+        with contextlib.ExitStack() as on_error:
+            on_error.callback(lambda: [s.close() for s in socks])
+            while len(socks) < count:
+                socks.append(bound_socket(host, port, reuse_port=True))
+            on_error.pop_all()
+    for s in socks:
+        s.listen(2048)  # uvicorn's default backlog
+        s.set_inheritable(True)
+    return socks
+
+
+def bound_socket(host: str, port: int, reuse_port: bool = False) -> Any:
+    """A socket bound to host:port as uvicorn binds it, or one line saying why it cannot be;
+    with `reuse_port`, SO_REUSEPORT too (see worker_sockets)."""
     import errno
     import socket
 
@@ -57,6 +87,8 @@ def bound_socket(host: str, port: int) -> Any:
         on_error.callback(probe.close)
         # as uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is free, a listener is not
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             probe.bind(address)
         except OSError as exc:

@@ -1,11 +1,12 @@
 """`tierwise serve --workers N`: N processes serving one port, each a full server.
 
-The parent binds the listening socket once (so a port in use is one clear error, before any
-worker starts) and starts N worker processes (multiprocessing "spawn": a fresh interpreter each,
-no state forked from the parent) that all accept on that socket; the kernel spreads the
-connections. Each worker loads the policy, opens the ledger and builds the whole app itself, as a
-single `tierwise serve` does, and keeps its own books: on shutdown its lifespan flushes its
-accountant into the ledger (router.serving.guard).
+The parent binds the listening sockets (so a port in use is one clear error, before any worker
+starts; on Linux one socket per worker with SO_REUSEPORT, and the kernel spreads the connections
+evenly over them: router.serving.startup.worker_sockets) and starts N worker processes
+(multiprocessing "spawn": a fresh interpreter each, no state forked from the parent), each
+accepting on its socket. Each worker loads the policy, opens the ledger and builds the whole
+app itself, as a single `tierwise serve` does, and keeps its own books: on shutdown its
+lifespan flushes its accountant into the ledger (router.serving.guard).
 
 What is shared between the workers:
 - the ledger: one SQLite file, which several processes may append to (WAL, busy_timeout; see
@@ -90,14 +91,14 @@ def check_workers(policy: Policy, workers: int) -> str:
 STOPPED = (0, -signal.SIGTERM, -signal.SIGINT)
 
 
-def serve_workers(spec: WorkerSpec, workers: int, sock: socket.socket) -> int:
-    """Run `workers` processes on the bound socket until a signal or a worker's death; the
-    exit code of `tierwise serve`."""
+def serve_workers(spec: WorkerSpec, workers: int, socks: list[socket.socket]) -> int:
+    """Run `workers` processes on the listening sockets (one per worker, or one for all) until
+    a signal or a worker's death; the exit code of `tierwise serve`."""
     own_dir = not spec.metrics_dir
     metrics_dir = spec.metrics_dir or tempfile.mkdtemp(prefix="tierwise-metrics-")
     spec = dataclasses.replace(spec, metrics_dir=metrics_dir)
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_worker_main, args=(spec, sock, os.getpid()),
+    procs = [context.Process(target=_worker_main, args=(spec, socks[i % len(socks)], os.getpid()),
                              name=f"tierwise-worker-{i}") for i in range(workers)]
     stopping: list[int] = []  # the signals received, in order (a list: the handler appends)
 
@@ -116,6 +117,10 @@ def serve_workers(spec: WorkerSpec, workers: int, sock: socket.socket) -> int:
                 break  # asked to stop while starting: start no more
             proc.start()
         running = [p for p in procs if p.pid is not None]
+        # Each started worker holds its own copy of its socket: the parent lets go of them, so
+        # a worker's socket closes with it (its connections are not queued for nobody).
+        for sock in socks:
+            sock.close()
         if stopping:  # a worker started while the signal was handled did not get it
             _signal_all(running, signal.SIGTERM)
         while running:
@@ -136,7 +141,8 @@ def serve_workers(spec: WorkerSpec, workers: int, sock: socket.socket) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        sock.close()
+        for sock in socks:
+            sock.close()  # idempotent
         if own_dir:
             shutil.rmtree(metrics_dir)
     return 1 if failed else 0
