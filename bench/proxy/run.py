@@ -244,6 +244,17 @@ def settle(pid: int, limit: float = 30.0) -> float:
     return time.monotonic() - t0
 
 
+UPSTREAM_PID = 0  # set once the upstream runs: its CPU per request is reported with each cell
+
+
+def idle_ticks() -> tuple[int, int]:
+    """(idle, total) clock ticks of the whole machine so far (/proc/stat): whether the cores
+    were saturated during a cell, by anything."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:8]]
+    return fields[3] + fields[4], sum(fields)
+
+
 def wrk(server: Server, conc: int, seconds: float, stream: bool) -> dict:
     env = {**os.environ, "BENCH_MODEL": server.model, "BENCH_STREAM": "1" if stream else "0",
            "BENCH_AUTH": server.auth}
@@ -251,10 +262,10 @@ def wrk(server: Server, conc: int, seconds: float, stream: bool) -> dict:
             "-s", str(HERE / "chat.lua"), server.chat_url]
     pid = server.proc.pid if server.proc else 0
     settle(pid)
-    c0 = cpu_s(pid)
+    c0, u0, m0 = cpu_s(pid), cpu_s(UPSTREAM_PID), idle_ticks()
     out = subprocess.run(argv, env=env, capture_output=True, text=True,
                          timeout=seconds + 60, preexec_fn=_niced if NICE else None).stdout
-    c1 = cpu_s(pid)
+    c1, u1, m1 = cpu_s(pid), cpu_s(UPSTREAM_PID), idle_ticks()
     m = re.search(r"^JSON (\{.*\})$", out, re.M)
     if not m:
         raise RuntimeError(f"wrk gave no summary for {server.name}: {out[-500:]}")
@@ -266,6 +277,9 @@ def wrk(server: Server, conc: int, seconds: float, stream: bool) -> dict:
             "p50_ms": r["p50_us"] / 1000, "p90_ms": r["p90_us"] / 1000,
             "p99_ms": r["p99_us"] / 1000, "max_ms": r["max_us"] / 1000,
             "server_cpu_ms_per_req": (c1 - c0) * 1000 / n if n else None,
+            "upstream_cpu_ms_per_req": ((u1 - u0) * 1000 / n if n and pid != UPSTREAM_PID
+                                        else None),
+            "machine_idle_pct": 100 * (m1[0] - m0[0]) / max(1, m1[1] - m0[1]),
             "raw": r}
 
 
@@ -308,17 +322,23 @@ def versions(litellm_python: str) -> dict:
 
 def table(rows: list[dict], base: dict) -> list[str]:
     out = ["| target | mode | conc | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
-           "| server CPU ms/req | CPU ceiling req/s | errors |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| server CPU ms/req | CPU ceiling req/s | upstream CPU ms/req | machine idle % "
+           "| errors |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         b = base.get((r["stream"], r["concurrency"]))
         add50 = f"{r['p50_ms'] - b['p50_ms']:.2f}" if b and r["target"] != "upstream" else "-"
         add99 = f"{r['p99_ms'] - b['p99_ms']:.2f}" if b and r["target"] != "upstream" else "-"
         cpu = r["server_cpu_ms_per_req"] or 0.0
+        up = r.get("upstream_cpu_ms_per_req")
+        up = "-" if up is None else f"{up:.3f}"
+        idle = r.get("machine_idle_pct")  # older results.json have neither
+        idle = "-" if idle is None else f"{idle:.0f}"
         out.append(f"| {r['target']} | {'stream' if r['stream'] else 'json'} | "
                    f"{r['concurrency']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | "
                    f"{r['p99_ms']:.2f} | {add50} | {add99} | "
-                   f"{cpu:.2f} | {1000 / cpu if cpu else 0:.0f} | {r['errors']} |")
+                   f"{cpu:.2f} | {1000 / cpu if cpu else 0:.0f} | {up} | {idle} | "
+                   f"{r['errors']} |")
     return out
 
 
@@ -340,8 +360,8 @@ def write_results(path: Path, res: dict) -> None:
         "- LiteLLM proxy venv: " + (", ".join(f"{k} {x}" for k, x in
                                              v["litellm_proxy_venv"].items()) or "not run"),
         f"- Load generator: {v['wrk']}, one thread, its own process, a different prompt per "
-        "request (bench/proxy/chat.lua); upstream: bench/proxy/upstream.py (aiohttp, instant "
-        "answers; stream = 8 SSE events)",
+        "request (bench/proxy/chat.lua); upstream: bench/proxy/upstream.py (--engine "
+        f"{res.get('upstream_engine', 'aiohttp')}, instant answers; stream = 8 SSE events)",
         f"- tierwise scorer: {res['scorer']}",
         "",
         "Every server is one worker process on 127.0.0.1; wrk, the upstream and the server under "
@@ -442,6 +462,15 @@ def verdicts(rows: list[dict]) -> list[str]:
                      and r["concurrency"] == conc), None)
 
     out = []
+    for stream in (False, True):  # issue 17: two workers against one, same run
+        one, two = cell("tierwise", stream, 32), cell("tierwise-2workers", stream, 32)
+        if one and two:
+            ratio = two["rps"] / one["rps"]
+            out.append(f"tierwise-2workers {'stream' if stream else 'json'}: requests/s at "
+                       f"concurrency 32 = {ratio:.2f}x one worker (target >= 1.4x: "
+                       f"{'MET' if ratio >= 1.4 else 'NOT MET'}); server CPU per request "
+                       f"{two['server_cpu_ms_per_req']:.3f} ms (2 workers) vs "
+                       f"{one['server_cpu_ms_per_req']:.3f} ms (1)")
     for target in ("tierwise", "tierwise+uvloop", "tierwise+passthrough"):
         for stream in (False, True):
             mode = "stream" if stream else "json"
@@ -473,6 +502,9 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,32,128")
     ap.add_argument("--targets",
                     default="upstream,tierwise,tierwise+uvloop,tierwise+passthrough,litellm-proxy")
+    ap.add_argument("--upstream-engine", choices=["aiohttp", "raw"], default="aiohttp",
+                    help="bench/proxy/upstream.py --engine: raw costs the shared cores ~4x "
+                         "less CPU per answer (recorded in the output)")
     ap.add_argument("--litellm-venv", default=os.environ.get("LITELLM_PROXY_VENV",
                                                              "/tmp/litellm-proxy-venv"))
     ap.add_argument("--out", default=str(REPO / "bench" / "RESULTS.md"))
@@ -521,7 +553,8 @@ def main() -> int:
     load0 = os.getloadavg()[0]
     py = sys.executable
     src_env = tierwise_source(args.src)
-    upstream = Server("upstream", [py, str(HERE / "upstream.py"), "--port", str(UPSTREAM_PORT)],
+    upstream = Server("upstream", [py, str(HERE / "upstream.py"), "--port", str(UPSTREAM_PORT),
+                                   "--engine", args.upstream_engine],
                       f"http://127.0.0.1:{UPSTREAM_PORT}/healthz",
                       f"http://127.0.0.1:{UPSTREAM_PORT}/v1/chat/completions", "bench-small")
     offline = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
@@ -563,6 +596,8 @@ def main() -> int:
     try:
         upstream.start()
         upstream.check()
+        global UPSTREAM_PID
+        UPSTREAM_PID = upstream.proc.pid if upstream.proc else 0
         for name in targets:
             s = servers[name]
             if name != "upstream":
@@ -626,6 +661,7 @@ def main() -> int:
            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"),
            "cell_seconds": seconds, "wall_s": time.monotonic() - t_start,
            "load": [round(load0, 2), round(os.getloadavg()[0], 2)], "src": args.src,
+           "upstream_engine": args.upstream_engine,
            "machine": machine(), "versions": versions(lpy), "scorer": scorer,
            "cells": cells, "servers": info, "verdicts": verdicts(cells), "notes": notes}
     out = Path(args.out)
