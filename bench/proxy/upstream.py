@@ -1,4 +1,5 @@
-"""A fast simulated OpenAI-compatible upstream for the proxy benchmark (aiohttp, one process).
+"""A fast simulated OpenAI-compatible upstream for the proxy benchmark (aiohttp, one process;
+or ``--engine raw``, a minimal HTTP/1.1 server with the same answers at a fraction of the CPU).
 
 Answers POST /v1/chat/completions at once, for any model name: a fixed small completion, or
 (with "stream": true) a short SSE stream of 6 chunks, a usage chunk when asked
