@@ -17,9 +17,13 @@ import numpy as np
 
 ENCODER_DIR = Path(__file__).resolve().parent / "minilm_encoder"
 DIMS = 384
-# 128 tokens (with [CLS]/[SEP]): the largest of 64/128/256 whose p50 for a 500-token prompt is
-# <= 5 ms on one core (bench/LATENCY.md); MiniLM was trained on 128-token windows too.
-MAX_TOKENS = 128
+# 64 WordPieces (with [CLS]/[SEP]): the largest of 64/128/256 whose p50 for a 500-token prompt
+# is <= 5 ms on one core (4.8 ms; 128 takes 9.6 ms, 256 20 ms: bench/LATENCY.md). The head sees
+# only a prompt's first ~60 pieces; its length has to come from elsewhere.
+MAX_TOKENS = 64
+# A WordPiece is rarely longer than this many characters on average over a prompt (English is
+# ~4-5, code less); token_ids checks and falls back, so this only decides how often it must.
+CHARS_PER_TOKEN = 12
 EXPORT_COMMAND = "python -c 'from classifiers.encoder import export; export()'"
 
 NOTICE = """\
@@ -115,7 +119,8 @@ def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS) -> None:
         optimizer.optimize_model(str(fp32), model_type="bert", num_heads=12, hidden_size=DIMS,
                                  opt_level=1).save_model_to_file(str(fused))
         # Per-channel weight scales: one scale per weight matrix gave cosine 0.94 mean / 0.77
-        # min to the fp32 model on our prompts, per channel 0.99 / 0.98 (bench/ENCODER.md).
+        # min to the fp32 model (100 chat and common-sense prompts, measured once while
+        # choosing), per channel 0.99 / 0.98; bench/ENCODER.md has the shipped file's numbers.
         # The fused ops carry no type information the quantizer can infer, hence the default.
         quantize_dynamic(str(fused), str(out_dir / "model.onnx"), weight_type=QuantType.QInt8,
                          per_channel=True,
@@ -172,8 +177,27 @@ class SentenceEncoder:
         a single request. On one core a batch saves little anyway: the work is the matmuls.
         """
         out = np.empty((len(texts), DIMS), np.float32)
-        for i, enc in enumerate(self.tokenizer.encode_batch(list(texts))):
-            ids = np.asarray([enc.ids], np.int64)
+        for i, text in enumerate(texts):
+            ids = np.asarray([self.token_ids(text)], np.int64)
             (out[i],) = self.session.run(["embedding"],
                                          {"input_ids": ids, "attention_mask": np.ones_like(ids)})
         return out
+
+    def token_ids(self, text: str) -> list[int]:
+        """[CLS] + the first max_tokens - 2 WordPieces of ``text`` + [SEP].
+
+        Tokenizing a long prompt whole only to keep its first pieces costs more than the model
+        (2.6 ms for 2,000 o200k tokens), so a long text is first cut at a whitespace
+        ``CHARS_PER_TOKEN * max_tokens`` characters in. BERT's pre-tokenizer splits at
+        whitespace, so the words before the cut give the same pieces as in the whole text; if
+        the cut text fills max_tokens it is the answer, otherwise (few, very long words) the
+        whole text is tokenized.
+        """
+        limit = CHARS_PER_TOKEN * self.max_tokens
+        if len(text) > limit:
+            cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+            if cut > 0:
+                ids = self.tokenizer.encode(text[:cut]).ids
+                if len(ids) == self.max_tokens:
+                    return ids
+        return self.tokenizer.encode(text).ids

@@ -54,6 +54,15 @@ def test_long_text_is_truncated(encoder: SentenceEncoder) -> None:
     np.testing.assert_array_equal(emb, encoder.encode([words + " banana bread"]))
 
 
+def test_cutting_a_long_text_before_tokenizing_changes_no_token(
+        encoder: SentenceEncoder) -> None:
+    prose = "Explain, step by step, why the sky is blue; then (briefly) why sunsets are red. " * 40
+    code = "def f(x):\n    return [i ** 2 for i in range(x) if i % 3]\n" * 60
+    no_space = "x" * 5000 + " tail"  # no whitespace before the cut: the whole text is tokenized
+    for text in (prose, code, no_space, "短い文" * 800):
+        assert encoder.token_ids(text) == encoder.tokenizer.encode(text).ids
+
+
 def test_similar_requests_are_closer_than_unrelated_ones(encoder: SentenceEncoder) -> None:
     q, paraphrase, other = encoder.encode(TEXTS[:3])
     assert float(q @ paraphrase) > float(q @ other) + 0.3
