@@ -4,7 +4,10 @@ Prompt lengths are o200k token counts (tiktoken is used here only to cut prompts
 length from the training corpus; the scorer itself does not tokenize).
 
 Single requests (p50/p99 over many calls, one thread) and batched throughput
-(decisions/s on one core). Also the process RSS after loading the scorer. Writes bench/LATENCY.md.
+(decisions/s on one core). Also the process RSS after loading the scorer. Then the same for the
+sentence encoder of the "accurate" option (classifiers/encoder.py): single requests per prompt
+length, p50 of a 500-token prompt at several max_tokens, and the RSS of a fresh process that
+loaded it (its own subprocess, not mixed with the scorer's). Writes bench/LATENCY.md.
 
     python bench/latency.py [--quick]
 """
@@ -29,12 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from classifiers import default_scorer  # noqa: E402
+from classifiers.encoder import ENCODER_DIR, MAX_TOKENS, SentenceEncoder  # noqa: E402
 from classifiers.features import extract  # noqa: E402
 from classifiers.hashing import encode, word_hashes  # noqa: E402
 from classifiers.scorer import DifficultyScorer  # noqa: E402
 from classifiers.tokenizer import get_encoding  # noqa: E402
 
 LENGTHS = (10, 50, 100, 500, 1000, 2000)
+ENCODER_MAX_TOKENS = (64, 128, 256)
 
 
 def corpus_text() -> str:
@@ -116,6 +121,95 @@ def rss_subprocess() -> tuple[float, float]:
     return int(peak) / 1024.0, int(cur) / 1024.0
 
 
+def rss_encoder_subprocess() -> tuple[float, float]:
+    """(peak RSS, current RSS) in MB of a fresh process that loaded the encoder and encoded."""
+    code = (
+        "from classifiers.encoder import SentenceEncoder; e = SentenceEncoder(); "
+        "e.encode(['What is 2+2?', 'word ' * 2000]); "
+        "st = open('/proc/self/status').read(); "
+        "print(st.split('VmHWM:')[1].split()[0], st.split('VmRSS:')[1].split()[0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         check=True)
+    peak, cur = out.stdout.split()
+    return int(peak) / 1024.0, int(cur) / 1024.0
+
+
+def bench_encoder(encoder: SentenceEncoder, prompts: list[str], repeat: int) -> dict:
+    """Single requests, one text per call (what serving does): ms percentiles."""
+    for p in prompts[:20]:
+        encoder.encode([p])
+    total, tok = [], []
+    clock = time.perf_counter_ns
+    for _ in range(repeat):
+        for p in prompts:
+            t0 = clock()
+            encoder.encode([p])
+            total.append(clock() - t0)
+    for p in prompts:
+        t0 = clock()
+        encoder.token_ids(p)
+        tok.append(clock() - t0)
+    # percentiles() gives us from ns; the encoder is reported in ms
+    p50, p99, mean = (x / 1000.0 for x in percentiles(total))
+    wordpieces = [len(encoder.tokenizer.encode(p).ids) for p in prompts]
+    return {"p50_ms": p50, "p99_ms": p99, "mean_ms": mean,
+            "tokenize_p50_ms": percentiles(tok)[0] / 1000.0,
+            "wordpieces_median": float(np.median(wordpieces))}
+
+
+def encoder_section(enc, text: str, quick: bool) -> list[str]:
+    """bench/LATENCY.md's lines for the sentence encoder (one thread, single requests)."""
+    n, repeat = (60, 1) if quick else (150, 2)
+    load_start = os.getloadavg()[0]
+    encoder = SentenceEncoder(threads=1)
+    rows = []
+    for length in LENGTHS:
+        r = bench_encoder(encoder, prompts_of(length, n, enc, text), repeat)
+        rows.append({"tokens": length, **r})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    sweep = []
+    prompts500 = prompts_of(500, n, enc, text)
+    for max_tokens in ENCODER_MAX_TOKENS:
+        r = bench_encoder(SentenceEncoder(max_tokens=max_tokens, threads=1), prompts500, repeat)
+        sweep.append({"max_tokens": max_tokens, **r})
+        print(json.dumps(sweep[-1]), file=sys.stderr, flush=True)
+    rss_peak, rss = rss_encoder_subprocess()
+    size = sum(p.stat().st_size for p in ENCODER_DIR.iterdir() if p.is_file())
+    lines = [
+        "",
+        "## Sentence encoder (`classifiers/encoder.py`, the \"accurate\" option)",
+        "",
+        f"- all-MiniLM-L6-v2 int8 ONNX (`classifiers/minilm_encoder/`, {size / 1e6:.1f} MB with "
+        f"its tokenizer), max_tokens {MAX_TOKENS} (with [CLS]/[SEP]); `SentenceEncoder(threads=1)`"
+        ": onnxruntime intra/inter-op threads = 1, sequential; one text per `encode` call",
+        "- same prompts as above (N o200k tokens; MiniLM's WordPiece count is in the table); "
+        "times include tokenizing (`SentenceEncoder.token_ids`: a long prompt is cut before it "
+        "is tokenized)",
+        f"- load average {load_start:.1f} at the start of this section, "
+        f"{os.getloadavg()[0]:.1f} at its end (2 shared cores: upper bounds)",
+        f"- RSS of a fresh process that loaded the encoder and encoded: {rss:.0f} MB "
+        f"(peak {rss_peak:.0f} MB); budget 300 MB",
+        "",
+        "| prompt tokens | WordPieces fed to the model (median) | p50 ms | p99 ms | mean ms "
+        "| tokenize p50 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {r['tokens']} | {r['wordpieces_median']:.0f} | {r['p50_ms']:.2f} "
+              f"| {r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['tokenize_p50_ms']:.3f} |"
+              for r in rows]
+    lines += [
+        "",
+        "A 500-token prompt at each max_tokens (budget: p50 <= 5 ms on one core):",
+        "",
+        "| max_tokens | p50 ms | p99 ms | mean ms |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {r['max_tokens']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+              f"| {r['mean_ms']:.2f} |" for r in sweep]
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -181,6 +275,7 @@ def main() -> int:
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
         "(it holds the corpus).",
     ]
+    lines += encoder_section(enc, text, args.quick)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

