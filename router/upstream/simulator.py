@@ -9,6 +9,7 @@ enough of the Chat Completions API for real clients: streaming with usage, tool 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import json
 import logging
@@ -189,9 +190,14 @@ class BackgroundServer:
         self.url = f"http://127.0.0.1:{port}"
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server and wait for its thread to end: a graceful shutdown first, then a
+        forced one (uvicorn stops waiting for open connections) if that takes too long."""
         self._server.should_exit = True
-        self._thread.join(timeout=5)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
 
 
 _builtin: BackgroundServer | None = None
@@ -199,9 +205,26 @@ _builtin_lock = threading.Lock()
 
 
 def builtin_base_url() -> str:
-    """The OpenAI base URL (``.../v1``) of this process's simulated upstream, started on demand."""
+    """The OpenAI base URL (``.../v1``) of this process's simulated upstream, started on demand
+    (and stopped when the interpreter exits: _stop_builtin)."""
     global _builtin
     with _builtin_lock:
         if _builtin is None:
             _builtin = BackgroundServer(create_app()).start()
+            atexit.register(_stop_builtin)
         return _builtin.url + "/v1"
+
+
+def _stop_builtin() -> None:
+    """atexit hook: stop the simulated upstream's thread while the interpreter is still whole.
+
+    Left running (a daemon thread), its uvloop event loop went on firing timers in C while the
+    interpreter was finalized; a timer callback that fired after the interpreter state was freed
+    called PyGILState_Ensure on it and the process died of SIGSEGV after a clean stop (a
+    `tierwise serve --workers 2` worker: "exited with code -11", so `serve` exited 1).
+    atexit hooks run before that teardown, while the thread can still end normally."""
+    global _builtin
+    with _builtin_lock:
+        server, _builtin = _builtin, None
+    if server is not None:
+        server.stop()
