@@ -48,19 +48,21 @@ def __getattr__(name: str):  # lazy: `from classifiers import DifficultyScorer`
 
 
 _lock = threading.Lock()
-_default: DifficultyScorer | None = None
+_defaults: dict[str, DifficultyScorer] = {}
 
 
-def default_scorer() -> DifficultyScorer:
-    """The scorer of the shipped model, built on first call and cached (thread-safe)."""
-    global _default
-    if _default is None:
+def default_scorer(kind: str = "fast") -> DifficultyScorer:
+    """The shipped model's scorer of ``kind`` ("fast" or "accurate"), built on first call and
+    cached (thread-safe)."""
+    scorer = _defaults.get(kind)
+    if scorer is None:
         with _lock:
-            if _default is None:
+            scorer = _defaults.get(kind)
+            if scorer is None:
                 from .scorer import DifficultyScorer
 
-                _default = DifficultyScorer()
-    return _default
+                scorer = _defaults[kind] = DifficultyScorer(scorer=kind)  # type: ignore[arg-type]
+    return scorer
 
 
 @lru_cache(maxsize=1)

@@ -126,3 +126,15 @@ def flatten(messages: Any, tools: Any = None, response_format: Any = None) -> Co
     ):
         conv.wants_json = True
     return conv
+
+
+def last_user_text(messages: Any) -> str:
+    """The text of the last user turn (the request being routed), which the "accurate" scorer's
+    sentence encoder reads; the last message's text if no turn is the user's."""
+    if isinstance(messages, str):
+        return messages
+    if not isinstance(messages, (list, tuple)):
+        return ""
+    msgs = [m for m in messages if isinstance(m, dict)]
+    users = [m for m in msgs if m.get("role") == "user"] or msgs[-1:]
+    return _content_text(users[-1].get("content"), Conversation()) if users else ""

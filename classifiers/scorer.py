@@ -8,6 +8,10 @@ onnxruntime's fixed cost per run, which is larger than the model's own work (mea
 bench/latency.py: ~50 us per single run on a request path, ~8 us per conversation in a batch of
 64, against ~5 us and ~2 us in numpy). Any other graph runs on onnxruntime (one thread: a batch
 is microseconds of graph work and threads only add wake-up latency).
+
+``scorer="accurate"`` adds the sentence head's shift to d (:mod:`classifiers.sentence_head`:
+the last user turn through the MiniLM encoder, ~4 ms on one core); the uncertainty stays the
+fast model's, so both scorers keep one Decision contract.
 """
 
 from __future__ import annotations
@@ -26,14 +30,19 @@ from .onnx_table import read_linear_table
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 FEATURE_VERSION = 4  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean
 Engine = Literal["auto", "onnxruntime"]
+ScorerKind = Literal["fast", "accurate"]
+SCORERS = ("fast", "accurate")
 
 
 class DifficultyScorer:
     """Scores OpenAI chat conversations with the difficulty model in ``model_dir``."""
 
-    def __init__(self, model_dir: str | Path | None = None, engine: Engine = "auto") -> None:
+    def __init__(self, model_dir: str | Path | None = None, engine: Engine = "auto",
+                 scorer: ScorerKind = "fast") -> None:
         if engine not in ("auto", "onnxruntime"):
             raise ValueError(f"engine must be 'auto' or 'onnxruntime', not {engine!r}")
+        if scorer not in SCORERS:
+            raise ValueError(f"scorer must be 'fast' or 'accurate', not {scorer!r}")
         self.model_dir = Path(model_dir) if model_dir is not None else MODEL_DIR
         self.onnx_path = self.model_dir / "model.onnx"
         meta_path = self.model_dir / "model.json"
@@ -64,6 +73,33 @@ class DifficultyScorer:
             self._session = self._load_session()
         #: "numpy" or "onnxruntime": what scores requests
         self.engine = "numpy" if self._table is not None else "onnxruntime"
+        #: "fast" (the table alone) or "accurate" (plus the sentence head)
+        self.kind: ScorerKind = scorer
+        self._encoder: Any = None
+        self._head: Any = None
+        if scorer == "accurate":
+            self._load_accurate()
+
+    def _load_accurate(self) -> None:
+        from .encoder import SentenceEncoder
+        from .sentence_head import HEAD_FILE, HeadRunner
+
+        head = self.model_dir / HEAD_FILE
+        if not head.is_file():
+            raise FileNotFoundError(
+                f"{head}: this model has no sentence head, which the \"accurate\" scorer "
+                "needs; retrain it with `tierwise train` (which writes one), or use the "
+                "\"fast\" scorer.")
+        self._encoder = SentenceEncoder()
+        self._head = HeadRunner(head)
+
+    def _shift(self, conversations: list[Any]) -> np.ndarray:
+        """The accurate scorer's sentence-head term for each conversation (zeros if fast)."""
+        if self._head is None:
+            return np.zeros(len(conversations))
+        from .conversation import last_user_text
+
+        return self._head.shift(self._encoder.encode([last_user_text(c) for c in conversations]))
 
     def _load_session(self) -> Any:
         import onnxruntime as ort
@@ -94,12 +130,15 @@ class DifficultyScorer:
         f = extract(messages, self._bigrams)
         if self._table is None:
             d, u = self.run_onnxruntime(f.ids.reshape(1, -1), f.values.reshape(1, -1))
-            return Score(difficulty=float(d[0]), uncertainty=float(u[0]), n_tokens=f.n_tokens)
+            shift = float(self._shift([messages])[0]) if self._head is not None else 0.0
+            return Score(difficulty=float(d[0]) + shift, uncertainty=float(u[0]),
+                         n_tokens=f.n_tokens)
         rows = self._table.take(f.ids, axis=0)  # [K, 2]: (weight, variance) per entry
         x = f.values
         var = float(np.dot(x * x, rows[:, 1]))
+        shift = float(self._shift([messages])[0]) if self._head is not None else 0.0
         return Score(
-            difficulty=float(np.dot(x, rows[:, 0])),
+            difficulty=float(np.dot(x, rows[:, 0])) + shift,
             uncertainty=math.sqrt(max(var, 0.0)),
             n_tokens=f.n_tokens,
         )
@@ -124,6 +163,8 @@ class DifficultyScorer:
             rows = self._table.take(flat_ids, axis=0)
             dl = np.add.reduceat(x * rows[:, 0], starts).tolist()
             ul = np.sqrt(np.maximum(np.add.reduceat(x * x * rows[:, 1], starts), 0.0)).tolist()
+        if self._head is not None:
+            dl = (np.asarray(dl) + self._shift(list(conversations))).tolist()
         return [
             Score(difficulty=float(dl[i]), uncertainty=float(ul[i]), n_tokens=f.n_tokens)
             for i, f in enumerate(feats)

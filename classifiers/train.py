@@ -89,6 +89,7 @@ class TrainResult:
     folds: list[PairEval]
     extra: list[PairEval] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    head: Any = None  # the "accurate" scorer's SentenceHead (None: the data has no chat pools)
 
 
 def featurize(rows: list[dict], log: Callable[[str], None] = print, bigrams: bool = False) -> Any:
@@ -127,10 +128,13 @@ def _row_weights(rows: list[dict]) -> np.ndarray:
 
 
 def fit(
-    X: Any, rows: list[dict], params: dict[str, float], emb: np.ndarray | None = None
+    X: Any, rows: list[dict], params: dict[str, float], emb: np.ndarray | None = None,
+    sentence: np.ndarray | None = None,
 ) -> tuple[IRTDifficulty, list[str]]:
     """Fit the IRT model on outcome and pairwise labels; the embedding part is folded into the
-    word weights. ``emb``: the hashed static table (built from the rows' words if None)."""
+    word weights. ``emb``: the hashed static table (built from the rows' words if None).
+    ``sentence``: the rows' sentence-encoder embeddings ([n, k], the "accurate" scorer), a
+    dense block with its own weights (``irt.sentence_u_``), added to d, not folded."""
     from scipy import sparse
 
     pairs, comparisons = build_labels(rows)
@@ -182,6 +186,12 @@ def fit(
         upper = np.concatenate([upper, np.full(n_sem, np.inf)])
     else:
         full = base
+    if sentence is not None:
+        full = sparse.hstack([full, sparse.csr_matrix(sentence)]).tocsr()
+        k = sentence.shape[1]
+        l2 = np.concatenate([l2, np.full(k, float(params.get("l2_sentence", 10.0)))])
+        lower = np.concatenate([lower, np.full(k, -np.inf)])
+        upper = np.concatenate([upper, np.full(k, np.inf)])
     groups = None
     if params.get("offsets", 0):
         pooled = not params.get("chat_offsets", 1)
@@ -200,6 +210,10 @@ def fit(
             no_offset=no_offset, label_weight=label_weight)
     if groups is not None:
         irt.group_offsets_ = dict(zip(names, irt.offsets_.tolist(), strict=True))
+    if sentence is not None:
+        irt.sentence_u_ = irt.coef_[-sentence.shape[1]:].copy()  # type: ignore[attr-defined]
+        irt.coef_ = irt.coef_[: -sentence.shape[1]]
+        irt.var_ = irt.var_[: -sentence.shape[1]]
     if semantic and emb is not None:
         dims = emb.shape[1]
         u = irt.coef_[N_FEATURES : N_FEATURES + dims]
@@ -232,6 +246,11 @@ def _with_selection_labels(rows: list[dict], pairs: Any) -> tuple[Any, np.ndarra
     )
     mask = np.concatenate([np.zeros(pairs.prompt.size, bool), np.ones(len(idx), bool)])
     return out, mask
+
+
+def _has_selection_pools(rows: list[dict]) -> bool:
+    sources = {r.get("source") for r in rows}
+    return bool(sources & set(SELECTED_HARD)) and bool(sources & set(NOT_SELECTED))
 
 
 def _is_judged_chat(row: dict) -> bool:
@@ -318,6 +337,13 @@ def _train(
     t0 = time.perf_counter()
     model, models = fit(X, rows, params, emb)
     log(f"fit: {model.n_iter_} L-BFGS iterations, {time.perf_counter() - t0:.1f}s")
+    head = None
+    if params.get("sentence_head", 1) and _has_selection_pools(rows):
+        from .sentence_head import fit_on_rows
+
+        head = fit_on_rows(rows, log)
+    elif params.get("sentence_head", 1):
+        log("no sentence head: the data has no selected (Arena-Hard) and unselected chat rows")
     extra: list[PairEval] = []
     if eval_data is not None and Path(eval_data).is_file():
         erows = load_rows(eval_data, allow_nc=True, apply_exclusions=False)
@@ -345,7 +371,10 @@ def _train(
         "python": platform.python_version(),
         "word_prior": features.WORD_PRIOR,
     }
-    result = TrainResult(model=model, models=models, folds=folds, extra=extra, info=info)
+    if head is not None:
+        info["sentence_head"] = head.info()
+    result = TrainResult(model=model, models=models, folds=folds, extra=extra, info=info,
+                         head=head)
     if out_dir is not None:
         save(result, Path(out_dir), log)
     return result
@@ -361,6 +390,10 @@ def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> 
     weights[0] = 0.0
     variances[0] = 0.0
     build(weights, variances, out / "model.onnx")
+    if result.head is not None:
+        result.head.save(out / "sentence_head.onnx")
+    else:  # a head left from an earlier training would not belong to this model
+        (out / "sentence_head.onnx").unlink(missing_ok=True)
     meta = {
         "feature_version": FEATURE_VERSION,
         "n_features": N_FEATURES,

@@ -32,7 +32,9 @@ def tiny_data(tmp_path_factory) -> Path:
     runs three folds and both likelihoods are exercised."""
     out = tmp_path_factory.mktemp("data") / "tiny.jsonl"
     keep: dict[str, int] = {}
-    limits = {"routerbench": 300, "zeroeval_crux": 300, "qlora_oa": 150}
+    # Arena-Hard's rows with OpenAssistant's: the selection pools the sentence head learns from
+    limits = {"routerbench": 300, "zeroeval_crux": 300, "qlora_oa": 150,
+              "arenahard_v01_forks": 150}
     with open(out, "w") as g:
         for path in (DATA, CHAT):
             with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -59,8 +61,9 @@ def test_train_writes_a_loadable_model(tiny_model, capsys):
     for name in ("model.onnx", "model.json", "abilities.json", "MODEL_CARD.md"):
         assert (tiny_model / name).is_file(), name
     meta = json.loads((tiny_model / "model.json").read_text())
-    assert meta["rows_used"] == 750
+    assert meta["rows_used"] == 900
     assert meta["sources"]["qlora_oa"] == 150
+    assert meta["sentence_head"]["n_selected"] > 0 and meta["sentence_head"]["n_unselected"] > 0
     s = DifficultyScorer(tiny_model).score("What is 2+2?")
     assert s.n_tokens == 7
     card = (tiny_model / "MODEL_CARD.md").read_text()
@@ -83,6 +86,8 @@ def test_train_is_deterministic(tiny_data, tiny_model, tmp_path):
     )
     assert commands.run_train(args) == 0
     assert (tmp_path / "model.onnx").read_bytes() == (tiny_model / "model.onnx").read_bytes()
+    head = "sentence_head.onnx"
+    assert (tmp_path / head).read_bytes() == (tiny_model / head).read_bytes()
 
 
 def test_eval_prints_metrics_and_plots(tiny_data, tiny_model, tmp_path, capsys):
