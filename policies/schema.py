@@ -68,6 +68,9 @@ ROUTER_KEYS: dict[str, Key] = {
     "quality_target": Key(NUMBER, 0.8, _probability, "between 0 and 1, e.g. 0.8"),
     "min_confidence": Key(NUMBER, 0.6, lambda v: 0.5 <= v < 1, "between 0.5 and 1, e.g. 0.6"),
     "decision_noise": Key(NUMBER, 0.5, _positive, "> 0 (logit units), e.g. 0.5"),
+    # The difficulty scorer: "fast" (a linear table, microseconds) or "accurate" (plus a MiniLM
+    # sentence encoder, ~5 ms per request on one core): classifiers/model/MODEL_CARD.md
+    "scorer": Key((str,), "fast", lambda v: v in ("fast", "accurate"), '"fast" or "accurate"'),
     "max_escalations": Key((int,), 2, lambda v: v >= 0, ">= 0"),
     "coalesce": Key((bool,), True),
     # Identical requests of different API keys share one upstream call only when this is true
@@ -212,6 +215,7 @@ class Policy:
     quality_target: float = 0.8
     min_confidence: float = 0.6
     decision_noise: float = 0.5
+    scorer: str = "fast"
     max_escalations: int = 2
     coalesce: bool = True
     coalesce_across_keys: bool = False

@@ -82,6 +82,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from router.decider import Decider
 
     router = Decider(args.policy)
+    if args.scorer is not None and args.scorer != router.policy.scorer:
+        from dataclasses import replace
+
+        router = Decider(replace(router.policy, scorer=args.scorer))
     try:
         handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
     except OSError as exc:
@@ -267,6 +271,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                            help="score a JSONL file of prompts (one JSON line out per line)")
         p.add_argument("file", help="JSONL with 'prompt' or 'messages' per line; - for stdin")
         _policy_arg(p)
+        p.add_argument("--scorer", choices=("fast", "accurate"), default=None,
+                       help="difficulty scorer (default: the policy's `scorer`)")
         p.set_defaults(func=cmd_score)
 
     if wanted("serve"):

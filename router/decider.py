@@ -37,7 +37,7 @@ class Decider:
         if self._scorer is None:
             from classifiers import default_scorer
 
-            self._scorer = default_scorer()
+            self._scorer = default_scorer(self.policy.scorer)
         return self._scorer
 
     def route(self, prompt_or_messages: str | Sequence[dict[str, Any]], **fields: Any) -> Decision:
