@@ -51,7 +51,8 @@ def length_matched(easy_len: np.ndarray, hard_len: np.ndarray) -> np.ndarray:
     return longer / np.maximum(np.minimum(hard_len[None, :], easy_len[:, None]), 1) <= LENGTH_RATIO
 
 
-def run_scorer(items: list[dict[str, Any]], policy: str | None, repo: Path) -> list[dict[str, Any]]:
+def run_scorer(items: list[dict[str, Any]], policy: str | None, repo: Path,
+               scorer: str | None = None) -> list[dict[str, Any]]:
     """Score the items via `python -m router.cli score` run in `repo`; one output row per item."""
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as f:
         for it in items:
@@ -60,6 +61,8 @@ def run_scorer(items: list[dict[str, Any]], policy: str | None, repo: Path) -> l
     cmd = [sys.executable, "-m", "router.cli", "score", path]
     if policy:
         cmd += ["--policy", str(Path(policy).resolve())]
+    if scorer:
+        cmd += ["--scorer", scorer]
     try:
         proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, check=False)
     finally:
@@ -96,8 +99,8 @@ def fmt(x: float | None, pct: bool = False) -> str:
 
 
 def print_report(m: dict[str, Any], tiers: list[str]) -> None:
-    print(f"## tierwise common-sense set: split={m['split']}, n={m['n']}, "
-          f"tiers={','.join(tiers)}\n")
+    print(f"### tierwise common-sense set: split={m['split']}, scorer={m['scorer']}, "
+          f"n={m['n']}, tiers={','.join(tiers)}\n")
     print("| group | easy | hard | AUC diff | AUC len | matched AUC diff | matched AUC len | pairs "
           f"| easy→{tiers[-1]} | hard→{tiers[0]} |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="tierwise checkout to run the CLI in (default: this one), e.g. a clean "
                          "`git archive HEAD` export while the working tree is being edited")
     ap.add_argument("--worst", type=int, default=5, help="worst misses to list per label")
+    ap.add_argument("--scorer", choices=["fast", "accurate"], default=None,
+                    help="`tierwise score --scorer` (default: the policy's)")
     args = ap.parse_args(argv)
 
     with open(args.data, encoding="utf-8") as f:
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     items = [it for it in items if args.split == "all" or it["split"] == args.split]
     if not items:
         sys.exit(f"no items for split {args.split}")
-    scored = run_scorer(items, args.policy, Path(args.repo).resolve())
+    scored = run_scorer(items, args.policy, Path(args.repo).resolve(), args.scorer)
     tiers = list(scored[0]["p_sufficient"])  # cheapest first, as the policy lists them
     for it, out in zip(items, scored, strict=True):
         it["difficulty"], it["tier"] = float(out["difficulty"]), out["tier"]
@@ -148,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
 
     by_d = sorted(items, key=lambda it: it["difficulty"])
     metrics: dict[str, Any] = {
-        "split": args.split, "n": len(items), "tiers": tiers, "policy": args.policy or "demo",
+        "split": args.split, "scorer": args.scorer or "the policy's", "n": len(items),
+        "tiers": tiers, "policy": args.policy or "demo",
         "repo": str(Path(args.repo).resolve()),
         "length_ratio": LENGTH_RATIO,
         "overall": group_metrics(items, tiers),

@@ -8,7 +8,7 @@ escalation, `--shares` of those requests land on each tier. It then routes the s
 through the real decision code (escalation included) and prints the split, plus the split of the
 hand-written common-sense set by label (never used to choose anything here).
 
-    python bench/demo_policy.py --shares 0.5,0.3,0.2
+    python bench/demo_policy.py --shares 0.5,0.3,0.2 [--scorer fast|accurate]
 """
 
 from __future__ import annotations
@@ -38,11 +38,14 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shares", default="0.5,0.3,0.2")
     ap.add_argument("--policy", default=str(ROOT / "policies" / "demo.toml"))
+    ap.add_argument("--scorer", choices=["fast", "accurate"], default=None,
+                    help="difficulty scorer (default: the policy's `scorer`)")
     args = ap.parse_args()
     shares = [float(x) for x in args.shares.split(",")]
     policy = load_policy(args.policy)
     convs = distinct_conversations(load_rows(ROOT / "data" / "routing-chat.jsonl.gz"))
-    scorer = DifficultyScorer()
+    scorer = DifficultyScorer(scorer=args.scorer or policy.scorer)  # type: ignore[arg-type]
+    print(f"scorer: {scorer.kind}")
     scores = scorer.score_batch(convs)
     d = np.array([s.difficulty for s in scores])
     t = policy.quality_target
