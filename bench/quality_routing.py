@@ -31,9 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.commonsense import auc as pair_auc  # noqa: E402
 from bench.commonsense import length_matched  # noqa: E402
+from classifiers.conversation import last_user_text  # noqa: E402
 from classifiers.data import load_rows, prompt_key, read_jsonl, row_messages  # noqa: E402
 from classifiers.features import DENSE_OFF, extract_many, to_csr  # noqa: E402
 from classifiers.metrics import evaluate_pair  # noqa: E402
+from classifiers.sentence_head import WEIGHT as HEAD_WEIGHT  # noqa: E402
 from classifiers.train import DEFAULT_PARAMS, fit, semantic_table  # noqa: E402
 from classifiers.validation import pair_outcomes, pairwise_outcomes  # noqa: E402
 
@@ -59,6 +61,18 @@ VARIANTS: dict[str, dict[str, float]] = {
     "embedding L2 100": {"l2_semantic": 100.0},
     "no embedding (structure only)": {"semantic": 0},
     "benchmarks only (no chat data)": {"_no_chat": 1},
+    "sentence encoder + static words": {"_sentence": 1},
+    "sentence encoder without static words": {"_sentence": 1, "semantic": 0},
+    "sentence encoder L2 3": {"_sentence": 1, "l2_sentence": 3.0},
+    "sentence encoder L2 30": {"_sentence": 1, "l2_sentence": 30.0},
+    "sentence encoder L2 100": {"_sentence": 1, "l2_sentence": 100.0},
+    # the "accurate" scorer: shipped + classifiers/sentence_head.py fitted on the fold's rows
+    "accurate (sentence head)": {"_head": 1},  # at the shipped weight, sentence_head.WEIGHT
+    "accurate head weight 1": {"_head": 1, "_head_weight": 1.0},
+    "accurate head weight 0.5": {"_head": 1, "_head_weight": 0.5},
+    "accurate head weight 0.1": {"_head": 1, "_head_weight": 0.1},
+    "accurate head weight 0.2": {"_head": 1, "_head_weight": 0.2},
+    "accurate head weight 0.3": {"_head": 1, "_head_weight": 0.3},
 }
 CHAT = {"qlora_oa", "qlora_vicuna_pairwise", "qlora_vicuna_relative",
         "fastchat_vicuna80_gpt4review"}
@@ -97,12 +111,55 @@ def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.nda
     return out
 
 
+SENTENCE_CACHE: dict[str, np.ndarray] = {}
+
+
+def sentence_embeddings(conversations: list) -> np.ndarray:
+    """[n, 384] sentence embeddings of each conversation's last user turn (see --sentence)."""
+    texts = [last_user_text(c) for c in conversations]
+    missing = sorted({t for t in texts if t not in SENTENCE_CACHE})
+    if missing:  # the shipped encoder, ~4 ms a text here (all of the data: ~75 s)
+        from classifiers.encoder import SentenceEncoder
+
+        t0 = time.time()
+        SENTENCE_CACHE.update(zip(missing, SentenceEncoder().encode(missing), strict=True))
+        print(f"encoded {len(missing)} texts in {time.time() - t0:.0f}s", file=sys.stderr)
+    return np.vstack([SENTENCE_CACHE[t] for t in texts])
+
+
+def predict(model, X, conversations: list) -> np.ndarray:
+    d = model.predict(X)
+    u = getattr(model, "sentence_u_", None)
+    if u is not None:
+        d = d + sentence_embeddings(conversations) @ u
+    head = getattr(model, "head_", None)
+    return d if head is None else d + head.shift(sentence_embeddings(conversations))
+
+
+def fit_head(rows: list[dict], weight: float):
+    """classifiers/sentence_head.py's head on ``rows``' selection pools (None without both)."""
+    from classifiers.sentence_head import SentenceHead
+    from classifiers.train import NOT_SELECTED, SELECTED_HARD
+
+    labels: dict[str, bool] = {}
+    for r in rows:
+        if r.get("source") in SELECTED_HARD + NOT_SELECTED:
+            t = last_user_text(row_messages(r))
+            labels[t] = labels.get(t, False) or r["source"] in SELECTED_HARD
+    y = np.asarray([labels[t] for t in sorted(labels)])
+    if y.all() or not y.any():
+        return None
+    emb = sentence_embeddings(sorted(labels))
+    return SentenceHead(weight=weight).fit(emb, y)
+
+
 def commonsense(model, path: Path, split: str) -> dict:
     """The hand-written set's AUCs for ``model``, by bench/commonsense.py's own rules."""
     items = [r for r in read_jsonl(path) if split == "all" or r.get("split") == split]
     if not items:
         return {}
-    d = model.predict(to_csr(extract_many([r["messages"] for r in items])))
+    convs = [r["messages"] for r in items]
+    d = predict(model, to_csr(extract_many(convs)), convs)
     hard = np.asarray([r["label"] == "hard" for r in items])
     n_chars = np.asarray(
         [sum(len(str(m.get("content", ""))) for m in r["messages"]) for r in items], float
@@ -122,7 +179,14 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="write all results as JSON")
     ap.add_argument("--md", default=None, help="write the summary table as markdown")
     ap.add_argument("--word-prior", type=float, default=None, help="features.WORD_PRIOR")
+    ap.add_argument("--sentence", default=None,
+                    help="a cache of sentence embeddings (PREFIX.json texts, PREFIX.npy "
+                         "vectors): read if it exists, else written after encoding")
     args = ap.parse_args()
+    if args.sentence and Path(args.sentence + ".npy").is_file():
+        texts = json.loads(Path(args.sentence + ".json").read_text())
+        vecs = np.load(args.sentence + ".npy")
+        SENTENCE_CACHE.update(zip(texts, vecs, strict=True))
     if args.word_prior is not None:
         import classifiers.features as features
 
@@ -143,6 +207,9 @@ def main() -> int:
     for vname in args.variants.split(","):
         params = {**DEFAULT_PARAMS, **VARIANTS[vname]}
         no_chat = params.pop("_no_chat", 0)
+        use_sentence = params.pop("_sentence", 0)
+        use_head = params.pop("_head", 0)
+        head_weight = params.pop("_head_weight", HEAD_WEIGHT)
         pool = np.asarray([not (no_chat and i >= len(bench)) for i in range(len(rows_all))])
         res: list = []
         for fold in args.folds.split(","):
@@ -150,15 +217,25 @@ def main() -> int:
             test = np.asarray([fold != "all" and FOLDS[fold](r) for r in rows_all])
             held = {k for k, t in zip(keys, test, strict=True) if t}
             tr = pool & ~test & np.asarray([k not in held for k in keys])
-            m, _ = fit(X_all[tr], [r for r, k in zip(rows_all, tr, strict=True) if k], params, emb)
+            tr_rows = [r for r, k in zip(rows_all, tr, strict=True) if k]
+            sent = sentence_embeddings([row_messages(r) for r in tr_rows]) if use_sentence else None
+            m, _ = fit(X_all[tr], tr_rows, params, emb, sent)
+            if use_head:
+                m.head_ = fit_head(tr_rows, head_weight)
+                if m.head_ is None:
+                    print(f"{vname} {fold}: no head (a selection pool is held out)",
+                          file=sys.stderr)
             if fold == "all":
-                res += score_pairs("gsm8k", gsm, m.predict(X_gsm), n_tok(X_gsm))
+                res += score_pairs("gsm8k", gsm, predict(m, X_gsm, [row_messages(r) for r in gsm]),
+                                   n_tok(X_gsm))
                 cs = commonsense(m, ROOT / "bench" / "commonsense" / "requests.jsonl", args.split) \
                     if (ROOT / "bench" / "commonsense" / "requests.jsonl").is_file() else {}
                 res.append({"fold": "commonsense", **cs})
             else:
                 te_rows = [r for r, k in zip(rows_all, test, strict=True) if k]
-                res += score_pairs(fold, te_rows, m.predict(X_all[test]), n_tok(X_all[test]))
+                res += score_pairs(fold, te_rows,
+                                   predict(m, X_all[test], [row_messages(r) for r in te_rows]),
+                                   n_tok(X_all[test]))
             print(f"{vname} {fold}: {time.time() - t1:.0f}s, {m.n_iter_} iterations",
                   file=sys.stderr)
             for r in res:
@@ -166,6 +243,10 @@ def main() -> int:
                     print(vname, json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                              for k, v in r.items()}), flush=True)
         results[vname] = res
+    if args.sentence and SENTENCE_CACHE and not Path(args.sentence + ".npy").is_file():
+        texts = sorted(SENTENCE_CACHE)
+        Path(args.sentence + ".json").write_text(json.dumps(texts))
+        np.save(args.sentence + ".npy", np.vstack([SENTENCE_CACHE[t] for t in texts]))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     if args.md:
