@@ -121,12 +121,13 @@ def rss_subprocess() -> tuple[float, float]:
     return int(peak) / 1024.0, int(cur) / 1024.0
 
 
-def rss_encoder_subprocess() -> tuple[float, float]:
-    """(peak RSS, current RSS) in MB of a fresh process that loaded the encoder and encoded."""
+def rss_encoder_subprocess(load: str = "from classifiers.encoder import SentenceEncoder; "
+                           "e = SentenceEncoder(); e.encode(['What is 2+2?', 'word ' * 2000])"
+                           ) -> tuple[float, float]:
+    """(peak RSS, current RSS) in MB of a fresh process that ran ``load`` (by default: loaded
+    the encoder and encoded)."""
     code = (
-        "from classifiers.encoder import SentenceEncoder; e = SentenceEncoder(); "
-        "e.encode(['What is 2+2?', 'word ' * 2000]); "
-        "st = open('/proc/self/status').read(); "
+        load + "; st = open('/proc/self/status').read(); "
         "print(st.split('VmHWM:')[1].split()[0], st.split('VmRSS:')[1].split()[0])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
@@ -156,6 +157,49 @@ def bench_encoder(encoder: SentenceEncoder, prompts: list[str], repeat: int) -> 
     return {"p50_ms": p50, "p99_ms": p99, "mean_ms": mean,
             "tokenize_p50_ms": percentiles(tok)[0] / 1000.0,
             "wordpieces_median": float(np.median(wordpieces))}
+
+
+def accurate_section(enc, text: str, quick: bool) -> list[str]:
+    """bench/LATENCY.md's lines for the whole "accurate" scorer: fast features and table, the
+    encoder and the sentence head, as `DifficultyScorer(scorer="accurate").score` runs them."""
+    n, repeat = (60, 1) if quick else (150, 2)
+    scorer = DifficultyScorer(scorer="accurate")
+    clock = time.perf_counter_ns
+    rows = []
+    for length in LENGTHS:
+        convs = [[{"role": "user", "content": p}] for p in prompts_of(length, n, enc, text)]
+        for c in convs[:20]:
+            scorer.score(c)
+        ns = []
+        for _ in range(repeat):
+            for c in convs:
+                t0 = clock()
+                scorer.score(c)
+                ns.append(clock() - t0)
+        p50, p99, mean = (x / 1000.0 for x in percentiles(ns))
+        rows.append({"tokens": length, "accurate_p50_ms": p50, "accurate_p99_ms": p99,
+                     "accurate_mean_ms": mean})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    rss_peak, rss = rss_encoder_subprocess(
+        "from classifiers import default_scorer; s = default_scorer('accurate'); "
+        "s.score('What is 2+2?'); s.score_batch([[{'role':'user','content':'x '*2000}]]*64)")
+    lines = [
+        "",
+        "## The whole \"accurate\" scorer (`DifficultyScorer(scorer=\"accurate\").score`)",
+        "",
+        "- one request per call, one thread: the fast scorer's features and table, the sentence "
+        "encoder on the last user turn, and the sentence head (`classifiers/sentence_head.py`); "
+        "same prompts as above",
+        f"- RSS of a fresh process that loaded it and scored: {rss:.0f} MB (peak "
+        f"{rss_peak:.0f} MB); budget 300 MB. Budget for the time: p50 <= 5 ms at 500 tokens",
+        f"- load average {os.getloadavg()[0]:.1f} at the end of this section",
+        "",
+        "| prompt tokens | p50 ms | p99 ms | mean ms |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {r['tokens']} | {r['accurate_p50_ms']:.2f} | {r['accurate_p99_ms']:.2f} "
+              f"| {r['accurate_mean_ms']:.2f} |" for r in rows]
+    return lines
 
 
 def encoder_section(enc, text: str, quick: bool) -> list[str]:
@@ -276,6 +320,7 @@ def main() -> int:
         "(it holds the corpus).",
     ]
     lines += encoder_section(enc, text, args.quick)
+    lines += accurate_section(enc, text, args.quick)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
