@@ -36,11 +36,16 @@ from classifiers.data import load_rows, prompt_key, read_jsonl, row_messages  # 
 from classifiers.features import DENSE_OFF, extract_many, to_csr  # noqa: E402
 from classifiers.metrics import evaluate_pair  # noqa: E402
 from classifiers.sentence_head import WEIGHT as HEAD_WEIGHT  # noqa: E402
+from classifiers.sentence_head import TextEmbeddings  # noqa: E402
 from classifiers.train import DEFAULT_PARAMS, fit, semantic_table  # noqa: E402
 from classifiers.validation import pair_outcomes, pairwise_outcomes  # noqa: E402
 
 VARIANTS: dict[str, dict[str, float]] = {
     "shipped": {},
+    # the sentence head distilled into the word weights (classifiers/sentence_head.py)
+    "distilled head weight 1": {"distill": 1.0},
+    "distilled head weight 2": {"distill": 2.0},
+    "accurate + distilled head weight 1": {"_head": 1, "distill": 1.0},
     "no selection label": {"selection_label": 0},
     "selection weight 5": {"selection_weight": 5.0},
     "judged chat weighs 3x": {"chat_weight": 3.0},
@@ -111,20 +116,12 @@ def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.nda
     return out
 
 
-SENTENCE_CACHE: dict[str, np.ndarray] = {}
+EMBED = TextEmbeddings(log=lambda m: print(m, file=sys.stderr))  # text -> sentence embedding
 
 
 def sentence_embeddings(conversations: list) -> np.ndarray:
     """[n, 384] sentence embeddings of each conversation's last user turn (see --sentence)."""
-    texts = [last_user_text(c) for c in conversations]
-    missing = sorted({t for t in texts if t not in SENTENCE_CACHE})
-    if missing:  # the shipped encoder, ~4 ms a text here (all of the data: ~75 s)
-        from classifiers.encoder import SentenceEncoder
-
-        t0 = time.time()
-        SENTENCE_CACHE.update(zip(missing, SentenceEncoder().encode(missing), strict=True))
-        print(f"encoded {len(missing)} texts in {time.time() - t0:.0f}s", file=sys.stderr)
-    return np.vstack([SENTENCE_CACHE[t] for t in texts])
+    return EMBED([last_user_text(c) for c in conversations])
 
 
 def predict(model, X, conversations: list) -> np.ndarray:
@@ -134,23 +131,6 @@ def predict(model, X, conversations: list) -> np.ndarray:
         d = d + sentence_embeddings(conversations) @ u
     head = getattr(model, "head_", None)
     return d if head is None else d + head.shift(sentence_embeddings(conversations))
-
-
-def fit_head(rows: list[dict], weight: float):
-    """classifiers/sentence_head.py's head on ``rows``' selection pools (None without both)."""
-    from classifiers.sentence_head import SentenceHead
-    from classifiers.train import NOT_SELECTED, SELECTED_HARD
-
-    labels: dict[str, bool] = {}
-    for r in rows:
-        if r.get("source") in SELECTED_HARD + NOT_SELECTED:
-            t = last_user_text(row_messages(r))
-            labels[t] = labels.get(t, False) or r["source"] in SELECTED_HARD
-    y = np.asarray([labels[t] for t in sorted(labels)])
-    if y.all() or not y.any():
-        return None
-    emb = sentence_embeddings(sorted(labels))
-    return SentenceHead(weight=weight).fit(emb, y)
 
 
 def commonsense(model, path: Path, split: str) -> dict:
@@ -186,7 +166,7 @@ def main() -> int:
     if args.sentence and Path(args.sentence + ".npy").is_file():
         texts = json.loads(Path(args.sentence + ".json").read_text())
         vecs = np.load(args.sentence + ".npy")
-        SENTENCE_CACHE.update(zip(texts, vecs, strict=True))
+        EMBED.vectors.update(zip(texts, vecs, strict=True))
     if args.word_prior is not None:
         import classifiers.features as features
 
@@ -219,12 +199,14 @@ def main() -> int:
             tr = pool & ~test & np.asarray([k not in held for k in keys])
             tr_rows = [r for r, k in zip(rows_all, tr, strict=True) if k]
             sent = sentence_embeddings([row_messages(r) for r in tr_rows]) if use_sentence else None
-            m, _ = fit(X_all[tr], tr_rows, params, emb, sent)
-            if use_head:
-                m.head_ = fit_head(tr_rows, head_weight)
-                if m.head_ is None:
-                    print(f"{vname} {fold}: no head (a selection pool is held out)",
-                          file=sys.stderr)
+            # the fold's own head (and its distillation into the words, unless "distill": 0)
+            m, _ = fit(X_all[tr], tr_rows, params, emb, sent, embed=EMBED)
+            if getattr(m, "head_", None) is None:
+                print(f"{vname} {fold}: no head (a selection pool is held out)", file=sys.stderr)
+            elif use_head:  # the accurate scorer: the head's shift at run time too
+                m.head_.weight = head_weight
+            else:
+                m.head_ = None
             if fold == "all":
                 res += score_pairs("gsm8k", gsm, predict(m, X_gsm, [row_messages(r) for r in gsm]),
                                    n_tok(X_gsm))
@@ -243,10 +225,10 @@ def main() -> int:
                     print(vname, json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                              for k, v in r.items()}), flush=True)
         results[vname] = res
-    if args.sentence and SENTENCE_CACHE and not Path(args.sentence + ".npy").is_file():
-        texts = sorted(SENTENCE_CACHE)
+    if args.sentence and EMBED.vectors and not Path(args.sentence + ".npy").is_file():
+        texts = sorted(EMBED.vectors)
         Path(args.sentence + ".json").write_text(json.dumps(texts))
-        np.save(args.sentence + ".npy", np.vstack([SENTENCE_CACHE[t] for t in texts]))
+        np.save(args.sentence + ".npy", np.vstack([EMBED.vectors[t] for t in texts]))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     if args.md:

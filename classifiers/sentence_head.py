@@ -30,6 +30,11 @@ HEAD_FILE = "sentence_head.onnx"
 # (0.564 / 0.563 / 0.521 / 0.457 at 0.2 / 0.3 / 0.5 / 1; bench/COMMONSENSE.md,
 # bench/QUALITY_ROUTING.md).
 WEIGHT = 0.3
+# distilled_word_weights (train's "distill" param, off in the shipped model): d units per unit
+# of the head's logit as the static word embedding predicts it, and the ridge's L2; the best of
+# 1 / 1.5 / 2 / 3 and 0.1 / 1 / 10 on the common-sense dev split.
+DISTILL_WEIGHT = 1.0
+DISTILL_ALPHA = 1.0
 
 
 class SentenceHead:
@@ -107,15 +112,30 @@ class SentenceHead:
         }
 
 
-def fit_on_rows(rows: list[dict], log: Any = print, C: float = 1.0,
-                weight: float = WEIGHT) -> SentenceHead:
-    """Fit the head on the selection label of ``rows`` (training rows in the data schema): one
-    example per distinct last user turn of the selected and unselected chat sources."""
-    import time
+class TextEmbeddings:
+    """Sentence embeddings of texts, each encoded once (the shipped encoder, ~4 ms a text)."""
 
+    def __init__(self, log: Any = print) -> None:
+        self.vectors: dict[str, np.ndarray] = {}
+        self.log = log
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        import time
+
+        from .encoder import SentenceEncoder
+
+        missing = sorted({t for t in texts if t not in self.vectors})
+        if missing:
+            t0 = time.perf_counter()
+            self.vectors.update(zip(missing, SentenceEncoder().encode(missing), strict=True))
+            self.log(f"sentence encoder: {len(missing)} texts in {time.perf_counter() - t0:.0f}s")
+        return np.vstack([self.vectors[t] for t in texts]) if texts else np.zeros((0, 384))
+
+
+def selection_labels(rows: list[dict]) -> dict[str, bool]:
+    """The last user turn of each selected / unselected chat row -> selected (True = hard)."""
     from .conversation import last_user_text
     from .data import row_messages
-    from .encoder import SentenceEncoder
     from .train import NOT_SELECTED, SELECTED_HARD
 
     labels: dict[str, bool] = {}
@@ -124,14 +144,49 @@ def fit_on_rows(rows: list[dict], log: Any = print, C: float = 1.0,
             text = last_user_text(row_messages(row))
             # a request in both pools counts as selected: the judge found it hard
             labels[text] = labels.get(text, False) or row["source"] in SELECTED_HARD
+    return labels
+
+
+def fit_on_rows(rows: list[dict], log: Any = print, C: float = 1.0, weight: float = WEIGHT,
+                embed: TextEmbeddings | None = None) -> SentenceHead:
+    """Fit the head on the selection label of ``rows`` (training rows in the data schema): one
+    example per distinct last user turn of the selected and unselected chat sources."""
+    labels = selection_labels(rows)
     texts = sorted(labels)
-    t0 = time.perf_counter()
-    embeddings = SentenceEncoder().encode(texts)
-    log(f"sentence head: {len(texts)} requests encoded in {time.perf_counter() - t0:.0f}s")
+    embeddings = (embed or TextEmbeddings(log))(texts)
     head = SentenceHead(C=C, weight=weight).fit(embeddings, np.asarray([labels[t] for t in texts]))
     log(f"sentence head: held-out AUC {head.cv_auc_:.3f} "
         f"({head.n_selected_} selected, {head.n_unselected_} not)")
     return head
+
+
+def distilled_word_weights(head: SentenceHead, rows: list[dict], word_features: Any,
+                           table: np.ndarray, embed: TextEmbeddings,
+                           weight: float = DISTILL_WEIGHT,
+                           alpha: float = DISTILL_ALPHA) -> tuple[np.ndarray, dict[str, Any]]:
+    """What the fast scorer's per-word weights gain from the head, and a summary for model.json.
+
+    The fast model's word block pools a static embedding over the words (``word_features @
+    table``); a ridge regression (no intercept, ``alpha``) of the head's centred logit on that
+    pooled embedding, over every distinct request of ``rows``, gives a direction v, and
+    ``weight * table @ v`` folds into the per-word weights exactly as the IRT's own
+    embedding weights do: the fast scorer then carries part of the head at no run-time cost.
+    """
+    from .conversation import last_user_text
+    from .data import row_messages
+
+    first: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        first.setdefault(last_user_text(row_messages(row)), i)
+    texts = list(first)
+    pooled = np.asarray(word_features[list(first.values())] @ table, np.float64)
+    target = head.shift(embed(texts)) / head.weight  # logit - centre
+    gram = pooled.T @ pooled + alpha * np.eye(pooled.shape[1])
+    v = np.linalg.solve(gram, pooled.T @ target)
+    fitted = pooled @ v
+    r2 = 1.0 - float(np.sum((target - fitted) ** 2) / np.sum((target - target.mean()) ** 2))
+    info = {"weight": weight, "alpha": alpha, "n_texts": len(texts), "r2": round(r2, 4)}
+    return weight * (table @ v), info
 
 
 def _auc(scores: np.ndarray, positive: np.ndarray) -> float:

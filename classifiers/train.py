@@ -64,6 +64,11 @@ DEFAULT_PARAMS: dict[str, float] = {
     "selection_label": 1,  # 1: Arena-Hard's selection of hard user requests as a label
     "selection_weight": 1.0,  # weight of each selection label relative to one outcome label
     "chat_weight": 1.0,  # factor on the weight of judged-chat rows against benchmark rows
+    "sentence_head": 1,  # 1: fit the "accurate" scorer's head (classifiers/sentence_head.py)
+    # > 0: the head distilled into the word weights with this weight (the fast scorer would
+    # carry part of it at no cost); off: +0.05 length-matched AUC on the common-sense dev
+    # split, but -0.07 APGR on held-out MMLU-Pro and RouterBench (bench/QUALITY_ROUTING.md)
+    "distill": 0.0,
 }
 # Arena-Hard (and the arena_hard_1k subset the 2023 battles come from) are real Chatbot Arena
 # requests *selected* as hard by an LLM judge scoring specificity, domain knowledge, complexity,
@@ -129,12 +134,16 @@ def _row_weights(rows: list[dict]) -> np.ndarray:
 
 def fit(
     X: Any, rows: list[dict], params: dict[str, float], emb: np.ndarray | None = None,
-    sentence: np.ndarray | None = None,
+    sentence: np.ndarray | None = None, embed: Any = None,
 ) -> tuple[IRTDifficulty, list[str]]:
     """Fit the IRT model on outcome and pairwise labels; the embedding part is folded into the
     word weights. ``emb``: the hashed static table (built from the rows' words if None).
     ``sentence``: the rows' sentence-encoder embeddings ([n, k], the "accurate" scorer), a
-    dense block with its own weights (``irt.sentence_u_``), added to d, not folded."""
+    dense block with its own weights (``irt.sentence_u_``), added to d, not folded (measured:
+    it learns the source; bench/QUALITY_ROUTING.md). ``embed``: a
+    :class:`~classifiers.sentence_head.TextEmbeddings`; with it (and both selection pools in
+    ``rows``) the sentence head is fitted too (``irt.head_``) and distilled into the word
+    weights (``irt.distill_``; ``params["distill"]``: its weight, 0 for none)."""
     from scipy import sparse
 
     pairs, comparisons = build_labels(rows)
@@ -225,6 +234,16 @@ def fit(
         irt.semantic_u_ = u
         irt.var_ = fisher_variance(X, irt, coef, pairs, 1.0) if not params.get(
             "unigrams", 1) else irt.var_[:N_FEATURES]
+    if embed is not None and _has_selection_pools(rows):
+        from .sentence_head import DISTILL_WEIGHT, distilled_word_weights, fit_on_rows
+
+        irt.head_ = fit_on_rows(rows, log=lambda _: None, embed=embed)  # type: ignore[attr-defined]
+        weight = float(params.get("distill", DISTILL_WEIGHT))
+        if semantic and emb is not None and weight:
+            delta, irt.distill_ = distilled_word_weights(  # type: ignore[attr-defined]
+                irt.head_, rows, X[:, HASH_OFF:DENSE_OFF], emb, embed,  # type: ignore[attr-defined]
+                weight)
+            irt.coef_[HASH_OFF:DENSE_OFF] += delta
     return irt, pairs.models
 
 
@@ -323,27 +342,32 @@ def _train(
     X = featurize(rows, log, bigrams)
     # the table's centring reuses the word features (not with bigrams: they share the buckets)
     emb = semantic_table(rows, None if bigrams else X) if params.get("semantic", 1) else None
+    embed = None  # the sentence head's encodings, shared by the folds and the final fit
+    if params.get("sentence_head", 1) and _has_selection_pools(rows):
+        from .sentence_head import TextEmbeddings
+
+        embed = TextEmbeddings(log)
+    elif params.get("sentence_head", 1):
+        log("no sentence head: the data has no selected (Arena-Hard) and unselected chat rows")
     folds: list[PairEval] = []
     if validate:
         log("leave-one-source-out validation:")
 
         def fit_predict(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
             sub = [r for r, keep in zip(rows, tr, strict=True) if keep]
-            m, _ = fit(X[tr], sub, params, emb)
+            m, _ = fit(X[tr], sub, params, emb, embed=embed)
             return m.predict(X[te])
 
         folds = loso(rows, fit_predict, log=log)
     log("fitting on all rows ...")
     t0 = time.perf_counter()
-    model, models = fit(X, rows, params, emb)
+    model, models = fit(X, rows, params, emb, embed=embed)
     log(f"fit: {model.n_iter_} L-BFGS iterations, {time.perf_counter() - t0:.1f}s")
-    head = None
-    if params.get("sentence_head", 1) and _has_selection_pools(rows):
-        from .sentence_head import fit_on_rows
-
-        head = fit_on_rows(rows, log)
-    elif params.get("sentence_head", 1):
-        log("no sentence head: the data has no selected (Arena-Hard) and unselected chat rows")
+    head = getattr(model, "head_", None)
+    if head is not None:
+        log(f"sentence head: held-out AUC {head.cv_auc_:.3f} ({head.n_selected_} selected, "
+            f"{head.n_unselected_} not); distilled into the word weights: "
+            f"{getattr(model, 'distill_', 'no')}")
     extra: list[PairEval] = []
     if eval_data is not None and Path(eval_data).is_file():
         erows = load_rows(eval_data, allow_nc=True, apply_exclusions=False)
@@ -373,6 +397,8 @@ def _train(
     }
     if head is not None:
         info["sentence_head"] = head.info()
+    if getattr(model, "distill_", None):
+        info["distilled_head"] = model.distill_  # type: ignore[attr-defined]
     result = TrainResult(model=model, models=models, folds=folds, extra=extra, info=info,
                          head=head)
     if out_dir is not None:

@@ -186,3 +186,36 @@ def test_train_without_the_static_embedding_says_what_to_do(tiny_data, tmp_path,
     assert commands.run_train(args) == 2
     err = capsys.readouterr().err
     assert "--no-semantic" in err and "Traceback" not in err
+
+
+def test_the_fast_scorer_carries_the_distilled_head(tiny_data, tiny_model, tmp_path):
+    """`distill` folds part of the sentence head into the word weights (off in the shipped
+    recipe): against the same model trained without it, the fast d moves with the head's own
+    shift on the requests it was fitted on (the folding into per-word weights is exact, so the
+    run-time scorer must show the regression's fit; an error in the fold, its sign or its
+    features would break this)."""
+    import numpy as np
+
+    from classifiers.conversation import last_user_text
+    from classifiers.data import row_messages
+    from classifiers.train import train
+
+    plain, distilled = tiny_model, tmp_path / "distilled"
+    train(tiny_data, distilled, params={"distill": 1.0}, eval_data=None, validate=False,
+          log=lambda _: None)
+    meta = json.loads((distilled / "model.json").read_text())
+    assert meta["distilled_head"]["weight"] == 1.0 and 0 < meta["distilled_head"]["r2"] < 1
+    assert "distilled_head" not in json.loads((plain / "model.json").read_text())
+    assert (plain / "model.onnx").read_bytes() != (distilled / "model.onnx").read_bytes()
+    convs: dict[str, list] = {}
+    for line in tiny_data.read_text().splitlines():
+        conv = row_messages(json.loads(line))
+        convs.setdefault(last_user_text(conv), conv)
+    sample = list(convs.values())[::4]
+    fast = DifficultyScorer(distilled)
+    accurate = DifficultyScorer(distilled, "auto", "accurate")
+    without = DifficultyScorer(plain)
+    d = np.array([s.difficulty for s in fast.score_batch(sample)])
+    moved = d - np.array([s.difficulty for s in without.score_batch(sample)])
+    shift = np.array([s.difficulty for s in accurate.score_batch(sample)]) - d
+    assert np.corrcoef(moved, shift)[0, 1] > 0.3
