@@ -44,17 +44,39 @@ class Decider:
         """Decide the tier for a prompt or messages list (plus request fields); no network."""
         return self.decide({**fields, "messages": as_messages(prompt_or_messages)})
 
+    async def adecide(self, body: dict[str, Any], pin: str | None = None) -> Decision:
+        """`decide` for the async request paths (proxy, middleware, `Router.serve`).
+
+        The accurate scorer spends milliseconds in onnxruntime, which releases the GIL: the
+        scoring runs in a worker thread, so the event loop goes on serving other requests
+        meanwhile and a second core can encode too; the rest of the decision (and its hooks)
+        stays on the loop. The fast scorer's microseconds stay inline, where a thread hop
+        would cost more than the work."""
+        if getattr(self.scorer, "kind", "fast") == "fast":
+            return self.decide(body, pin)
+        import asyncio
+
+        started = time.perf_counter()
+        check_messages(body.get("messages"))  # a bad request costs no thread
+        score = await asyncio.to_thread(self.scorer.score, body["messages"])
+        return self._decide(body, pin, score, started)
+
     def decide(self, body: dict[str, Any], pin: str | None = None) -> Decision:
         """Decide the tier for a full request body. A tier name (or a tier's model) as `model`,
         or as `pin` (the x-tierwise-tier header), pins that tier."""
         started = time.perf_counter()
         check_messages(body.get("messages"))
+        return self._decide(body, pin, None, started)
+
+    def _decide(self, body: dict[str, Any], pin: str | None, score: Any,
+                started: float) -> Decision:
         pinned = self._pinned(pin, "x-tierwise-tier") if pin else None
         model = body.get("model")
         if pinned is None and model not in (None, self.policy.alias):
             pinned = self._pinned(model, "model")
         facts = request_facts(body, pinned)
-        score = self.scorer.score(body["messages"])
+        if score is None:
+            score = self.scorer.score(body["messages"])
         try:
             decision = decide(self.policy, score, facts)
         except NoEligibleTier as exc:

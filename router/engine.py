@@ -58,7 +58,7 @@ class Router(Decider):
         `tenant` (the caller's API key id, from the proxy) keeps its requests from sharing an
         upstream call with another tenant's, unless the policy says `coalesce_across_keys`."""
         started = time.perf_counter()
-        decision = self.decide(body, pin)
+        decision = await self.adecide(body, pin)
         decision_ms = (time.perf_counter() - started) * 1000
         # One Routing per request, filled in as it goes: what listeners see when it is
         # answered, and what failure listeners see if no tier answers.

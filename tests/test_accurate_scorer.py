@@ -7,6 +7,7 @@ obvious requests of similar length, where only what they ask can tell them apart
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -130,12 +131,21 @@ def test_serve_routes_with_the_policy_scorer(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(proc, url, 90, lambda: proc.stdout.read())  # type: ignore[union-attr]
-        text = PAIRS[0][1]
-        r = httpx.post(url + "/v1/chat/completions", timeout=30, json={
-            "model": "auto", "messages": [{"role": "user", "content": text}]})
-        assert r.status_code == 200, r.text
-        expected = default_scorer("accurate").score(text).difficulty
-        assert float(r.headers["x-tierwise-difficulty"]) == pytest.approx(expected, abs=1e-4)
+        # all at once: the accurate scorer runs in worker threads (Decider.adecide), and each
+        # answer must carry its own request's difficulty
+        texts = [t for pair in PAIRS for t in pair] * 2
+
+        async def post_all() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                return await asyncio.gather(*(client.post(url + "/v1/chat/completions", json={
+                    "model": "auto", "messages": [{"role": "user", "content": t}]})
+                    for t in texts))
+
+        scorer = default_scorer("accurate")
+        for text, r in zip(texts, asyncio.run(post_all()), strict=True):
+            assert r.status_code == 200, r.text
+            expected = scorer.score(text).difficulty
+            assert float(r.headers["x-tierwise-difficulty"]) == pytest.approx(expected, abs=1e-4)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

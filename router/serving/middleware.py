@@ -131,7 +131,7 @@ class _Interception:
         router = self.mw.router
         pin = header(self.scope, PIN_HEADER)
         try:
-            decision = router.decide(body, pin)
+            decision = await router.adecide(body, pin)
         except TierwiseError as exc:
             await send_error(self.send, exc)
             return

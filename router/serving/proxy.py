@@ -94,7 +94,7 @@ class Proxy:
     async def route(self, request: Request) -> Response:
         try:
             body = parse_body(await request.body())
-            decision = self.router.decide(body, request.headers.get(PIN_HEADER))
+            decision = await self.router.adecide(body, request.headers.get(PIN_HEADER))
         except TierwiseError as exc:
             return error_response(exc)
         return JSONResponse(decision.to_dict())
