@@ -149,11 +149,13 @@ def decide(policy: Policy, score: ScoreLike, facts: RequestFacts | None = None) 
 
     target = policy.quality_target
     index, found = _pick(eligible, p, target)
+    scored = f"(d={d:.2f}, {policy.scorer} scorer)"  # which scorer made d: the policy's choice
     if not found:
-        reasons.append(f"no tier reaches p>={target:g}; {eligible[index].name} is the most able")
+        reasons.append(f"no tier reaches p>={target:g} {scored}; {eligible[index].name} is "
+                       "the most able")
     else:
         reasons.append(f"{eligible[index].name} is the cheapest tier with "
-                       f"p={p[eligible[index].name]:.2f} >= {target:g}")
+                       f"p={p[eligible[index].name]:.2f} >= {target:g} {scored}")
     escalations: list[str] = []
     # The tier the score would have chosen if context windows did not matter: when it was
     # skipped for its window, the request moved up for that (x-tierwise-escalated says so).

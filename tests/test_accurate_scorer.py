@@ -103,6 +103,14 @@ def test_policy_key_is_checked():
     assert "scorer" in str(info.value) and '"fast" or "accurate"' in str(info.value)
 
 
+def test_the_decision_says_which_scorer_made_d():
+    from router.decider import Decider
+
+    for kind in ("fast", "accurate"):
+        decision = Decider(parse_policy(_demo_with(f'scorer = "{kind}"'))).route("hello!")
+        assert any(f"{kind} scorer" in reason for reason in decision.reasons), decision.reasons
+
+
 def test_cli_score_chooses_the_scorer(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps({"prompt": h}) + "\n" for _, h in PAIRS))
