@@ -10,8 +10,9 @@ bench/latency.py: ~50 us per single run on a request path, ~8 us per conversatio
 is microseconds of graph work and threads only add wake-up latency).
 
 ``scorer="accurate"`` adds the sentence head's shift to d (:mod:`classifiers.sentence_head`:
-the last user turn through the MiniLM encoder, ~4 ms on one core); the uncertainty stays the
-fast model's, so both scorers keep one Decision contract.
+the last user turn through the MiniLM encoder, ~4 ms on one core) and maps the sum back to the
+fast d's level and spread on chat traffic (``offset + scale * (d + shift)``); the uncertainty
+is the fast model's, scaled alike, so both scorers keep one Decision contract.
 """
 
 from __future__ import annotations
@@ -92,6 +93,11 @@ class DifficultyScorer:
                 "\"fast\" scorer.")
         self._encoder = SentenceEncoder()
         self._head = HeadRunner(head)
+        # accurate d = offset + scale * (fast d + shift) (SentenceHead.level): chat traffic
+        # keeps the fast d's mean and spread, so a policy's abilities mean the same
+        level = self.meta.get("sentence_head") or {}
+        self._offset = float(level.get("offset", 0.0))
+        self._scale = float(level.get("scale", 1.0))
 
     def _shift(self, conversations: list[Any]) -> np.ndarray:
         """The accurate scorer's sentence-head term for each conversation (zeros if fast)."""
@@ -130,18 +136,16 @@ class DifficultyScorer:
         f = extract(messages, self._bigrams)
         if self._table is None:
             d, u = self.run_onnxruntime(f.ids.reshape(1, -1), f.values.reshape(1, -1))
-            shift = float(self._shift([messages])[0]) if self._head is not None else 0.0
-            return Score(difficulty=float(d[0]) + shift, uncertainty=float(u[0]),
-                         n_tokens=f.n_tokens)
-        rows = self._table.take(f.ids, axis=0)  # [K, 2]: (weight, variance) per entry
-        x = f.values
-        var = float(np.dot(x * x, rows[:, 1]))
-        shift = float(self._shift([messages])[0]) if self._head is not None else 0.0
-        return Score(
-            difficulty=float(np.dot(x, rows[:, 0])) + shift,
-            uncertainty=math.sqrt(max(var, 0.0)),
-            n_tokens=f.n_tokens,
-        )
+            d0, u0 = float(d[0]), float(u[0])
+        else:
+            rows = self._table.take(f.ids, axis=0)  # [K, 2]: (weight, variance) per entry
+            x = f.values
+            d0 = float(np.dot(x, rows[:, 0]))
+            u0 = math.sqrt(max(float(np.dot(x * x, rows[:, 1])), 0.0))
+        if self._head is not None:
+            d0 = self._offset + self._scale * (d0 + float(self._shift([messages])[0]))
+            u0 = self._scale * u0
+        return Score(difficulty=d0, uncertainty=u0, n_tokens=f.n_tokens)
 
     def score_batch(self, conversations: list[list[dict]] | list[Any]) -> list[Score]:
         """Difficulty of many conversations (one hashing pass, one model evaluation)."""
@@ -164,7 +168,9 @@ class DifficultyScorer:
             dl = np.add.reduceat(x * rows[:, 0], starts).tolist()
             ul = np.sqrt(np.maximum(np.add.reduceat(x * x * rows[:, 1], starts), 0.0)).tolist()
         if self._head is not None:
-            dl = (np.asarray(dl) + self._shift(list(conversations))).tolist()
+            total = np.asarray(dl) + self._shift(list(conversations))
+            dl = (self._offset + self._scale * total).tolist()
+            ul = (self._scale * np.asarray(ul)).tolist()
         return [
             Score(difficulty=float(dl[i]), uncertainty=float(ul[i]), n_tokens=f.n_tokens)
             for i, f in enumerate(feats)

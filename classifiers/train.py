@@ -272,6 +272,19 @@ def _has_selection_pools(rows: list[dict]) -> bool:
     return bool(sources & set(SELECTED_HARD)) and bool(sources & set(NOT_SELECTED))
 
 
+def _level_head(head: Any, model: IRTDifficulty, X: Any, rows: list[dict], embed: Any) -> None:
+    """SentenceHead.level on the distinct last user turns of the judged-chat rows."""
+    from .conversation import last_user_text
+    from .data import row_messages
+
+    first: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        if _is_judged_chat(row):
+            first.setdefault(last_user_text(row_messages(row)), i)
+    if len(first) >= 2:
+        head.level(model.predict(X[list(first.values())]), embed(list(first)))
+
+
 def _is_judged_chat(row: dict) -> bool:
     """Open-ended requests judged by people or an LLM judge (routing-chat), not benchmark items."""
     lt = str((row.get("meta") or {}).get("label_type", ""))
@@ -364,6 +377,8 @@ def _train(
     model, models = fit(X, rows, params, emb, embed=embed)
     log(f"fit: {model.n_iter_} L-BFGS iterations, {time.perf_counter() - t0:.1f}s")
     head = getattr(model, "head_", None)
+    if head is not None and embed is not None:
+        _level_head(head, model, X, rows, embed)
     if head is not None:
         log(f"sentence head: held-out AUC {head.cv_auc_:.3f} ({head.n_selected_} selected, "
             f"{head.n_unselected_} not); distilled into the word weights: "

@@ -58,11 +58,26 @@ def test_accurate_is_the_fast_score_plus_the_head(accurate):
     for easy, hard in PAIRS:
         for text in (easy, hard):
             a, f = accurate.score(text), fast.score(text)
-            # same table, same tokens, same uncertainty; only d moves, and by a bounded amount
-            assert a.n_tokens == f.n_tokens and a.uncertainty == f.uncertainty
+            # same table and tokens; d and the uncertainty on the levelled scale (model.json)
+            level = accurate.meta["sentence_head"]
+            assert a.n_tokens == f.n_tokens
+            assert a.uncertainty == pytest.approx(level["scale"] * f.uncertainty, rel=1e-6)
             assert abs(a.difficulty - f.difficulty) < 3.0
     moved = [abs(accurate.score(h).difficulty - fast.score(h).difficulty) for _, h in PAIRS]
     assert max(moved) > 0.05, moved  # the head is in use
+
+
+def test_chat_traffic_keeps_the_fast_level(accurate):
+    """SentenceHead.level: on real chat requests the accurate d has about the fast d's median
+    and 20-80% spread, so a policy's abilities send about the same shares to each tier."""
+    from classifiers.data import distinct_conversations, load_rows
+
+    convs = distinct_conversations(load_rows(ROOT / "data" / "routing-chat.jsonl.gz"))[::8]
+    fast = np.array([s.difficulty for s in default_scorer("fast").score_batch(convs)])
+    acc = np.array([s.difficulty for s in accurate.score_batch(convs)])
+    q_fast, q_acc = np.percentile(fast, [20, 50, 80]), np.percentile(acc, [20, 50, 80])
+    assert np.abs(q_fast - q_acc).max() < 0.15, (q_fast, q_acc)
+    assert np.corrcoef(fast, acc)[0, 1] < 0.95  # and yet it ranks them differently
 
 
 def test_batch_equals_single_and_uses_the_last_user_turn(accurate):
