@@ -114,15 +114,15 @@ sentence embedding (int8 ONNX, first 64 WordPieces, `classifiers/minilm_encoder/
 {head["n_unselected"]} unselected distinct requests; 5-fold held-out AUC {head["cv_auc"]:.3f}.
 weight = {head["weight"]} (chosen on the common-sense set's dev split, bench/COMMONSENSE.md);
 centre = {head["centre"]:+.4f}, the mean logit of the training requests. The sum is then
-levelled: accurate d = {head.get("offset", 0.0):+.4f} + {head.get("scale", 1.0):.4f} x
-(fast d + shift), which gives {head.get("level_requests", 0)} distinct judged-chat requests the
-fast d's median and 20-80% spread, so a policy's abilities send real chat traffic to the
-tiers in about the same shares under both scorers. Uncertainty is the fast model's, times the
-same scale. The IRT outcomes themselves were tried as the label (the embedding as a block of
-the IRT) and learned which benchmark a prompt came from. Measured below, beside the fast scorer: "Common-sense set" (both
-scorers), "Variants measured" (the sentence rows), "Latency, size, memory" (the whole accurate
-scorer). Why "fast" stays the default: the accurate scorer costs milliseconds per request and
-did not beat it on held-out benchmark sources.
+levelled: accurate d = {head.get("offset", 0.0):+.4f} + {head.get("scale", 1.0):.4f} x (fast d +
+shift), which gives {head.get("level_requests", 0)} distinct judged-chat requests the fast d's
+median and 20-80% spread, so a policy's abilities send real chat traffic to the tiers in about
+the same shares under both scorers. Uncertainty is the fast model's, times the same scale. The
+IRT outcomes themselves were tried as the label (the embedding as a block of the IRT) and
+learned which benchmark a prompt came from. Measured below, beside the fast scorer:
+"Common-sense set" (both scorers), "Variants measured" (the sentence rows), "Latency, size,
+memory" (the whole accurate scorer). Why "fast" stays the default: the accurate scorer costs
+milliseconds per request and did not beat it on held-out benchmark sources.
 """
 
 
