@@ -23,13 +23,29 @@ def _policy_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", metavar="FILE", help="policy TOML (default: embedded demo)")
 
 
+def _decider(args: argparse.Namespace) -> Any:
+    """The Decider of --policy, with --scorer (when given) in place of the policy's `scorer`."""
+    from router.decider import Decider
+
+    router = Decider(args.policy)
+    if args.scorer is not None and args.scorer != router.policy.scorer:
+        from dataclasses import replace
+
+        router = Decider(replace(router.policy, scorer=args.scorer))
+    return router
+
+
+def _scorer_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scorer", choices=("fast", "accurate"), default=None,
+                   help="difficulty scorer (default: the policy's `scorer`)")
+
+
 def cmd_route(args: argparse.Namespace) -> int:
     # One prompt needs no BLAS thread pool: OpenBLAS starts one thread per core at numpy's
     # import, which spins ~100 ms of CPU on the other core for nothing.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from router.decider import Decider
 
-    decision = Decider(args.policy).route(_prompt(args.text))
+    decision = _decider(args).route(_prompt(args.text))
     if args.json:
         print(json.dumps(decision.to_dict()))
     else:
@@ -79,13 +95,8 @@ def _read_score_line(number: int, line: str) -> list[dict[str, Any]]:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from policies import RequestFacts, decide
-    from router.decider import Decider
 
-    router = Decider(args.policy)
-    if args.scorer is not None and args.scorer != router.policy.scorer:
-        from dataclasses import replace
-
-        router = Decider(replace(router.policy, scorer=args.scorer))
+    router = _decider(args)
     try:
         handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
     except OSError as exc:
@@ -264,6 +275,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        help="the prompt; - (or none, when piped) reads it from stdin")
         p.add_argument("--json", action="store_true", help="print the decision as JSON")
         _policy_arg(p)
+        _scorer_arg(p)
         p.set_defaults(func=cmd_route)
 
     if wanted("score"):
@@ -271,8 +283,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                            help="score a JSONL file of prompts (one JSON line out per line)")
         p.add_argument("file", help="JSONL with 'prompt' or 'messages' per line; - for stdin")
         _policy_arg(p)
-        p.add_argument("--scorer", choices=("fast", "accurate"), default=None,
-                       help="difficulty scorer (default: the policy's `scorer`)")
+        _scorer_arg(p)
         p.set_defaults(func=cmd_score)
 
     if wanted("serve"):

@@ -139,6 +139,11 @@ def test_cli_score_chooses_the_scorer(tmp_path):
     expected = [default_scorer("accurate").score(h).difficulty for _, h in PAIRS]
     assert out["accurate"] == pytest.approx(expected, abs=1e-4)
     assert out["fast"] != pytest.approx(out["accurate"], abs=1e-3)
+    route = subprocess.run([sys.executable, "-m", "router.cli", "route", "--json", "--scorer",
+                            "accurate", PAIRS[0][1]], capture_output=True, text=True, cwd=ROOT,
+                           timeout=120)
+    assert route.returncode == 0, route.stderr
+    assert json.loads(route.stdout)["difficulty"] == pytest.approx(expected[0], abs=1e-4)
 
 
 @pytest.mark.serve_process
