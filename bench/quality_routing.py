@@ -85,6 +85,9 @@ FOLDS: dict[str, Callable[[dict], bool]] = {
     "mmlu_pro": lambda r: r["source"] == "mmlu_pro",
     "routerbench": lambda r: r["source"] == "routerbench",
     "chat": lambda r: r["source"] in CHAT,
+    # Vicuna-80 alone (MT-Bench's predecessor): the sentence head can still be fitted on
+    # Arena-Hard vs OpenAssistant, so the accurate scorer is measured on open-ended chat
+    "vicuna80": lambda r: r["source"] in CHAT - {"qlora_oa"},
 }
 PAIRS = {
     "mmlu_pro": [("gpt-4o-2024-05-13", "mixtral-8x7b-instruct-v0.1"),
@@ -98,6 +101,7 @@ PAIRS = {
     "chat_pairwise": [("gpt-4-0314", "vicuna-13b"), ("gpt-4-0314", "guanaco-7b"),
                       ("gpt-3.5-turbo-0125", "guanaco-13b")],
 }
+PAIRS["vicuna80"], PAIRS["vicuna80_pairwise"] = PAIRS["chat"], PAIRS["chat_pairwise"]
 
 
 def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.ndarray) -> list[dict]:
