@@ -94,7 +94,7 @@ class DifficultyScorer:
         self._encoder = SentenceEncoder()
         self._head = HeadRunner(head)
         # accurate d = offset + scale * (fast d + shift) (SentenceHead.level): chat traffic
-        # keeps the fast d's mean and spread, so a policy's abilities mean the same
+        # keeps the fast d's median and 20-80% spread, so a policy's abilities mean the same
         level = self.meta.get("sentence_head") or {}
         self._offset = float(level.get("offset", 0.0))
         self._scale = float(level.get("scale", 1.0))

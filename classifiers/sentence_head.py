@@ -185,6 +185,18 @@ def fit_on_rows(rows: list[dict], log: Any = print, C: float = 1.0, weight: floa
     return head
 
 
+def first_row_per_text(rows: list[dict], where: Any = None) -> dict[str, int]:
+    """Each distinct last user turn of ``rows`` (those ``where`` accepts) -> its first row."""
+    from .conversation import last_user_text
+    from .data import row_messages
+
+    first: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        if where is None or where(row):
+            first.setdefault(last_user_text(row_messages(row)), i)
+    return first
+
+
 def distilled_word_weights(head: SentenceHead, rows: list[dict], word_features: Any,
                            table: np.ndarray, embed: TextEmbeddings,
                            weight: float = DISTILL_WEIGHT,
@@ -197,12 +209,7 @@ def distilled_word_weights(head: SentenceHead, rows: list[dict], word_features: 
     ``weight * table @ v`` folds into the per-word weights exactly as the IRT's own
     embedding weights do: the fast scorer then carries part of the head at no run-time cost.
     """
-    from .conversation import last_user_text
-    from .data import row_messages
-
-    first: dict[str, int] = {}
-    for i, row in enumerate(rows):
-        first.setdefault(last_user_text(row_messages(row)), i)
+    first = first_row_per_text(rows)
     texts = list(first)
     pooled = np.asarray(word_features[list(first.values())] @ table, np.float64)
     target = head.shift(embed(texts)) / head.weight  # logit - centre

@@ -274,13 +274,9 @@ def _has_selection_pools(rows: list[dict]) -> bool:
 
 def _level_head(head: Any, model: IRTDifficulty, X: Any, rows: list[dict], embed: Any) -> None:
     """SentenceHead.level on the distinct last user turns of the judged-chat rows."""
-    from .conversation import last_user_text
-    from .data import row_messages
+    from .sentence_head import first_row_per_text
 
-    first: dict[str, int] = {}
-    for i, row in enumerate(rows):
-        if _is_judged_chat(row):
-            first.setdefault(last_user_text(row_messages(row)), i)
+    first = first_row_per_text(rows, _is_judged_chat)
     if len(first) >= 2:
         head.level(model.predict(X[list(first.values())]), embed(list(first)))
 
@@ -366,9 +362,12 @@ def _train(
     if validate:
         log("leave-one-source-out validation:")
 
+        # a fold's own head changes its predictions only when distilled into the words
+        fold_embed = embed if params.get("distill") else None
+
         def fit_predict(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
             sub = [r for r, keep in zip(rows, tr, strict=True) if keep]
-            m, _ = fit(X[tr], sub, params, emb, embed=embed)
+            m, _ = fit(X[tr], sub, params, emb, embed=fold_embed)
             return m.predict(X[te])
 
         folds = loso(rows, fit_predict, log=log)
