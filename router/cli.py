@@ -25,14 +25,15 @@ def _policy_arg(parser: argparse.ArgumentParser) -> None:
 
 def _decider(args: argparse.Namespace) -> Any:
     """The Decider of --policy, with --scorer (when given) in place of the policy's `scorer`."""
+    from dataclasses import replace
+
+    from policies import load_policy
     from router.decider import Decider
 
-    router = Decider(args.policy)
-    if args.scorer is not None and args.scorer != router.policy.scorer:
-        from dataclasses import replace
-
-        router = Decider(replace(router.policy, scorer=args.scorer))
-    return router
+    policy = load_policy(args.policy)
+    if args.scorer is not None:  # one Decider: its policy warnings are logged once
+        policy = replace(policy, scorer=args.scorer)
+    return Decider(policy)
 
 
 def _scorer_arg(p: argparse.ArgumentParser) -> None:
