@@ -57,6 +57,7 @@ VARIANTS: dict[str, dict[str, float]] = {
     "length weight learned": {"length_weight": -1.0},
     "length weight 2": {"length_weight": 2.0},
     "length weight 6": {"length_weight": 6.0},
+    "lean structure (no surface densities)": {"lean": 1},
     "embedding head from judged chat only": {"chat_head": 1},
     "shared head + chat correction": {"chat_head": 2},
     "free per-word weights too": {"unigrams": 1},
