@@ -54,6 +54,7 @@ VARIANTS: dict[str, dict[str, float]] = {
     "per-source offsets": {"offsets": 1},
     "per-source offsets, one for all judged chat": {"offsets": 1, "chat_offsets": 0},
     "with digit features": {"digit_features": 1},
+    "no arithmetic feature": {"arithmetic_feature": 0},
     "length weight learned": {"length_weight": -1.0},
     "length weight 2": {"length_weight": 2.0},
     "length weight 6": {"length_weight": 6.0},

@@ -16,6 +16,7 @@ numpy only: this module is on the request path.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ DENSE_NAMES: tuple[str, ...] = (
     "upper_fraction",
     "bytes_per_token",
     "no_text",
+    "arithmetic_digits",
 )
 DENSE_OFF = HASH_OFF + (1 << HASH_BITS)
 N_FEATURES = DENSE_OFF + len(DENSE_NAMES)
@@ -76,6 +78,54 @@ def _byte_classes() -> np.ndarray:
 
 _CLASSES = _byte_classes()
 _DENSITY_PRIOR_BYTES = 32
+
+# Exact arithmetic on large numbers ("48,271 x 93,657", "17^9", "123456789 squared") is where a
+# small model fails and a large one mostly does not, whatever the length of the request; a digit
+# density cannot say it (it ranks GSM8K backwards: many small numbers are not hard). The feature
+# is the number of digits of the largest product or power written in the text, past 4 digits.
+# Each operator is found with bytes.find (C speed: most requests have none); the numbers around
+# it are read with anchored regexes on a short window only, so a long text costs a few us.
+_OPERATORS = (b"*", b"^", b"\xc3\x97", b"\xc2\xb7", b"x", b"times", b"to the power of",
+              b"squared", b"cubed")
+_POWER = (b"^", b"**", b"to the power of")
+_SUFFIX = {b"squared": 2, b"cubed": 3}
+_LEFT = re.compile(rb"(?<![\d,.])(\d{1,3}(?:,\d{3})+|\d+) ?\Z")  # a number just before
+_RIGHT = re.compile(rb" ?(\d{1,3}(?:,\d{3})+(?![\d,])|\d+)")  # a number just after
+
+
+def _value_digits(num: bytes) -> int:
+    return len(num) - num.count(b",")
+
+
+def arithmetic_digits(raw: bytes) -> float:
+    """Digits of the largest product or power written in ``raw`` (UTF-8), 0 if none:
+    "48,271 x 93,657" -> 10, "17^9" -> 12.1, "123456789 squared" -> 18, "12*3" -> 3."""
+    best = 0.0
+    for op in _OPERATORS:
+        i = raw.find(op)
+        while i >= 0:
+            j = i + len(op)
+            if op == b"*" and raw[j : j + 1] == b"*":
+                op_here, j = b"**", j + 1
+            else:
+                op_here = op
+            left = _LEFT.search(raw, max(0, i - 40), i)
+            if left is not None:
+                a = left.group(1)
+                if op_here in _SUFFIX:
+                    best = max(best, float(_value_digits(a) * _SUFFIX[op_here]))
+                else:
+                    right = _RIGHT.match(raw, j)
+                    if right is not None:
+                        b = right.group(1)
+                        if op_here in _POWER:
+                            exponent = min(int(b.replace(b",", b"")), 10**6) if len(b) < 8 else 10**6
+                            base = float(a.replace(b",", b"")[:30] or b"2")
+                            best = max(best, exponent * math.log10(max(base, 2.0)) + 1.0)
+                        else:
+                            best = max(best, float(_value_digits(a) + _value_digits(b)))
+            i = raw.find(op, j)
+    return best
 
 
 def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float]:
@@ -110,6 +160,7 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
         min(upper / smooth * 5.0, 1.0),
         min(n_bytes / max(n_tok, 1) / 8.0, 2.0),
         float(n_bytes <= 1 and not text.strip()),
+        min(max(arithmetic_digits(raw) - 4.0, 0.0), 16.0) / 8.0 if digits >= 2 else 0.0,
     ]
 
 

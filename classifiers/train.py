@@ -55,6 +55,7 @@ DEFAULT_PARAMS: dict[str, float] = {
     "offsets": 0,  # 1: per-group offsets in training (difficulty learned within sources)
     "chat_offsets": 1,  # 0: all pairwise (judged chat) sources share one offset group
     "digit_features": 0,  # 1: digit_fraction and math_symbol_density used
+    "arithmetic_feature": 1,  # 1: arithmetic_digits used (the size of an exact product/power)
     "lean": 0,  # 1: only length and request-shape flags among the structure features
     # 1: the shipped embedding weights are learned from judged chat only (benchmark rows get a
     # head of their own); 2: a head shared by all rows plus a chat correction, the sum ships
@@ -79,7 +80,7 @@ SELECTED_HARD = ("arenahard_v01_forks", "fastchat_arena_battles_2023")
 NOT_SELECTED = ("qlora_oa", "qlora_vicuna_pairwise", "fastchat_vicuna80_gpt4review")
 SELECTION_MODEL = "arena-hard-selection"
 # length may only make a request harder: these weights are bounded below by 0
-MONOTONE = ("log_tokens", "log_tokens_last_user")
+MONOTONE = ("log_tokens", "log_tokens_last_user", "arithmetic_digits")
 DIGIT_FEATURES = ("digit_fraction", "math_symbol_density")
 # structure features that describe the text's surface (densities of characters, lines): they
 # learn which benchmark a prompt is from more than how hard it is, and swing short requests
@@ -170,6 +171,8 @@ def fit(
     if not params.get("unigrams", 1):
         keep[HASH_OFF:DENSE_OFF] = 0.0
     dropped = list(DIGIT_FEATURES) if not params.get("digit_features", 1) else []
+    if not params.get("arithmetic_feature", 0):
+        dropped.append("arithmetic_digits")
     if params.get("lean", 0):
         dropped += SURFACE_FEATURES
     for name in dropped:

@@ -1,0 +1,69 @@
+"""The `arithmetic_digits` feature: the size of an exact product or power written in a request.
+
+Exact arithmetic on big numbers is hard for a small model however short the request is; the
+feature reads the digits of the largest product/power's result, and the shipped model learns a
+non-negative weight for it, so "48,271 x 93,657" scores harder than "12 x 34" phrased the same way.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from classifiers.features import DENSE_NAMES, DENSE_OFF, arithmetic_digits, extract
+from router import Router
+
+
+@pytest.mark.parametrize(
+    ("text", "digits"),
+    [
+        ("what is 12*3?", 3.0),
+        ("What is 48,271 × 93,657 exactly?", 10.0),
+        ("What is 123456789 squared, exactly?", 18.0),
+        ("cube of 1234: 1234 cubed", 12.0),
+        ("3 ** 40", pytest.approx(20.08, abs=0.01)),
+        ("What's 17^9 exactly?", pytest.approx(12.07, abs=0.01)),
+        ("¿Cuánto es 987654 · 123457?", 12.0),
+        ("12 times 34", 4.0),
+        ("1.5*2 and 0.25 x 4", 0.0),  # decimals are left alone
+        ("x = 5*y; next example", 0.0),  # operators without numbers on both sides
+        ("no numbers here, just an x and a *", 0.0),
+        ("", 0.0),
+    ],
+)
+def test_digits_of_the_largest_product_or_power(text, digits):
+    assert arithmetic_digits(text.encode()) == digits
+
+
+def test_a_huge_exponent_stays_finite():
+    assert 1e5 < arithmetic_digits(b"2^1000000000") < 1e7
+
+
+def test_the_feature_is_capped_in_the_request_features():
+    slot = DENSE_OFF + DENSE_NAMES.index("arithmetic_digits")
+
+    def value(text: str) -> float:
+        f = extract([{"role": "user", "content": text}])
+        hit = f.values[f.ids == slot]
+        return float(hit[0]) if hit.size else 0.0
+
+    assert value("what is 12*3?") == 0.0  # 3 digits: below the 4 a small model handles
+    assert value("What is 48,271 × 93,657?") == pytest.approx(6 / 8)
+    assert value("2^1000000000") == pytest.approx(2.0)
+
+
+@pytest.fixture(scope="module")
+def router() -> Router:
+    return Router()
+
+
+@pytest.mark.parametrize(
+    ("small", "big"),
+    [
+        ("12 * 34", "48,271 × 93,657"),
+        ("17^2", "17^19"),
+        ("25 squared", "123456789 squared"),
+    ],
+)
+def test_big_exact_arithmetic_scores_harder_than_small(router, small, big):
+    ask = "What is {}? Give the exact result."
+    assert router.route(ask.format(big)).difficulty > router.route(ask.format(small)).difficulty
