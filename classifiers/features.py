@@ -97,6 +97,13 @@ def _value_digits(num: bytes) -> int:
     return len(num) - num.count(b",")
 
 
+def _power_digits(base: bytes, exponent: bytes) -> float:
+    """Digits of base ** exponent, from logarithms (an exponent past 10**6 counts as 10**6)."""
+    e = int(exponent.replace(b",", b"")) if len(exponent) < 8 else 10**6
+    b = float(base.replace(b",", b"")[:30])
+    return min(e, 10**6) * math.log10(max(b, 2.0)) + 1.0
+
+
 def arithmetic_digits(raw: bytes) -> float:
     """Digits of the largest product or power written in ``raw`` (UTF-8), 0 if none:
     "48,271 x 93,657" -> 10, "17^9" -> 12.1, "123456789 squared" -> 18, "12*3" -> 3."""
@@ -119,9 +126,7 @@ def arithmetic_digits(raw: bytes) -> float:
                     if right is not None:
                         b = right.group(1)
                         if op_here in _POWER:
-                            exponent = min(int(b.replace(b",", b"")), 10**6) if len(b) < 8 else 10**6
-                            base = float(a.replace(b",", b"")[:30] or b"2")
-                            best = max(best, exponent * math.log10(max(base, 2.0)) + 1.0)
+                            best = max(best, _power_digits(a, b))
                         else:
                             best = max(best, float(_value_digits(a) + _value_digits(b)))
             i = raw.find(op, j)
