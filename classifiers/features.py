@@ -85,10 +85,12 @@ _DENSITY_PRIOR_BYTES = 32
 # is the number of digits of the largest product or power written in the text, past 4 digits.
 # Each operator is found with bytes.find (C speed: most requests have none); the numbers around
 # it are read with anchored regexes on a short window only, so a long text costs a few us.
-_OPERATORS = (b"*", b"^", b"\xc3\x97", b"\xc2\xb7", b"x", b"times", b"to the power of",
-              b"squared", b"cubed")
-_POWER = (b"^", b"**", b"to the power of")
-_SUFFIX = {b"squared": 2, b"cubed": 3}
+# (each word costs a scan of the text: ~0.45 ns a byte, 4 us for a 2,000-token prompt; "cubed"
+# and "to the power of" were left out for that, powers are written "^" or "**" far more often)
+_OPERATORS = (b"*", b"^", b"x", b"times", b"squared")
+_OPERATORS_UTF8 = (*_OPERATORS, b"\xc3\x97", b"\xc2\xb7")  # "×", "·": only in non-ASCII text
+_POWER = (b"^", b"**")
+_SUFFIX = {b"squared": 2}
 _LEFT = re.compile(rb"(?<![\d,.])(\d{1,3}(?:,\d{3})+|\d+) ?\Z")  # a number just before
 _RIGHT = re.compile(rb" ?(\d{1,3}(?:,\d{3})+(?![\d,])|\d+)")  # a number just after
 
@@ -108,7 +110,7 @@ def arithmetic_digits(raw: bytes) -> float:
     """Digits of the largest product or power written in ``raw`` (UTF-8), 0 if none:
     "48,271 x 93,657" -> 10, "17^9" -> 12.1, "123456789 squared" -> 18, "12*3" -> 3."""
     best = 0.0
-    for op in _OPERATORS:
+    for op in _OPERATORS if raw.isascii() else _OPERATORS_UTF8:
         i = raw.find(op)
         while i >= 0:
             j = i + len(op)
@@ -116,7 +118,10 @@ def arithmetic_digits(raw: bytes) -> float:
                 op_here, j = b"**", j + 1
             else:
                 op_here = op
-            left = _LEFT.search(raw, max(0, i - 40), i)
+            # most operator bytes ("x" in words, "*" in markdown) have no digit just before
+            # them: a two-byte look rules them out before any regex runs
+            k = i - 1 if i and raw[i - 1] != 32 else i - 2
+            left = _LEFT.search(raw, max(0, i - 40), i) if k >= 0 and 48 <= raw[k] <= 57 else None
             if left is not None:
                 a = left.group(1)
                 if op_here in _SUFFIX:
