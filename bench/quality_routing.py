@@ -10,7 +10,8 @@ pairs. Proxies for the sealed blind set (MT-Bench, MMLU, GSM8K; GPT-4 vs Mixtral
   gpt-4 / gpt-3.5-turbo vs weaker chat models (MT-Bench proxy: open-ended, judged)
 - ``gsm8k``: LLMRouter's GSM8K-like rows, never trained on (evaluation only, see data.py),
   open models 70B vs 7-8B, scored by the model trained on everything
-- ``commonsense``: bench/commonsense (hand-written easy/hard requests), split ``dev``
+- ``commonsense``, ``natural``: bench/commonsense's requests.jsonl (length uninformative) and
+  natural.jsonl (phrased naturally), hand-written easy/hard requests, split ``dev``
 
     python bench/quality_routing.py --variants shipped,no-offsets --out bench/QUALITY_ROUTING.json
 """
@@ -58,6 +59,8 @@ VARIANTS: dict[str, dict[str, float]] = {
     "length weight learned": {"length_weight": -1.0},
     "length weight 2": {"length_weight": 2.0},
     "length weight 6": {"length_weight": 6.0},
+    "length weight 8": {"length_weight": 8.0},
+    "length weight 12": {"length_weight": 12.0},
     "lean structure (no surface densities)": {"lean": 1},
     "embedding head from judged chat only": {"chat_head": 1},
     "shared head + chat correction": {"chat_head": 2},
@@ -216,9 +219,11 @@ def main() -> int:
             if fold == "all":
                 res += score_pairs("gsm8k", gsm, predict(m, X_gsm, [row_messages(r) for r in gsm]),
                                    n_tok(X_gsm))
-                cs = commonsense(m, ROOT / "bench" / "commonsense" / "requests.jsonl", args.split) \
-                    if (ROOT / "bench" / "commonsense" / "requests.jsonl").is_file() else {}
-                res.append({"fold": "commonsense", **cs})
+                for fold_name, file in (("commonsense", "requests.jsonl"),
+                                        ("natural", "natural.jsonl")):
+                    path = ROOT / "bench" / "commonsense" / file
+                    cs = commonsense(m, path, args.split) if path.is_file() else {}
+                    res.append({"fold": fold_name, **cs})
             else:
                 te_rows = [r for r, k in zip(rows_all, test, strict=True) if k]
                 res += score_pairs(fold, te_rows,
@@ -227,7 +232,8 @@ def main() -> int:
             print(f"{vname} {fold}: {time.time() - t1:.0f}s, {m.n_iter_} iterations",
                   file=sys.stderr)
             for r in res:
-                if r["fold"] == fold or (fold == "all" and r["fold"] in ("gsm8k", "commonsense")):
+                if r["fold"] == fold or (fold == "all" and r["fold"] in ("gsm8k", "commonsense",
+                                                                        "natural")):
                     print(vname, json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                              for k, v in r.items()}), flush=True)
         results[vname] = res
@@ -263,25 +269,27 @@ def markdown(results: dict[str, list], args: argparse.Namespace) -> str:
         return f"{hit[0][key]:.3f}" if hit else "-"
 
     head = "| variant | " + " | ".join(c[3] for c in COLUMNS)
-    head += f" | common-sense {args.split} AUC | length-matched AUC |"
+    head += (f" | common-sense {args.split} AUC | length-matched AUC | natural {args.split} AUC"
+             " | natural length-matched AUC |")
     lines = ["# Routing quality of model variants (bench/quality_routing.py)", "",
              f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
              f"Python {platform.python_version()}",
              f"- command: `python bench/quality_routing.py --variants ... --split {args.split}`",
              "- APGR on held-out groups (the model never saw the group; GSM8K-like rows are never "
              "trained on), common-sense AUC on the hand-written set's dev split; random = 0.500",
-             "", head, "|---" * (len(COLUMNS) + 3) + "|"]
+             "", head, "|---" * (len(COLUMNS) + 5) + "|"]
     first = next(iter(results.values()))
     lines.append("| prompt length alone | " + " | ".join(
         cell(first, f, s, w, "length_apgr") for f, s, w, _ in COLUMNS) + " | " + " | ".join(
-        f"{r[k]:.3f}" for r in first if r["fold"] == "commonsense"
-        for k in ("length_auc", "length_matched_auc")) + " |")
+        f"{r[k]:.3f}" for fold in ("commonsense", "natural") for r in first
+        if r["fold"] == fold for k in ("length_auc", "length_matched_auc")) + " |")
     for name, res in results.items():
-        cs = next((r for r in res if r["fold"] == "commonsense"), {})
+        sets = [next((r for r in res if r["fold"] == f), {}) for f in ("commonsense", "natural")]
         lines.append(f"| {name} | " + " | ".join(cell(res, f, s, w, "apgr")
                                                 for f, s, w, _ in COLUMNS)
-                     + f" | {cs.get('auc', float('nan')):.3f} | "
-                       f"{cs.get('matched_auc', float('nan')):.3f} |")
+                     + "".join(f" | {cs.get('auc', float('nan')):.3f} | "
+                               f"{cs.get('matched_auc', float('nan')):.3f}" for cs in sets)
+                     + " |")
     return "\n".join(lines) + "\n"
 
 
