@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from classifiers.features import DENSE_NAMES, DENSE_OFF, arithmetic_digits, extract
+from classifiers.arithmetic import arithmetic_digits
+from classifiers.features import DENSE_NAMES, DENSE_OFF, extract
 from router import Router
 
 
