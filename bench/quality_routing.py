@@ -54,6 +54,7 @@ VARIANTS: dict[str, dict[str, float]] = {
     "selection weight 20": {"selection_weight": 20.0},
     "per-source offsets": {"offsets": 1},
     "per-source offsets, one for all judged chat": {"offsets": 1, "chat_offsets": 0},
+    "label-type offsets (pairwise vs outcome)": {"offsets": 2},
     "with digit features": {"digit_features": 1},
     "no arithmetic feature": {"arithmetic_feature": 0},
     "length weight learned": {"length_weight": -1.0},

@@ -52,7 +52,8 @@ DEFAULT_PARAMS: dict[str, float] = {
     "prompt_weight_power": 0.5,
     "semantic": 1,  # pooled MiniLM static embedding, folded into the word weights
     "unigrams": 0,  # 1: free per-word weights beside the embedding
-    "offsets": 0,  # 1: per-group offsets in training (difficulty learned within sources)
+    "offsets": 0,  # 1: per-group offsets in training (difficulty learned within sources); 2: one
+    # offset for pairwise verdicts and one for outcome labels (the two scales may differ)
     "chat_offsets": 1,  # 0: all pairwise (judged chat) sources share one offset group
     "digit_features": 0,  # 1: digit_fraction and math_symbol_density used
     "arithmetic_feature": 1,  # 1: arithmetic_digits used (the size of an exact product/power)
@@ -209,7 +210,10 @@ def fit(
         pooled = not params.get("chat_offsets", 1)
 
         def group(r: dict) -> str:
-            return "judged-chat" if pooled and "pairs" in (r.get("meta") or {}) else label_group(r)
+            pairwise = "pairs" in (r.get("meta") or {})
+            if int(params["offsets"]) == 2:  # one offset per label type, not per source
+                return "pairwise" if pairwise else "outcome"
+            return "judged-chat" if pooled and pairwise else label_group(r)
 
         names = sorted({group(r) for r in rows})
         index = {g: i for i, g in enumerate(names)}
