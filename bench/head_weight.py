@@ -27,8 +27,11 @@ from classifiers import default_scorer  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default="0,0.1,0.2,0.3,0.5,0.7,1,2")
+    ap.add_argument("--data", default=str(DATA),
+                    help="requests JSONL (default: the shipped set; also natural.jsonl)")
     args = ap.parse_args()
-    items = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line]
+    text = Path(args.data).read_text(encoding="utf-8")
+    items = [json.loads(line) for line in text.splitlines() if line]
     convs = [it["messages"] for it in items]
     fast, accurate = default_scorer("fast"), default_scorer("accurate")
     shipped = json.loads((accurate.model_dir / "model.json").read_text())["sentence_head"]

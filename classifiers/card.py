@@ -34,15 +34,15 @@ def _fmt(x: float | None) -> str:
 
 def validation_table(entries: list[dict]) -> str:
     lines = [
-        "| held-out source | strong | weak | n | APGR | random | oracle APGR | CPT(20%) "
-        "| CPT(50%) | CPT(80%) | AUC |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| held-out source | strong | weak | n | APGR | prompt length | random | oracle APGR "
+        "| CPT(20%) | CPT(50%) | CPT(80%) | AUC |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         lines.append(
             f"| {e['source']} | {e['strong']} | {e['weak']} | {e['n']} | **{_fmt(e['apgr'])}** "
-            f"| 0.500 | {_fmt(e['oracle_apgr'])} | {_fmt(e['cpt20'])} | {_fmt(e['cpt50'])} "
-            f"| {_fmt(e['cpt80'])} | {_fmt(e['auc'])} |"
+            f"| {_fmt(e.get('length_apgr'))} | 0.500 | {_fmt(e['oracle_apgr'])} "
+            f"| {_fmt(e['cpt20'])} | {_fmt(e['cpt50'])} | {_fmt(e['cpt80'])} | {_fmt(e['auc'])} |"
         )
     return "\n".join(lines)
 
@@ -135,6 +135,9 @@ def write_card(model_dir: str | Path, extra: str | None = None) -> Path:
     folds = [e for e in val if e["source"] != "alpaca_eval"]
     evalonly = [e for e in val if e["source"] == "alpaca_eval"]
     mean_apgr = float(np.mean([e["apgr"] for e in folds])) if folds else float("nan")
+    lengths = [e["length_apgr"] for e in folds if e.get("length_apgr") is not None]
+    mean_length = float(np.mean(lengths)) if lengths else float("nan")
+    beats = sum(e["apgr"] > e["length_apgr"] for e in folds if e.get("length_apgr") is not None)
     top = list(abil.items())
     src_lines = "\n".join(
         f"| {s} | {n} | {LICENSES.get(s, '?')} |" for s, n in sorted(meta["sources"].items())
@@ -243,7 +246,9 @@ Files: model.onnx + JSON tables, {size / 1e6:.2f} MB.
 
 Each row: the model is trained on all other sources and evaluated on the held-out source
 (pairwise sources: the weak model's quality is the share of direct verdicts it won or tied, the
-strong model's 1). Mean APGR over these pairs: **{mean_apgr:.3f}** (random router 0.500).
+strong model's 1). Mean APGR over these pairs: **{mean_apgr:.3f}** (random router 0.500; prompt
+length alone {mean_length:.3f}, the whole conversation's `log_tokens`: the model beats it on
+{beats} of {len(lengths)} pairs).
 
 {validation_table(folds)}
 

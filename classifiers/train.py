@@ -377,7 +377,9 @@ def _train(
             m, _ = fit(X[tr], sub, params, emb, embed=fold_embed)
             return m.predict(X[te])
 
-        folds = loso(rows, fit_predict, log=log)
+        # the baseline to beat: log_tokens, the whole conversation's length
+        lengths = np.asarray(X[:, DENSE_OFF].todense()).ravel()
+        folds = loso(rows, fit_predict, log=log, lengths=lengths)
     log("fitting on all rows ...")
     t0 = time.perf_counter()
     model, models = fit(X, rows, params, emb, embed=embed)
@@ -393,7 +395,9 @@ def _train(
     if eval_data is not None and Path(eval_data).is_file():
         erows = load_rows(eval_data, allow_nc=True, apply_exclusions=False)
         src = erows[0].get("source", "eval") if erows else "eval"
-        extra = evaluate_source(erows, model.predict(featurize(erows, log, bigrams)), src)
+        X_eval = featurize(erows, log, bigrams)
+        extra = evaluate_source(erows, model.predict(X_eval), src,
+                                np.asarray(X_eval[:, DENSE_OFF].todense()).ravel())
         for r in extra:
             log(
                 f"  eval-only {src}: {r.strong} vs {r.weak}: APGR {r.result.apgr:.3f} "
@@ -475,8 +479,7 @@ def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> 
     (out / "validation.json").write_text(
         json.dumps(
             [
-                {"source": f.source, "strong": f.strong, "weak": f.weak, **f.result.as_dict()}
-                for f in result.folds + result.extra
+                f.as_dict() for f in result.folds + result.extra
             ],
             indent=1,
         )

@@ -73,6 +73,14 @@ class PairEval:
     strong: str
     weak: str
     result: PairResult
+    length: PairResult | None = None  # the same pair routed by prompt length alone
+
+    def as_dict(self) -> dict:
+        out = {"source": self.source, "strong": self.strong, "weak": self.weak,
+               **self.result.as_dict()}
+        if self.length is not None:
+            out["length_apgr"], out["length_auc"] = self.length.apgr, self.length.auc
+        return out
 
 
 def pair_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray, ...]:
@@ -105,15 +113,18 @@ def pairwise_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndar
     return np.asarray(idx, np.int64), np.ones(len(idx)), np.asarray(qw)
 
 
-def evaluate_source(rows: list[dict], scores: np.ndarray, source: str) -> list[PairEval]:
-    """Contract metrics of ``scores`` on every configured pair of ``source``."""
+def evaluate_source(rows: list[dict], scores: np.ndarray, source: str,
+                    lengths: np.ndarray | None = None) -> list[PairEval]:
+    """Contract metrics of ``scores`` on every configured pair of ``source`` (and of
+    ``lengths``, a prompt-length score per row, as the baseline to beat)."""
     out: list[PairEval] = []
     for strong, weak in EVAL_PAIRS.get(source, []):
         outcomes = pairwise_outcomes if source in PAIRWISE_SOURCES else pair_outcomes
         idx, qs, qw = outcomes(rows, strong, weak)
         if idx.size < 20:
             continue
-        out.append(PairEval(source, strong, weak, evaluate_pair(scores[idx], qs, qw)))
+        base = None if lengths is None else evaluate_pair(lengths[idx], qs, qw)
+        out.append(PairEval(source, strong, weak, evaluate_pair(scores[idx], qs, qw), base))
     return out
 
 
@@ -122,8 +133,10 @@ def loso(
     fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray],
     sources: list[str] | None = None,
     log: Callable[[str], None] = print,
+    lengths: np.ndarray | None = None,
 ) -> list[PairEval]:
-    """Leave-one-source-out: ``fit_predict(train_mask, test_mask) -> scores of test rows``."""
+    """Leave-one-source-out: ``fit_predict(train_mask, test_mask) -> scores of test rows``;
+    ``lengths`` (one per row) is scored beside each fold as the prompt-length baseline."""
     src = np.asarray([r["source"] for r in rows])
     keys = [prompt_key(r) for r in rows]
     results: list[PairEval] = []
@@ -135,10 +148,11 @@ def loso(
         train = ~test & np.asarray([k not in held for k in keys])
         scores = fit_predict(train, test)
         test_rows = [r for r, t in zip(rows, test, strict=True) if t]
-        res = evaluate_source(test_rows, scores, s)
+        res = evaluate_source(test_rows, scores, s, None if lengths is None else lengths[test])
         for r in res:
+            base = "" if r.length is None else f", length {r.length.apgr:.3f}"
             log(
-                f"  fold {s:<20} {r.strong} vs {r.weak}: APGR {r.result.apgr:.3f} "
+                f"  fold {s:<20} {r.strong} vs {r.weak}: APGR {r.result.apgr:.3f}{base} "
                 f"CPT50 {r.result.cpt50:.3f} AUC {r.result.auc:.3f} (n={r.result.n})"
             )
         results.extend(res)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,17 @@ def test_train_writes_a_loadable_model(tiny_model, capsys):
     assert s.n_tokens == 7
     card = (tiny_model / "MODEL_CARD.md").read_text()
     assert meta["data_sha256"]["tiny.jsonl"] in card
+
+
+def test_validation_scores_prompt_length_beside_each_fold(tiny_model):
+    """Every leave-one-source-out row carries the prompt-length baseline, and the card shows it."""
+    folds = json.loads((tiny_model / "validation.json").read_text())
+    assert folds
+    for f in folds:
+        assert math.isfinite(f["length_apgr"]) and f["length_apgr"] != f["apgr"], f
+    card = (tiny_model / "MODEL_CARD.md").read_text()
+    assert "| APGR | prompt length | random |" in card
+    assert f"| **{folds[0]['apgr']:.3f}** | {folds[0]['length_apgr']:.3f} |" in card
 
 
 def test_train_is_deterministic(tiny_data, tiny_model, tmp_path):
