@@ -8,6 +8,8 @@ pairs. Proxies for the sealed blind set (MT-Bench, MMLU, GSM8K; GPT-4 vs Mixtral
 - ``routerbench``: ARC-C / Winogrande / MBPP, gpt-4-1106 vs mixtral-8x7b (the blind pair)
 - ``chat``: Vicuna-80 (GPT-4 judge scores and pairwise verdicts) and OpenAssistant requests,
   gpt-4 / gpt-3.5-turbo vs weaker chat models (MT-Bench proxy: open-ended, judged)
+- ``arenahard``: Arena-Hard v0.1 held out, gpt-4-0613 vs gpt-3.5-turbo, gpt-4o vs gpt-4o-mini and
+  vs Llama-3.1-8B, each scored by its win rate against gpt-4-0314 (MT-Bench proxy: its successor)
 - ``gsm8k``: LLMRouter's GSM8K-like rows, never trained on (evaluation only, see data.py),
   open models 70B vs 7-8B, scored by the model trained on everything
 - ``commonsense``, ``natural``: bench/commonsense's requests.jsonl (length uninformative) and
@@ -94,6 +96,9 @@ FOLDS: dict[str, Callable[[dict], bool]] = {
     # Vicuna-80 alone (MT-Bench's predecessor): the sentence head can still be fitted on
     # Arena-Hard vs OpenAssistant, so the accurate scorer is measured on open-ended chat
     "vicuna80": lambda r: r["source"] in CHAT - {"qlora_oa"},
+    # Arena-Hard held out (MT-Bench's successor: real requests, GPT-4-Turbo judge); the 2023
+    # battles' arena_hard_1k requests stay as the selected pool, so a head can still be fitted
+    "arenahard": lambda r: r["source"] == "arenahard_v01_forks",
 }
 PAIRS = {
     "mmlu_pro": [("gpt-4o-2024-05-13", "mixtral-8x7b-instruct-v0.1"),
@@ -108,13 +113,37 @@ PAIRS = {
                       ("gpt-3.5-turbo-0125", "guanaco-13b")],
 }
 PAIRS["vicuna80"], PAIRS["vicuna80_pairwise"] = PAIRS["chat"], PAIRS["chat_pairwise"]
+# both judged against the same baseline (gpt-4-0314) on all 498 prompts: a model's quality on a
+# prompt is its win rate against that baseline (ties half), as Arena-Hard scores it
+PAIRS["arenahard_baseline"] = [("gpt-4-0613", "gpt-3.5-turbo-0125"),  # judge gpt-4-1106
+                               ("gpt-4o", "gpt-4o-mini"),  # judge gpt-4o
+                               ("gpt-4o", "Meta-Llama-3.1-8B-Instruct")]
+ARENA_BASELINE = "gpt-4-0314"
+
+
+def baseline_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray, ...]:
+    """(row index, q_strong, q_weak): each model's win rate against ARENA_BASELINE, one row per
+    prompt (the first row of that baseline's group that has both models)."""
+    idx, qs, qw, seen = [], [], [], set()
+    for i, r in enumerate(rows):
+        meta = r.get("meta") or {}
+        rates = meta.get("winrate_vs_baseline") or {}
+        key = prompt_key(r)
+        if meta.get("baseline") == ARENA_BASELINE and strong in rates and weak in rates \
+                and key not in seen:
+            seen.add(key)
+            idx.append(i)
+            qs.append(float(rates[strong]))
+            qw.append(float(rates[weak]))
+    return np.asarray(idx, np.int64), np.asarray(qs), np.asarray(qw)
 
 
 def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.ndarray) -> list[dict]:
     out = []
-    for key in (name, name + "_pairwise"):
+    for key in (name, name + "_pairwise", name + "_baseline"):
         for strong, weak in PAIRS.get(key, []):
-            fn = pairwise_outcomes if key.endswith("_pairwise") else pair_outcomes
+            fn = (pairwise_outcomes if key.endswith("_pairwise") else
+                  baseline_outcomes if key.endswith("_baseline") else pair_outcomes)
             idx, qs, qw = fn(rows, strong, weak)
             if idx.size < 20:
                 continue
