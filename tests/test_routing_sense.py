@@ -84,3 +84,32 @@ def test_common_sense_dev_split_clearly_beats_random(router):
     hard = np.array([i["label"] == "hard" for i in dev])
     score = auc(d, hard)
     assert score >= 0.6, score
+
+
+def _split(name: str, split: str) -> list[dict]:
+    lines = (ROOT / "bench" / "commonsense" / name).read_text().splitlines()
+    return [i for i in (json.loads(line) for line in lines if line.strip()) if i["split"] == split]
+
+
+def test_naturally_phrased_requests_rank_about_as_well_as_length_or_better(router):
+    """bench/commonsense/natural.jsonl's dev split (phrased the way users write, so length is
+    informative): difficulty ranks hard above easy about as well as prompt length does."""
+    dev = _split("natural.jsonl", "dev")
+    d = np.array([router.route(i["messages"]).difficulty for i in dev])
+    n_chars = np.array([sum(len(m["content"]) for m in i["messages"]) for i in dev], float)
+    hard = np.array([i["label"] == "hard" for i in dev])
+    assert auc(d, hard) >= 0.85 and auc(d, hard) >= auc(n_chars, hard) - 0.02, (
+        auc(d, hard), auc(n_chars, hard))
+
+
+def test_demo_tiers_keep_dev_mis_tier_rates_low(router):
+    """The demo's small-tier share was chosen so that about 10% or fewer of the hard requests of
+    both hand-written dev splits go to `small` (2 of 36 and 5 of 48 when chosen,
+    policies/demo.toml); few easy ones go to `large`."""
+    for name, easy_large in (("natural.jsonl", 0.05), ("requests.jsonl", 0.25)):
+        dev = _split(name, "dev")
+        tiers = [(i["label"], router.route(i["messages"]).tier) for i in dev]
+        hard = [t for label, t in tiers if label == "hard"]
+        easy = [t for label, t in tiers if label == "easy"]
+        assert hard.count("small") / len(hard) <= 0.11, (name, Counter(hard))
+        assert easy.count("large") / len(easy) <= easy_large, (name, Counter(easy))
