@@ -161,7 +161,7 @@ def selection_labels(rows: list[dict]) -> dict[str, bool]:
     """The last user turn of each selected / unselected chat row -> selected (True = hard)."""
     from .conversation import last_user_text
     from .data import row_messages
-    from .train import NOT_SELECTED, SELECTED_HARD
+    from .selection import NOT_SELECTED, SELECTED_HARD
 
     labels: dict[str, bool] = {}
     for row in rows:

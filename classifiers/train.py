@@ -6,7 +6,6 @@ weights. Progress goes to the ``log`` callback (stderr in the CLI).
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections import Counter
@@ -40,8 +39,8 @@ from .features import (
     to_csr,
 )
 from .irt import IRTDifficulty
-from .names import CANONICAL
-from .scorer import FEATURE_VERSION
+from .model_files import save
+from .selection import has_selection_pools, is_judged_chat, with_selection_labels
 from .validation import PairEval, evaluate_source, loso
 
 DEFAULT_PARAMS: dict[str, float] = {
@@ -72,14 +71,6 @@ DEFAULT_PARAMS: dict[str, float] = {
     # split, but -0.07 APGR on held-out MMLU-Pro and RouterBench (bench/QUALITY_ROUTING.md)
     "distill": 0.0,
 }
-# Arena-Hard (and the arena_hard_1k subset the 2023 battles come from) are real Chatbot Arena
-# requests *selected* as hard by an LLM judge scoring specificity, domain knowledge, complexity,
-# problem solving, creativity and technical accuracy; OpenAssistant and Vicuna-80 requests were
-# not selected. Read as the outcome of a virtual model ("a request from the unselected pool"),
-# with no group offset, this contrast teaches what makes a real user request hard.
-SELECTED_HARD = ("arenahard_v01_forks", "fastchat_arena_battles_2023")
-NOT_SELECTED = ("qlora_oa", "qlora_vicuna_pairwise", "fastchat_vicuna80_gpt4review")
-SELECTION_MODEL = "arena-hard-selection"
 # length may only make a request harder: these weights are bounded below by 0
 MONOTONE = ("log_tokens", "log_tokens_last_user", "arithmetic_digits")
 DIGIT_FEATURES = ("digit_fraction", "math_symbol_density")
@@ -151,7 +142,7 @@ def fit(
     pairs, comparisons = build_labels(rows)
     no_offset = label_weight = None
     if params.get("selection_label", 1):
-        pairs, no_offset = _with_selection_labels(rows, pairs)
+        pairs, no_offset = with_selection_labels(rows, pairs)
         label_weight = np.where(no_offset, float(params.get("selection_weight", 1.0)), 1.0)
     irt = IRTDifficulty(
         l2_ability=float(params.get("l2_ability", 0.01)),
@@ -178,7 +169,7 @@ def fit(
         dropped += SURFACE_FEATURES
     for name in dropped:
         keep[DENSE_OFF + DENSE_NAMES.index(name)] = 0.0
-    is_chat = np.asarray([_is_judged_chat(r) for r in rows], np.float64)
+    is_chat = np.asarray([is_judged_chat(r) for r in rows], np.float64)
     base = (X @ sparse.diags(keep)).tocsr()
     base.eliminate_zeros()
     semantic = bool(params.get("semantic", 1))
@@ -241,7 +232,7 @@ def fit(
         irt.semantic_u_ = u
         irt.var_ = fisher_variance(X, irt, coef, pairs, 1.0) if not params.get(
             "unigrams", 1) else irt.var_[:N_FEATURES]
-    if embed is not None and _has_selection_pools(rows):
+    if embed is not None and has_selection_pools(rows):
         from .sentence_head import DISTILL_WEIGHT, distilled_word_weights, fit_on_rows
 
         irt.head_ = fit_on_rows(rows, log=lambda _: None, embed=embed)  # type: ignore[attr-defined]
@@ -254,44 +245,13 @@ def fit(
     return irt, pairs.models
 
 
-def _with_selection_labels(rows: list[dict], pairs: Any) -> tuple[Any, np.ndarray]:
-    """``pairs`` plus one selection label per chat row (see SELECTED_HARD), and the mask of
-    labels the group offsets must not apply to."""
-    from .data import Pairs
-
-    idx = [i for i, r in enumerate(rows) if r.get("source") in SELECTED_HARD + NOT_SELECTED]
-    if not idx:
-        return pairs, np.zeros(pairs.prompt.size, bool)
-    models = list(pairs.models) + [SELECTION_MODEL]
-    y = [0.0 if rows[i]["source"] in SELECTED_HARD else 1.0 for i in idx]
-    out = Pairs(
-        np.concatenate([pairs.prompt, np.asarray(idx, np.int64)]),
-        np.concatenate([pairs.model, np.full(len(idx), len(models) - 1, np.int64)]),
-        np.concatenate([pairs.y, np.asarray(y)]),
-        models,
-    )
-    mask = np.concatenate([np.zeros(pairs.prompt.size, bool), np.ones(len(idx), bool)])
-    return out, mask
-
-
-def _has_selection_pools(rows: list[dict]) -> bool:
-    sources = {r.get("source") for r in rows}
-    return bool(sources & set(SELECTED_HARD)) and bool(sources & set(NOT_SELECTED))
-
-
 def _level_head(head: Any, model: IRTDifficulty, X: Any, rows: list[dict], embed: Any) -> None:
     """SentenceHead.level on the distinct last user turns of the judged-chat rows."""
     from .sentence_head import first_row_per_text
 
-    first = first_row_per_text(rows, _is_judged_chat)
+    first = first_row_per_text(rows, is_judged_chat)
     if len(first) >= 2:
         head.level(model.predict(X[list(first.values())]), embed(list(first)))
-
-
-def _is_judged_chat(row: dict) -> bool:
-    """Open-ended requests judged by people or an LLM judge (routing-chat), not benchmark items."""
-    lt = str((row.get("meta") or {}).get("label_type", ""))
-    return lt.startswith("pairwise") or lt == "judge_score_div10" or row.get("source") == "mifeval"
 
 
 def semantic_table(rows: list[dict], X: Any = None) -> np.ndarray:
@@ -359,7 +319,7 @@ def _train(
     # the table's centring reuses the word features (not with bigrams: they share the buckets)
     emb = semantic_table(rows, None if bigrams else X) if params.get("semantic", 1) else None
     embed = None  # the sentence head's encodings, shared by the folds and the final fit
-    if params.get("sentence_head", 1) and _has_selection_pools(rows):
+    if params.get("sentence_head", 1) and has_selection_pools(rows):
         from .sentence_head import TextEmbeddings
 
         embed = TextEmbeddings(log)
@@ -429,60 +389,3 @@ def _train(
     if out_dir is not None:
         save(result, Path(out_dir), log)
     return result
-
-
-def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> None:
-    from .onnx_model import build
-
-    out.mkdir(parents=True, exist_ok=True)
-    m = result.model
-    weights = m.coef_.astype(np.float32)
-    variances = m.var_.astype(np.float32)
-    weights[0] = 0.0
-    variances[0] = 0.0
-    build(weights, variances, out / "model.onnx")
-    if result.head is not None:
-        result.head.save(out / "sentence_head.onnx")
-    else:  # a head left from an earlier training would not belong to this model
-        (out / "sentence_head.onnx").unlink(missing_ok=True)
-    meta = {
-        "feature_version": FEATURE_VERSION,
-        "n_features": N_FEATURES,
-        "hash_bits": HASH_BITS,
-        "bigrams": bool(result.info["params"].get("bigrams", 0)),
-        "dense_features": {
-            n: round(float(m.coef_[DENSE_OFF + i]), 5) for i, n in enumerate(DENSE_NAMES)
-        },
-        **result.info,
-    }
-    (out / "model.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    abilities = {
-        n: round(float(a), 4)
-        for n, a in zip(result.models, m.abilities_, strict=True)
-        if n != SELECTION_MODEL  # a label, not a model a policy could name
-    }
-    spellings: dict[str, list[str]] = {}
-    for spelled, canon in sorted(CANONICAL.items()):
-        if canon in abilities:
-            spellings.setdefault(canon, []).append(spelled)
-    (out / "abilities.json").write_text(
-        json.dumps(
-            {
-                "note": "IRT abilities: P(model does well on x) = sigmoid(ability - d(x)).",
-                "abilities": dict(sorted(abilities.items(), key=lambda kv: -kv[1])),
-                "data_spellings": spellings,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    (out / "validation.json").write_text(
-        json.dumps(
-            [
-                f.as_dict() for f in result.folds + result.extra
-            ],
-            indent=1,
-        )
-        + "\n"
-    )
-    log(f"wrote {out}/model.onnx, model.json, abilities.json, validation.json")

@@ -1,0 +1,76 @@
+"""Write a trained model directory: model.onnx, sentence_head.onnx, model.json, abilities.json
+and validation.json (the card is written from these by classifiers/card.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .features import DENSE_NAMES, DENSE_OFF, HASH_BITS, N_FEATURES
+from .names import CANONICAL
+from .scorer import FEATURE_VERSION
+from .selection import SELECTION_MODEL
+
+if TYPE_CHECKING:
+    from .train import TrainResult
+
+
+def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> None:
+    from .onnx_model import build
+
+    out.mkdir(parents=True, exist_ok=True)
+    m = result.model
+    weights = m.coef_.astype(np.float32)
+    variances = m.var_.astype(np.float32)
+    weights[0] = 0.0
+    variances[0] = 0.0
+    build(weights, variances, out / "model.onnx")
+    if result.head is not None:
+        result.head.save(out / "sentence_head.onnx")
+    else:  # a head left from an earlier training would not belong to this model
+        (out / "sentence_head.onnx").unlink(missing_ok=True)
+    meta = {
+        "feature_version": FEATURE_VERSION,
+        "n_features": N_FEATURES,
+        "hash_bits": HASH_BITS,
+        "bigrams": bool(result.info["params"].get("bigrams", 0)),
+        "dense_features": {
+            n: round(float(m.coef_[DENSE_OFF + i]), 5) for i, n in enumerate(DENSE_NAMES)
+        },
+        **result.info,
+    }
+    (out / "model.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    abilities = {
+        n: round(float(a), 4)
+        for n, a in zip(result.models, m.abilities_, strict=True)
+        if n != SELECTION_MODEL  # a label, not a model a policy could name
+    }
+    spellings: dict[str, list[str]] = {}
+    for spelled, canon in sorted(CANONICAL.items()):
+        if canon in abilities:
+            spellings.setdefault(canon, []).append(spelled)
+    (out / "abilities.json").write_text(
+        json.dumps(
+            {
+                "note": "IRT abilities: P(model does well on x) = sigmoid(ability - d(x)).",
+                "abilities": dict(sorted(abilities.items(), key=lambda kv: -kv[1])),
+                "data_spellings": spellings,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    (out / "validation.json").write_text(
+        json.dumps(
+            [
+                f.as_dict() for f in result.folds + result.extra
+            ],
+            indent=1,
+        )
+        + "\n"
+    )
+    log(f"wrote {out}/model.onnx, model.json, abilities.json, validation.json")

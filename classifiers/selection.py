@@ -1,0 +1,51 @@
+"""Arena-Hard's selection as a label: which real user requests an LLM judge picked as hard.
+
+Used by training (one more outcome label per chat request, for a virtual model) and by the
+accurate scorer's sentence head (classifiers/sentence_head.py), which learns the same contrast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# Arena-Hard (and the arena_hard_1k subset the 2023 battles come from) are real Chatbot Arena
+# requests *selected* as hard by an LLM judge scoring specificity, domain knowledge, complexity,
+# problem solving, creativity and technical accuracy; OpenAssistant and Vicuna-80 requests were
+# not selected. Read as the outcome of a virtual model ("a request from the unselected pool"),
+# with no group offset, this contrast teaches what makes a real user request hard.
+SELECTED_HARD = ("arenahard_v01_forks", "fastchat_arena_battles_2023")
+NOT_SELECTED = ("qlora_oa", "qlora_vicuna_pairwise", "fastchat_vicuna80_gpt4review")
+SELECTION_MODEL = "arena-hard-selection"
+
+
+def with_selection_labels(rows: list[dict], pairs: Any) -> tuple[Any, np.ndarray]:
+    """``pairs`` plus one selection label per chat row (see SELECTED_HARD), and the mask of
+    labels the group offsets must not apply to."""
+    from .data import Pairs
+
+    idx = [i for i, r in enumerate(rows) if r.get("source") in SELECTED_HARD + NOT_SELECTED]
+    if not idx:
+        return pairs, np.zeros(pairs.prompt.size, bool)
+    models = list(pairs.models) + [SELECTION_MODEL]
+    y = [0.0 if rows[i]["source"] in SELECTED_HARD else 1.0 for i in idx]
+    out = Pairs(
+        np.concatenate([pairs.prompt, np.asarray(idx, np.int64)]),
+        np.concatenate([pairs.model, np.full(len(idx), len(models) - 1, np.int64)]),
+        np.concatenate([pairs.y, np.asarray(y)]),
+        models,
+    )
+    mask = np.concatenate([np.zeros(pairs.prompt.size, bool), np.ones(len(idx), bool)])
+    return out, mask
+
+
+def has_selection_pools(rows: list[dict]) -> bool:
+    sources = {r.get("source") for r in rows}
+    return bool(sources & set(SELECTED_HARD)) and bool(sources & set(NOT_SELECTED))
+
+
+def is_judged_chat(row: dict) -> bool:
+    """Open-ended requests judged by people or an LLM judge (routing-chat), not benchmark items."""
+    lt = str((row.get("meta") or {}).get("label_type", ""))
+    return lt.startswith("pairwise") or lt == "judge_score_div10" or row.get("source") == "mifeval"
