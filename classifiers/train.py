@@ -163,7 +163,7 @@ def fit(
     if not params.get("unigrams", 1):
         keep[HASH_OFF:DENSE_OFF] = 0.0
     dropped = list(DIGIT_FEATURES) if not params.get("digit_features", 1) else []
-    if not params.get("arithmetic_feature", 0):
+    if not params.get("arithmetic_feature", 1):
         dropped.append("arithmetic_digits")
     if params.get("lean", 0):
         dropped += SURFACE_FEATURES
