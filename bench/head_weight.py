@@ -39,16 +39,18 @@ def main() -> int:
     unit = accurate._shift(convs) / shipped["weight"]  # the head's shift at weight 1
     print("| weight | dev AUC | dev length-matched AUC | test AUC | test length-matched AUC |")
     print("|---|---|---|---|---|")
-    for w in (float(x) for x in args.weights.split(",")):
+    # each weight, then the head alone (no fast d): what it knows by itself
+    for w in [float(x) for x in args.weights.split(",")] + [float("inf")]:
         cells = []
         for split in ("dev", "test"):
             idx = [i for i, it in enumerate(items) if it["split"] == split]
             hard = np.array([items[i]["label"] == "hard" for i in idx])
             n_chars = np.array([sum(len(m["content"]) for m in convs[i]) for i in idx])
-            d = d_fast[idx] + w * unit[idx]
+            d = unit[idx] if w == float("inf") else d_fast[idx] + w * unit[idx]
             pairs = length_matched(n_chars[~hard], n_chars[hard])
             cells += [auc(d[~hard], d[hard]), auc(d[~hard], d[hard], pairs)]
-        print(f"| {w:g} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+        name = "head alone" if w == float("inf") else f"{w:g}"
+        print(f"| {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     return 0
 
 
