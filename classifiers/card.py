@@ -220,7 +220,11 @@ on the corpus's mean text; the fit learns one weight vector u on the pooled embe
 Free per-word weights: {"on" if params.get("unigrams") else "off"}.
 Structure features and their weights: {dense}.
 Length: `log_tokens_last_user` weight fixed at {params.get("length_weight")} (a prior, see
-Limitations), `log_tokens` bounded below by 0 (length may only make a request harder).
+Limitations), `log_tokens` bounded below by 0 (length may only make a request harder), and
+{params.get("length_prior", 0.0)} added to the weight of `log_tokens` after the fit (the length
+prior, `length_prior`: the features that go with length inside the training sources cannot take
+it back; every ability moved by its mean over the training prompts, so P stays the fitted one on
+average; bench/QUALITY_ROUTING.md).
 Digit and maths-symbol densities: {"used" if params.get("digit_features", 1) else "left out"}
 (they rank GSM8K backwards and mark short arithmetic as hard).
 `arithmetic_digits` ({"learned, bounded below by 0" if params.get("arithmetic_feature", 0)

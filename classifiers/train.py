@@ -62,6 +62,9 @@ DEFAULT_PARAMS: dict[str, float] = {
     "chat_head": 0,
     # >= 0: the weight of log_tokens_last_user, fixed (a prior: see the model card); -1: learned
     "length_weight": 4.0,
+    # added to the weight of log_tokens (the whole conversation's length) after the fit: 1.0
+    # (bench/QUALITY_ROUTING.md, "length prior after the fit"); 0: none
+    "length_prior": 1.0,
     "selection_label": 1,  # 1: Arena-Hard's selection of hard user requests as a label
     "selection_weight": 1.0,  # weight of each selection label relative to one outcome label
     "chat_weight": 1.0,  # factor on the weight of judged-chat rows against benchmark rows
@@ -242,6 +245,16 @@ def fit(
                 irt.head_, rows, X[:, HASH_OFF:DENSE_OFF], emb, embed,  # type: ignore[attr-defined]
                 weight)
             irt.coef_[HASH_OFF:DENSE_OFF] += delta
+    # A prior the labels cannot teach: in real traffic a longer request is a harder one. Added
+    # after the fit, so the features that go with length inside the training sources (lines,
+    # questions) cannot take it back, as they partly do with the fixed weight on the last turn.
+    # The abilities move by its mean over the training prompts: P(model does well) stays the
+    # fitted one on average, lower for longer requests and higher for shorter ones.
+    prior = float(params.get("length_prior", 0.0))
+    if prior:
+        col = DENSE_OFF + DENSE_NAMES.index("log_tokens")
+        irt.coef_[col] += prior
+        irt.abilities_ = irt.abilities_ + prior * float(X[:, col].mean())
     return irt, pairs.models
 
 
