@@ -104,7 +104,7 @@ def test_naturally_phrased_requests_rank_about_as_well_as_length_or_better(route
 
 def test_demo_tiers_keep_dev_mis_tier_rates_low(router):
     """The demo's small-tier share was chosen so that about 10% or fewer of the hard requests of
-    both hand-written dev splits go to `small` (2 of 36 and 5 of 48 when chosen,
+    both hand-written dev splits go to `small` (2 of 36 and 4 of 48 when chosen,
     policies/demo.toml); few easy ones go to `large`."""
     for name, easy_large in (("natural.jsonl", 0.05), ("requests.jsonl", 0.25)):
         dev = _split(name, "dev")
