@@ -254,6 +254,28 @@ def encoder_section(enc, text: str, quick: bool) -> list[str]:
     return lines
 
 
+# Inputs built to make one part of the scorer do the most work per byte: 100 KB each.
+WORST_CASES = {
+    "English prose": "the quick brown fox jumps over the lazy dog " * 2300,
+    "\"1*1*1*...\" (an operator every 2 bytes: arithmetic_digits)": "1*1*" * 25000,
+    "\"12 x 34 \" repeated (a product every 8 bytes)": "12 x 34 " * 12500,
+}
+
+
+def worst_case_section(scorer) -> list[str]:
+    """The whole fast decision on 100 KB inputs that stress one part (p50 of 20 runs)."""
+    lines = ["", "Worst cases, 100 KB prompts, whole fast decision (p50 of 20 runs):", "",
+             "| input | p50 ms |", "|---|---|"]
+    for name, prompt in WORST_CASES.items():
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter_ns()
+            scorer.score(prompt)
+            times.append(time.perf_counter_ns() - t0)
+        lines.append(f"| {name} | {np.median(times) / 1e6:.2f} |")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -319,6 +341,7 @@ def main() -> int:
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
         "(it holds the corpus).",
     ]
+    lines += worst_case_section(scorer)
     lines += encoder_section(enc, text, args.quick)
     lines += accurate_section(enc, text, args.quick)
     Path(args.out).write_text("\n".join(lines) + "\n")

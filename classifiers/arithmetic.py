@@ -35,13 +35,21 @@ def _power_digits(base: bytes, exponent: bytes) -> float:
     return min(e, 10**6) * math.log10(max(b, 2.0)) + 1.0
 
 
+# At most this many occurrences of each operator are looked at, in text order: a request has a
+# handful, and a pasted file with thousands ("1*1*1*..." x 100 KB took 124 ms without a limit)
+# must not cost more than the rest of the scoring does (bench/LATENCY.md, worst cases).
+MAX_OPERATORS = 128
+
+
 def arithmetic_digits(raw: bytes) -> float:
     """Digits of the largest product or power written in ``raw`` (UTF-8), 0 if none:
     "48,271 x 93,657" -> 10, "17^9" -> 12.1, "123456789 squared" -> 18, "12*3" -> 3."""
     best = 0.0
     for op in _OPERATORS if raw.isascii() else _OPERATORS_UTF8:
         i = raw.find(op)
-        while i >= 0:
+        budget = MAX_OPERATORS
+        while i >= 0 and budget > 0:
+            budget -= 1
             j = i + len(op)
             if op == b"*" and raw[j : j + 1] == b"*":
                 op_here, j = b"**", j + 1

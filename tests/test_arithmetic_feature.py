@@ -68,3 +68,16 @@ def router() -> Router:
 def test_big_exact_arithmetic_scores_harder_than_small(router, small, big):
     ask = "What is {}? Give the exact result."
     assert router.route(ask.format(big)).difficulty > router.route(ask.format(small)).difficulty
+
+
+def test_a_text_full_of_operators_is_read_only_up_to_the_budget():
+    """Past MAX_OPERATORS occurrences of one operator its scan stops (a pasted file of
+    "1*1*1*..." must not cost more than the rest of the scoring); other operators are still
+    read, and so is a product before the budget runs out."""
+    from classifiers.arithmetic import MAX_OPERATORS
+
+    stars = b"a*b " * (MAX_OPERATORS + 10)
+    assert arithmetic_digits(stars + b"48271 x 93657") == 10.0  # "x" has its own budget
+    assert arithmetic_digits(b"48271*93657 " + stars) == 10.0  # found before the budget ends
+    assert arithmetic_digits(stars + b"48271*93657") == 0.0  # past it: not read
+    assert arithmetic_digits(b"1*1*" * 25000) == 2.0
