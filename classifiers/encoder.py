@@ -11,6 +11,7 @@ weights package. The files live inside the ``classifiers`` package (package data
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,27 @@ def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS) -> None:
         shutil.copy(ENCODER_DIR / "LICENSE", out_dir / "LICENSE")
 
 
+def _is_cjk(code: int) -> bool:
+    """BERT's CJK ideograph ranges: each such character is a word of its own."""
+    return (0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2A6DF
+            or 0x2A700 <= code <= 0x2CEAF or 0xF900 <= code <= 0xFAFF
+            or 0x2F800 <= code <= 0x2FA1F)
+
+
+def _boundary_before(text: str, limit: int) -> int:
+    """The last position before ``limit`` where BERT's tokenizer starts a new word for sure (a
+    whitespace, a CJK ideograph, a punctuation mark), or -1: the pieces of ``text[:cut]`` are
+    those of the whole text's first words."""
+    cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+    if cut > 0:
+        return cut
+    for pos in range(limit - 1, 0, -1):
+        ch = text[pos]
+        if _is_cjk(ord(ch)) or unicodedata.category(ch).startswith("P"):
+            return pos
+    return -1
+
+
 class SentenceEncoder:
     """MiniLM sentence embeddings ([n, 384] float32, unit norm) with onnxruntime."""
 
@@ -191,11 +213,13 @@ class SentenceEncoder:
         ``CHARS_PER_TOKEN * max_tokens`` characters in. BERT's pre-tokenizer splits at
         whitespace, so the words before the cut give the same pieces as in the whole text; if
         the cut text fills max_tokens it is the answer, otherwise (few, very long words) the
-        whole text is tokenized.
+        whole text is tokenized. Text without whitespace (Chinese, Japanese) is cut before a CJK
+        ideograph or a punctuation mark instead, where BERT splits too (a 100 KB Chinese prompt
+        took 45 ms when it was tokenized whole).
         """
         limit = CHARS_PER_TOKEN * self.max_tokens
         if len(text) > limit:
-            cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+            cut = _boundary_before(text, limit)
             if cut > 0:
                 ids = self.tokenizer.encode(text[:cut]).ids
                 if len(ids) == self.max_tokens:

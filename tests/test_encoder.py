@@ -59,7 +59,10 @@ def test_cutting_a_long_text_before_tokenizing_changes_no_token(
     prose = "Explain, step by step, why the sky is blue; then (briefly) why sunsets are red. " * 40
     code = "def f(x):\n    return [i ** 2 for i in range(x) if i % 3]\n" * 60
     no_space = "x" * 5000 + " tail"  # no whitespace before the cut: the whole text is tokenized
-    for text in (prose, code, no_space, "短い文" * 800):
+    # no whitespace at all: cut before a CJK ideograph or a punctuation mark, where BERT splits
+    chinese = "负载均衡是把请求分给多台服务器，" * 600
+    japanese = "水の沸点は何度ですか？ひらがなだけのぶん" * 300
+    for text in (prose, code, no_space, "短い文" * 800, chinese, japanese, "abc,def;" * 2000):
         assert encoder.token_ids(text) == encoder.tokenizer.encode(text).ids
 
 
