@@ -163,7 +163,7 @@ def accurate_section(enc, text: str, quick: bool) -> list[str]:
     """bench/LATENCY.md's lines for the whole "accurate" scorer: fast features and table, the
     encoder and the sentence head, as `DifficultyScorer(scorer="accurate").score` runs them."""
     n, repeat = (60, 1) if quick else (150, 2)
-    scorer = DifficultyScorer(scorer="accurate")
+    scorer = default_scorer("accurate")
     clock = time.perf_counter_ns
     rows = []
     for length in LENGTHS:
@@ -266,7 +266,7 @@ WORST_CASES = {
 
 def worst_case_section(scorer) -> list[str]:
     """The whole decision of each scorer on ~100 KB inputs that stress one part (p50 of 20)."""
-    accurate = DifficultyScorer(scorer="accurate")
+    accurate = default_scorer("accurate")  # the one accurate_section times too
     lines = ["", "Worst cases, ~100 KB prompts, the whole decision (p50 of 20 runs):", "",
              "| input | fast p50 ms | accurate p50 ms |", "|---|---|---|"]
     for name, prompt in WORST_CASES.items():

@@ -36,12 +36,16 @@ from bench.commonsense import auc as pair_auc  # noqa: E402
 from bench.commonsense import length_matched  # noqa: E402
 from classifiers.conversation import last_user_text  # noqa: E402
 from classifiers.data import load_rows, prompt_key, read_jsonl, row_messages  # noqa: E402
-from classifiers.features import DENSE_OFF, extract_many, to_csr  # noqa: E402
+from classifiers.features import extract_many, to_csr  # noqa: E402
 from classifiers.metrics import evaluate_pair  # noqa: E402
 from classifiers.sentence_head import WEIGHT as HEAD_WEIGHT  # noqa: E402
 from classifiers.sentence_head import TextEmbeddings  # noqa: E402
 from classifiers.train import DEFAULT_PARAMS, fit, semantic_table  # noqa: E402
-from classifiers.validation import pair_outcomes, pairwise_outcomes  # noqa: E402
+from classifiers.validation import (  # noqa: E402
+    length_baseline,
+    pair_outcomes,
+    pairwise_outcomes,
+)
 
 VARIANTS: dict[str, dict[str, float]] = {
     "shipped": {},
@@ -222,7 +226,6 @@ def main() -> int:
     X_all = to_csr(extract_many([row_messages(r) for r in rows_all]))
     X_gsm = to_csr(extract_many([row_messages(r) for r in gsm]))
     emb = semantic_table(rows_all, X_all)
-    n_tok = lambda X: np.asarray(X[:, DENSE_OFF].todense()).ravel()  # noqa: E731  log_tokens
     print(f"features + table in {time.time() - t0:.0f}s", file=sys.stderr)
     results: dict[str, list] = {}
     for vname in args.variants.split(","):
@@ -250,7 +253,7 @@ def main() -> int:
                 m.head_ = None
             if fold == "all":
                 res += score_pairs("gsm8k", gsm, predict(m, X_gsm, [row_messages(r) for r in gsm]),
-                                   n_tok(X_gsm))
+                                   length_baseline(X_gsm))
                 for fold_name, file in (("commonsense", "requests.jsonl"),
                                         ("natural", "natural.jsonl")):
                     path = ROOT / "bench" / "commonsense" / file
@@ -260,7 +263,7 @@ def main() -> int:
                 te_rows = [r for r, k in zip(rows_all, test, strict=True) if k]
                 res += score_pairs(fold, te_rows,
                                    predict(m, X_all[test], [row_messages(r) for r in te_rows]),
-                                   n_tok(X_all[test]))
+                                   length_baseline(X_all[test]))
             print(f"{vname} {fold}: {time.time() - t1:.0f}s, {m.n_iter_} iterations",
                   file=sys.stderr)
             for r in res:

@@ -65,12 +65,6 @@ def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> 
         + "\n"
     )
     (out / "validation.json").write_text(
-        json.dumps(
-            [
-                f.as_dict() for f in result.folds + result.extra
-            ],
-            indent=1,
-        )
-        + "\n"
+        json.dumps([f.as_dict() for f in result.folds + result.extra], indent=1) + "\n"
     )
     log(f"wrote {out}/model.onnx, model.json, abilities.json, validation.json")

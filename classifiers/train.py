@@ -41,7 +41,7 @@ from .features import (
 from .irt import IRTDifficulty
 from .model_files import save
 from .selection import has_selection_pools, is_judged_chat, with_selection_labels
-from .validation import PairEval, evaluate_source, loso
+from .validation import PairEval, evaluate_source, length_baseline, loso
 
 DEFAULT_PARAMS: dict[str, float] = {
     "l2": 3.0,  # L2 on structure-feature weights
@@ -252,9 +252,8 @@ def fit(
     # fitted one on average, lower for longer requests and higher for shorter ones.
     prior = float(params.get("length_prior", 0.0))
     if prior:
-        col = DENSE_OFF + DENSE_NAMES.index("log_tokens")
-        irt.coef_[col] += prior
-        irt.abilities_ = irt.abilities_ + prior * float(X[:, col].mean())
+        irt.coef_[DENSE_OFF + DENSE_NAMES.index("log_tokens")] += prior
+        irt.abilities_ = irt.abilities_ + prior * float(length_baseline(X).mean())
     return irt, pairs.models
 
 
@@ -350,9 +349,7 @@ def _train(
             m, _ = fit(X[tr], sub, params, emb, embed=fold_embed)
             return m.predict(X[te])
 
-        # the baseline to beat: log_tokens, the whole conversation's length
-        lengths = np.asarray(X[:, DENSE_OFF].todense()).ravel()
-        folds = loso(rows, fit_predict, log=log, lengths=lengths)
+        folds = loso(rows, fit_predict, log=log, lengths=length_baseline(X))
     log("fitting on all rows ...")
     t0 = time.perf_counter()
     model, models = fit(X, rows, params, emb, embed=embed)
@@ -369,8 +366,7 @@ def _train(
         erows = load_rows(eval_data, allow_nc=True, apply_exclusions=False)
         src = erows[0].get("source", "eval") if erows else "eval"
         X_eval = featurize(erows, log, bigrams)
-        extra = evaluate_source(erows, model.predict(X_eval), src,
-                                np.asarray(X_eval[:, DENSE_OFF].todense()).ravel())
+        extra = evaluate_source(erows, model.predict(X_eval), src, length_baseline(X_eval))
         for r in extra:
             log(
                 f"  eval-only {src}: {r.strong} vs {r.weak}: APGR {r.result.apgr:.3f} "

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .data import prompt_key
+from .features import DENSE_NAMES, DENSE_OFF
 from .metrics import PairResult, evaluate_pair
 from .names import canonical
 
@@ -81,6 +83,13 @@ class PairEval:
         if self.length is not None:
             out["length_apgr"], out["length_auc"] = self.length.apgr, self.length.auc
         return out
+
+
+def length_baseline(X: Any) -> np.ndarray:
+    """The prompt-length router every validation row is scored beside: each row's
+    ``log_tokens`` (the whole conversation's length) from its feature matrix ``X``."""
+    col = DENSE_OFF + DENSE_NAMES.index("log_tokens")
+    return np.asarray(X[:, col].todense()).ravel()
 
 
 def pair_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray, ...]:
