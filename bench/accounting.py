@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 from policies import load_policy
-from router.serving.accountant import Accountant
 from router.accounting.ledger import Ledger
 from router.accounting.metrics import Metrics
 from router.routing import Routing, price
+from router.serving.accountant import Accountant
 
 
 def routings(policy, n: int) -> list[Routing]:

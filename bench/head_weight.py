@@ -36,7 +36,7 @@ def main() -> int:
     fast, accurate = default_scorer("fast"), default_scorer("accurate")
     shipped = json.loads((accurate.model_dir / "model.json").read_text())["sentence_head"]
     d_fast = np.array([s.difficulty for s in fast.score_batch(convs)])
-    unit = accurate._shift(convs) / shipped["weight"]  # the head's shift at weight 1
+    unit = accurate.sentence_shift(convs) / shipped["weight"]  # the head's shift at weight 1
     print("| weight | dev AUC | dev length-matched AUC | test AUC | test length-matched AUC |")
     print("|---|---|---|---|---|")
     # each weight, then the head alone (no fast d): what it knows by itself

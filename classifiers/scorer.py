@@ -100,8 +100,9 @@ class DifficultyScorer:
         self._offset = float(level.get("offset", 0.0))
         self._scale = float(level.get("scale", 1.0))
 
-    def _shift(self, conversations: list[Any]) -> np.ndarray:
-        """The accurate scorer's sentence-head term for each conversation (zeros if fast)."""
+    def sentence_shift(self, conversations: list[Any]) -> np.ndarray:
+        """The sentence-head term of each conversation, before the level's offset and scale
+        (zeros for the fast scorer): d = offset + scale * (fast d + this)."""
         if self._head is None:
             return np.zeros(len(conversations))
         from .conversation import last_user_text
@@ -144,7 +145,7 @@ class DifficultyScorer:
             d0 = float(np.dot(x, rows[:, 0]))
             u0 = math.sqrt(max(float(np.dot(x * x, rows[:, 1])), 0.0))
         if self._head is not None:
-            d0 = self._offset + self._scale * (d0 + float(self._shift([messages])[0]))
+            d0 = self._offset + self._scale * (d0 + float(self.sentence_shift([messages])[0]))
             u0 = self._scale * u0
         return Score(difficulty=d0, uncertainty=u0, n_tokens=f.n_tokens)
 
@@ -169,7 +170,7 @@ class DifficultyScorer:
             dl = np.add.reduceat(x * rows[:, 0], starts).tolist()
             ul = np.sqrt(np.maximum(np.add.reduceat(x * x * rows[:, 1], starts), 0.0)).tolist()
         if self._head is not None:
-            total = np.asarray(dl) + self._shift(list(conversations))
+            total = np.asarray(dl) + self.sentence_shift(list(conversations))
             dl = (self._offset + self._scale * total).tolist()
             ul = (self._scale * np.asarray(ul)).tolist()
         return [

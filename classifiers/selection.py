@@ -20,16 +20,26 @@ NOT_SELECTED = ("qlora_oa", "qlora_vicuna_pairwise", "fastchat_vicuna80_gpt4revi
 SELECTION_MODEL = "arena-hard-selection"
 
 
+def selected_as_hard(row: dict) -> bool | None:
+    """True for a request of a selected pool, False for one of an unselected pool, None for a
+    row of any other source (it carries no selection label)."""
+    source = row.get("source")
+    if source in SELECTED_HARD:
+        return True
+    return False if source in NOT_SELECTED else None
+
+
 def with_selection_labels(rows: list[dict], pairs: Any) -> tuple[Any, np.ndarray]:
     """``pairs`` plus one selection label per chat row (see SELECTED_HARD), and the mask of
     labels the group offsets must not apply to."""
     from .data import Pairs
 
-    idx = [i for i, r in enumerate(rows) if r.get("source") in SELECTED_HARD + NOT_SELECTED]
+    selected = [selected_as_hard(r) for r in rows]
+    idx = [i for i, sel in enumerate(selected) if sel is not None]
     if not idx:
         return pairs, np.zeros(pairs.prompt.size, bool)
     models = list(pairs.models) + [SELECTION_MODEL]
-    y = [0.0 if rows[i]["source"] in SELECTED_HARD else 1.0 for i in idx]
+    y = [0.0 if selected[i] else 1.0 for i in idx]
     out = Pairs(
         np.concatenate([pairs.prompt, np.asarray(idx, np.int64)]),
         np.concatenate([pairs.model, np.full(len(idx), len(models) - 1, np.int64)]),
@@ -38,6 +48,22 @@ def with_selection_labels(rows: list[dict], pairs: Any) -> tuple[Any, np.ndarray
     )
     mask = np.concatenate([np.zeros(pairs.prompt.size, bool), np.ones(len(idx), bool)])
     return out, mask
+
+
+def selection_labels(rows: list[dict]) -> dict[str, bool]:
+    """The last user turn of each selected / unselected chat row -> selected (True = hard):
+    the sentence head's training set (one example per distinct text)."""
+    from .conversation import last_user_text
+    from .data import row_messages
+
+    labels: dict[str, bool] = {}
+    for row in rows:
+        selected = selected_as_hard(row)
+        if selected is not None:
+            text = last_user_text(row_messages(row))
+            # a request in both pools counts as selected: the judge found it hard
+            labels[text] = labels.get(text, False) or selected
+    return labels
 
 
 def has_selection_pools(rows: list[dict]) -> bool:

@@ -157,25 +157,12 @@ class TextEmbeddings:
         return np.vstack([self.vectors[t] for t in texts]) if texts else np.zeros((0, 384))
 
 
-def selection_labels(rows: list[dict]) -> dict[str, bool]:
-    """The last user turn of each selected / unselected chat row -> selected (True = hard)."""
-    from .conversation import last_user_text
-    from .data import row_messages
-    from .selection import NOT_SELECTED, SELECTED_HARD
-
-    labels: dict[str, bool] = {}
-    for row in rows:
-        if row.get("source") in SELECTED_HARD + NOT_SELECTED:
-            text = last_user_text(row_messages(row))
-            # a request in both pools counts as selected: the judge found it hard
-            labels[text] = labels.get(text, False) or row["source"] in SELECTED_HARD
-    return labels
-
-
 def fit_on_rows(rows: list[dict], log: Any = print, C: float = 1.0, weight: float = WEIGHT,
                 embed: TextEmbeddings | None = None) -> SentenceHead:
     """Fit the head on the selection label of ``rows`` (training rows in the data schema): one
     example per distinct last user turn of the selected and unselected chat sources."""
+    from .selection import selection_labels
+
     labels = selection_labels(rows)
     texts = sorted(labels)
     embeddings = (embed or TextEmbeddings(log))(texts)

@@ -108,15 +108,16 @@ def main() -> int:
             def p99(key: str, cells: dict[str, list[dict]] = cells) -> float:
                 return statistics.median(r["p99_ms"] for r in cells[key])
 
+            def bursts(key: str, cells: dict[str, list[dict]] = cells) -> list[float]:
+                return sorted(round(r["p99_ms"], 2) for r in cells[key])
+
             ratio = statistics.median(y / x for x, y in zip(cpu("A"), cpu("B"), strict=True))
             print(f"{mode:6s} CPU ms/req median A {statistics.median(cpu('A')):.3f} "
                   f"B {statistics.median(cpu('B')):.3f} (min A {min(cpu('A')):.3f} "
                   f"B {min(cpu('B')):.3f}), B/A {ratio:.3f} | added p50 ms "
                   f"A {p50('A') - p50('U'):.3f} B {p50('B') - p50('U'):.3f} | added p99 ms "
                   f"(median of bursts) A {p99('A') - p99('U'):.3f} B {p99('B') - p99('U'):.3f}; "
-                  f"p99 per burst A {sorted(round(x, 2) for x in map(lambda r: r['p99_ms'], cells['A']))} "
-                  f"B {sorted(round(x, 2) for x in map(lambda r: r['p99_ms'], cells['B']))} "
-                  f"U {sorted(round(x, 2) for x in map(lambda r: r['p99_ms'], cells['U']))}",
+                  f"p99 per burst A {bursts('A')} B {bursts('B')} U {bursts('U')}",
                   flush=True)
         print(f"load average {os.getloadavg()[0]:.2f}")
     finally:

@@ -1,11 +1,11 @@
-"""Prototype for the benchmark: the tierwise proxy with router/upstream/passthrough.py instead of litellm.
+"""Prototype for the benchmark: the tierwise proxy with router/upstream/passthrough.py, not litellm.
 
     python bench/proxy/passthrough_proxy.py --policy bench/proxy/bench-policy.toml --port 18704
 
 Same Router (policy, scorer, decide, escalation plan), same headers, same uvicorn settings as
 `tierwise serve`; only the upstream call differs: tiers whose model resolves to an OpenAI-protocol
-target (router.upstream.passthrough.resolve_target) are called through the shared aiohttp client, the
-JSON answer passed back as is and SSE events relayed byte for byte. It exists to measure what
+target (router.upstream.passthrough.resolve_target) are called through the shared aiohttp client,
+the JSON answer passed back as is and SSE events relayed byte for byte. It exists to measure what
 wiring the pass-through into router/engine.py and router/serving/proxy.py buys (bench/proxy/run.py,
 row "tierwise+passthrough"); the real wiring belongs to those files (see bench/PROFILE.md).
 Tiers that do not resolve (anthropic/, gemini/...) would stay on litellm; this prototype answers
@@ -30,12 +30,13 @@ from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from router.upstream import passthrough as pt  # noqa: E402
 from router.engine import Router  # noqa: E402
 from router.errors import InvalidRequestError, TierwiseError, UpstreamError  # noqa: E402
+from router.upstream import passthrough as pt  # noqa: E402
 
 # Only Router.decide() and the policy are used from the engine (its other internals are being
-# rewritten); body reading, headers and errors are done here the way router/serving/proxy.py does them.
+# rewritten); body reading, headers and errors are done here the way router/serving/proxy.py
+# does them.
 
 
 def error_response(exc: TierwiseError) -> JSONResponse:

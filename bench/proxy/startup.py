@@ -255,7 +255,8 @@ def main() -> int:
     out["imports"] = {
         "route path (router.cli + decide, no litellm)": importtime(
             "import router.cli, router.engine, policies", env),
-        "serve path (router.serving.proxy, uvicorn)": importtime("import router.serving.proxy, uvicorn", env),
+        "serve path (router.serving.proxy, uvicorn)": importtime(
+            "import router.serving.proxy, uvicorn", env),
         "litellm": importtime("import litellm", env),
         "router.upstream.passthrough": importtime("import router.upstream.passthrough", env),
     }
