@@ -71,6 +71,8 @@ VARIANTS: dict[str, dict[str, float]] = {
     "lean structure (no surface densities)": {"lean": 1},
     "no length prior after the fit": {"length_prior": 0.0},
     "length prior after the fit 2": {"length_prior": 2.0},
+    "length prior after the fit 3": {"length_prior": 3.0},
+    "length prior after the fit 5": {"length_prior": 5.0},
     "embedding head from judged chat only": {"chat_head": 1},
     "shared head + chat correction": {"chat_head": 2},
     "free per-word weights too": {"unigrams": 1},
