@@ -63,6 +63,7 @@ VARIANTS: dict[str, dict[str, float]] = {
     "label-type offsets (pairwise vs outcome)": {"offsets": 2},
     "with digit features": {"digit_features": 1},
     "no arithmetic feature": {"arithmetic_feature": 0},
+    "no non-ASCII feature": {"non_ascii_feature": 0},
     "length weight learned": {"length_weight": -1.0},
     "length weight 2": {"length_weight": 2.0},
     "length weight 6": {"length_weight": 6.0},

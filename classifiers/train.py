@@ -56,6 +56,10 @@ DEFAULT_PARAMS: dict[str, float] = {
     "chat_offsets": 1,  # 0: all pairwise (judged chat) sources share one offset group
     "digit_features": 0,  # 1: digit_fraction and math_symbol_density used
     "arithmetic_feature": 1,  # 1: arithmetic_digits used (the size of an exact product/power)
+    # 1: non_ascii_fraction used. Off: it learned "not English = hard" (+1.1 logits, a tier) from
+    # Korean Arena-Hard and M-IFEval's weakest models, so a short Japanese question went to the
+    # largest tier; without it held-out folds are level or better (bench/QUALITY_ROUTING.md)
+    "non_ascii_feature": 0,
     "lean": 0,  # 1: only length and request-shape flags among the structure features
     # 1: the shipped embedding weights are learned from judged chat only (benchmark rows get a
     # head of their own); 2: a head shared by all rows plus a chat correction, the sum ships
@@ -168,6 +172,8 @@ def fit(
     dropped = list(DIGIT_FEATURES) if not params.get("digit_features", 1) else []
     if not params.get("arithmetic_feature", 1):
         dropped.append("arithmetic_digits")
+    if not params.get("non_ascii_feature", 1):
+        dropped.append("non_ascii_fraction")
     if params.get("lean", 0):
         dropped += SURFACE_FEATURES
     for name in dropped:
