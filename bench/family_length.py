@@ -4,14 +4,14 @@ stronger model? APGR per family of the training data, strongest vs median model 
 For every (source, family) of data/routing-train.jsonl.gz with at least --min-rows rows used in
 training (the label-artifact exclusions of classifiers/data.py applied), the pair is the best and
 the median model by mean outcome among the models that label 90% or more of its rows (the worst
-is often a model that fails nearly everything, a pair no router faces). Prompt length is
-log(characters); the model's column is the shipped "fast" difficulty, scored *in sample*
-(these rows trained it), so it flatters the model.
+is often a model that fails nearly everything, a pair no router faces). Prompt length is the
+baseline of the model card and validation.json (`log_tokens`); the model's column is the
+shipped "fast" difficulty, scored *in sample* (these rows trained it), so it flatters the model.
 
     python bench/family_length.py [--min-rows 150] [--plus-length 0.5,1,2,4,8]
 
---plus-length also prints the mean APGR of d + b x log(characters) for each b: whether the model
-leaves within-family length signal unused.
+--plus-length also prints the mean APGR of d + b x log_tokens for each b (what a larger
+`length_prior` would add): whether the model leaves within-family length signal unused.
 """
 
 from __future__ import annotations
@@ -27,21 +27,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from classifiers.data import load_rows, row_messages  # noqa: E402
+from classifiers.features import extract_many, to_csr  # noqa: E402
 from classifiers.metrics import evaluate_pair  # noqa: E402
 from classifiers.scorer import DifficultyScorer  # noqa: E402
-
-
-def prompt_chars(row: dict) -> int:
-    conv = row_messages(row)
-    if isinstance(conv, str):
-        return len(conv)
-    return sum(len(m["content"]) for m in conv if isinstance(m.get("content"), str))
+from classifiers.validation import length_baseline  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--min-rows", type=int, default=150)
-    ap.add_argument("--plus-length", default="", help="weights b for d + b x log(characters)")
+    ap.add_argument("--plus-length", default="", help="weights b for d + b x log_tokens")
     args = ap.parse_args()
     families: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in load_rows(ROOT / "data" / "routing-train.jsonl.gz"):
@@ -66,8 +61,9 @@ def main() -> int:
         both = [r for r in rows if strong in r["outcomes"] and weak in r["outcomes"]]
         qs = np.array([r["outcomes"][strong] for r in both], float)
         qw = np.array([r["outcomes"][weak] for r in both], float)
-        length = np.log1p([prompt_chars(r) for r in both])
-        d = np.array([s.difficulty for s in scorer.score_batch([row_messages(r) for r in both])])
+        convs = [row_messages(r) for r in both]
+        length = length_baseline(to_csr(extract_many(convs)))
+        d = np.array([s.difficulty for s in scorer.score_batch(convs)])
         a_len, a_model = evaluate_pair(length, qs, qw).apgr, evaluate_pair(d, qs, qw).apgr
         plus_cells.append([evaluate_pair(d + b * length, qs, qw).apgr for b in weights])
         length_cells.append(a_len)
@@ -79,7 +75,7 @@ def main() -> int:
           f"{sum(a > 0.5 for a in length_cells)}), model in sample {np.mean(model_cells):.3f} "
           f"(above 0.5 on {sum(a > 0.5 for a in model_cells)}); random 0.500")
     for b, cell in zip(weights, np.mean(plus_cells, axis=0) if weights else [], strict=True):
-        print(f"d + {b:g} x log(characters): mean {cell:.3f}")
+        print(f"d + {b:g} x log_tokens: mean {cell:.3f}")
     return 0
 
 

@@ -227,6 +227,9 @@ it back; every ability moved by its mean over the training prompts, so P stays t
 average; bench/QUALITY_ROUTING.md).
 Digit and maths-symbol densities: {"used" if params.get("digit_features", 1) else "left out"}
 (they rank GSM8K backwards and mark short arithmetic as hard).
+`non_ascii_fraction`: {"used" if params.get("non_ascii_feature", 1) else "left out"} (it learned
+"not English = hard", +1.1 logits, from Korean Arena-Hard and M-IFEval's weakest models, and sent a
+short Japanese question to the largest demo tier; held-out folds are level or better without it).
 `arithmetic_digits` ({"learned, bounded below by 0" if params.get("arithmetic_feature", 0)
 else "left out"}): the digits of the largest product or power written in the request
 ("48,271 x 93,657" -> 10, "17^9" -> 12) past 4, / 8, capped at 2: exact arithmetic on big

@@ -81,6 +81,9 @@ DEFAULT_PARAMS: dict[str, float] = {
 # length may only make a request harder: these weights are bounded below by 0
 MONOTONE = ("log_tokens", "log_tokens_last_user", "arithmetic_digits")
 DIGIT_FEATURES = ("digit_fraction", "math_symbol_density")
+# one structure feature each that a train param (1: used, 0: left out) switches
+OPTIONAL_FEATURES = {"arithmetic_feature": "arithmetic_digits",
+                     "non_ascii_feature": "non_ascii_fraction"}
 # structure features that describe the text's surface (densities of characters, lines): they
 # learn which benchmark a prompt is from more than how hard it is, and swing short requests
 SURFACE_FEATURES = ("code_punct_density", "math_symbol_density", "digit_fraction", "log_lines",
@@ -170,10 +173,7 @@ def fit(
     if not params.get("unigrams", 1):
         keep[HASH_OFF:DENSE_OFF] = 0.0
     dropped = list(DIGIT_FEATURES) if not params.get("digit_features", 1) else []
-    if not params.get("arithmetic_feature", 1):
-        dropped.append("arithmetic_digits")
-    if not params.get("non_ascii_feature", 1):
-        dropped.append("non_ascii_fraction")
+    dropped += [name for param, name in OPTIONAL_FEATURES.items() if not params.get(param, 1)]
     if params.get("lean", 0):
         dropped += SURFACE_FEATURES
     for name in dropped:
