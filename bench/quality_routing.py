@@ -36,7 +36,7 @@ from bench.commonsense import auc as pair_auc  # noqa: E402
 from bench.commonsense import length_matched  # noqa: E402
 from classifiers.conversation import last_user_text  # noqa: E402
 from classifiers.data import load_rows, prompt_key, read_jsonl, row_messages  # noqa: E402
-from classifiers.features import extract_many, to_csr  # noqa: E402
+from classifiers.features import DENSE_OFF, HASH_OFF, extract_many, to_csr  # noqa: E402
 from classifiers.metrics import evaluate_pair  # noqa: E402
 from classifiers.sentence_head import WEIGHT as HEAD_WEIGHT  # noqa: E402
 from classifiers.sentence_head import TextEmbeddings  # noqa: E402
@@ -63,6 +63,9 @@ VARIANTS: dict[str, dict[str, float]] = {
     "label-type offsets (pairwise vs outcome)": {"offsets": 2},
     "with digit features": {"digit_features": 1},
     "no arithmetic feature": {"arithmetic_feature": 0},
+    "arithmetic weight learned (at least 0)": {"arithmetic_min": 0.0},
+    "arithmetic weight at least 0.5": {"arithmetic_min": 0.5},
+    "arithmetic weight at least 2": {"arithmetic_min": 2.0},
     "no non-ASCII feature": {"non_ascii_feature": 0},
     "length weight learned": {"length_weight": -1.0},
     "length weight 2": {"length_weight": 2.0},
@@ -95,6 +98,10 @@ VARIANTS: dict[str, dict[str, float]] = {
     "accurate head weight 0.1": {"_head": 1, "_head_weight": 0.1},
     "accurate head weight 0.2": {"_head": 1, "_head_weight": 0.2},
     "accurate head weight 0.3": {"_head": 1, "_head_weight": 0.3},
+    # a nonlinear head: K random ReLU features of [pooled static embedding, log_tokens] as a
+    # dense block of the IRT beside the linear words (not foldable into the word table)
+    "nonlinear head 256 L2 10": {"_relu": 256, "l2_sentence": 10.0},
+    "nonlinear head 256 L2 100": {"_relu": 256, "l2_sentence": 100.0},
 }
 CHAT = {"qlora_oa", "qlora_vicuna_pairwise", "qlora_vicuna_relative",
         "fastchat_vicuna80_gpt4review"}
@@ -172,22 +179,47 @@ def sentence_embeddings(conversations: list) -> np.ndarray:
     return EMBED([last_user_text(c) for c in conversations])
 
 
-def predict(model, X, conversations: list) -> np.ndarray:
+class ReluFeatures:
+    """K random ReLU features of the standardized [pooled static embedding, log_tokens] (seed 0),
+    standardized on the rows they are built from: a nonlinear head for the IRT to weigh."""
+
+    def __init__(self, k: int, X, emb: np.ndarray) -> None:
+        self.emb = emb
+        P = self._inputs(X)
+        self.mean, self.sd = P.mean(0), P.std(0) + 1e-9
+        rng = np.random.default_rng(0)
+        self.W = rng.normal(size=(P.shape[1], k)) / np.sqrt(P.shape[1])
+        self.b = rng.normal(size=k) * 0.5
+        F = self._relu(P)
+        self.f_mean, self.f_sd = F.mean(0), F.std(0) + 1e-9
+
+    def _inputs(self, X) -> np.ndarray:
+        pooled = np.asarray(X[:, HASH_OFF:DENSE_OFF] @ self.emb)
+        return np.hstack([pooled, length_baseline(X)[:, None]])
+
+    def _relu(self, P: np.ndarray) -> np.ndarray:
+        return np.maximum(((P - self.mean) / self.sd) @ self.W + self.b, 0.0)
+
+    def __call__(self, X) -> np.ndarray:
+        return (self._relu(self._inputs(X)) - self.f_mean) / self.f_sd
+
+
+def predict(model, X, conversations: list, dense: ReluFeatures | None = None) -> np.ndarray:
     d = model.predict(X)
     u = getattr(model, "sentence_u_", None)
     if u is not None:
-        d = d + sentence_embeddings(conversations) @ u
+        d = d + (dense(X) if dense is not None else sentence_embeddings(conversations)) @ u
     head = getattr(model, "head_", None)
     return d if head is None else d + head.shift(sentence_embeddings(conversations))
 
 
-def commonsense(model, path: Path, split: str) -> dict:
+def commonsense(model, path: Path, split: str, dense: ReluFeatures | None = None) -> dict:
     """The hand-written set's AUCs for ``model``, by bench/commonsense.py's own rules."""
     items = [r for r in read_jsonl(path) if split == "all" or r.get("split") == split]
     if not items:
         return {}
     convs = [r["messages"] for r in items]
-    d = predict(model, to_csr(extract_many(convs)), convs)
+    d = predict(model, to_csr(extract_many(convs)), convs, dense)
     hard = np.asarray([r["label"] == "hard" for r in items])
     n_chars = np.asarray(
         [sum(len(str(m.get("content", ""))) for m in r["messages"]) for r in items], float
@@ -237,6 +269,7 @@ def main() -> int:
         use_sentence = params.pop("_sentence", 0)
         use_head = params.pop("_head", 0)
         head_weight = params.pop("_head_weight", HEAD_WEIGHT)
+        relu = int(params.pop("_relu", 0))
         pool = np.asarray([not (no_chat and i >= len(bench)) for i in range(len(rows_all))])
         res: list = []
         for fold in args.folds.split(","):
@@ -245,7 +278,9 @@ def main() -> int:
             held = {k for k, t in zip(keys, test, strict=True) if t}
             tr = pool & ~test & np.asarray([k not in held for k in keys])
             tr_rows = [r for r, k in zip(rows_all, tr, strict=True) if k]
-            sent = sentence_embeddings([row_messages(r) for r in tr_rows]) if use_sentence else None
+            dense = ReluFeatures(relu, X_all[tr], emb) if relu else None
+            sent = sentence_embeddings([row_messages(r) for r in tr_rows]) if use_sentence else (
+                dense(X_all[tr]) if dense is not None else None)
             # the fold's own head (and its distillation into the words, unless "distill": 0)
             m, _ = fit(X_all[tr], tr_rows, params, emb, sent, embed=EMBED)
             if getattr(m, "head_", None) is None:
@@ -255,18 +290,17 @@ def main() -> int:
             else:
                 m.head_ = None
             if fold == "all":
-                res += score_pairs("gsm8k", gsm, predict(m, X_gsm, [row_messages(r) for r in gsm]),
-                                   length_baseline(X_gsm))
+                d_gsm = predict(m, X_gsm, [row_messages(r) for r in gsm], dense)
+                res += score_pairs("gsm8k", gsm, d_gsm, length_baseline(X_gsm))
                 for fold_name, file in (("commonsense", "requests.jsonl"),
                                         ("natural", "natural.jsonl")):
                     path = ROOT / "bench" / "commonsense" / file
-                    cs = commonsense(m, path, args.split) if path.is_file() else {}
+                    cs = commonsense(m, path, args.split, dense) if path.is_file() else {}
                     res.append({"fold": fold_name, **cs})
             else:
                 te_rows = [r for r, k in zip(rows_all, test, strict=True) if k]
-                res += score_pairs(fold, te_rows,
-                                   predict(m, X_all[test], [row_messages(r) for r in te_rows]),
-                                   length_baseline(X_all[test]))
+                d_te = predict(m, X_all[test], [row_messages(r) for r in te_rows], dense)
+                res += score_pairs(fold, te_rows, d_te, length_baseline(X_all[test]))
             print(f"{vname} {fold}: {time.time() - t1:.0f}s, {m.n_iter_} iterations",
                   file=sys.stderr)
             for r in res:

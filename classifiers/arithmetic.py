@@ -59,7 +59,11 @@ def arithmetic_digits(raw: bytes) -> float:
             # them: a two-byte look rules them out before any regex runs
             k = i - 1 if i and raw[i - 1] != 32 else i - 2
             left = _LEFT.search(raw, max(0, i - 40), i) if k >= 0 and 48 <= raw[k] <= 57 else None
-            if left is not None:
+            # a lone 0 before "x" is a hex literal ("0x100000"), and 0 times anything is easy;
+            # "x" with no space on either side is a size ("1920x1080", "15x100"), not a product
+            if op_here == b"x" and raw[i - 1 : i] != b" " and raw[j : j + 1] != b" ":
+                left = None
+            if left is not None and left.group(1) != b"0":
                 a = left.group(1)
                 if op_here in _SUFFIX:
                     best = max(best, float(_value_digits(a) * _SUFFIX[op_here]))

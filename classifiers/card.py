@@ -230,12 +230,15 @@ Digit and maths-symbol densities: {"used" if params.get("digit_features", 1) els
 `non_ascii_fraction`: {"used" if params.get("non_ascii_feature", 1) else "left out"} (it learned
 "not English = hard", +1.1 logits, from Korean Arena-Hard and M-IFEval's weakest models, and sent a
 short Japanese question to the largest demo tier; held-out folds are level or better without it).
-`arithmetic_digits` ({"learned, bounded below by 0" if params.get("arithmetic_feature", 0)
-else "left out"}): the digits of the largest product or power written in the request
-("48,271 x 93,657" -> 10, "17^9" -> 12) past 4, / 8, capped at 2: exact arithmetic on big
-numbers is hard for a small model at any length. Few training rows carry it (353 outcome rows:
-323 MMLU-Pro items, mean outcome 0.29 vs the source's 0.40; 21 RouterArena, 0.19 vs 0.60; and 43
-judged-chat requests), so its weight is small.
+`arithmetic_digits` ({f"weight bounded below by {params.get('arithmetic_min', 0.0)}, a prior"
+if params.get("arithmetic_feature", 0) else "left out"}): the digits of the largest product or
+power written in the request ("48,271 x 93,657" -> 10, "17^9" -> 12; not sizes like "1920x1080"
+or hex like "0x100000") past 4, / 8, capped at 2: exact arithmetic on big numbers is hard for a
+small model at any length. Few training rows carry it (351 outcome rows: 321 MMLU-Pro items, mean
+outcome 0.28 vs the source's 0.40; 21 RouterArena, 0.19 vs 0.60; and 5 judged-chat rows), and
+few of those are exact arithmetic, so the weight the labels give it is small (0.18, "what's
+986431 x 247819 exactly?" went to the smallest demo tier); the bound (`arithmetic_min`) makes a
+12-digit exact product at least one logit harder (bench/QUALITY_ROUTING.md, "arithmetic weight").
 
 ## Model
 

@@ -56,6 +56,10 @@ DEFAULT_PARAMS: dict[str, float] = {
     "chat_offsets": 1,  # 0: all pairwise (judged chat) sources share one offset group
     "digit_features": 0,  # 1: digit_fraction and math_symbol_density used
     "arithmetic_feature": 1,  # 1: arithmetic_digits used (the size of an exact product/power)
+    # a lower bound on the weight of arithmetic_digits (a prior: a 12-digit exact product adds
+    # at least one logit). Learned alone it stays near 0.2: only 353 training rows carry the
+    # feature, few of them exact arithmetic (bench/QUALITY_ROUTING.md, "arithmetic weight")
+    "arithmetic_min": 1.0,
     # 1: non_ascii_fraction used. Off: it learned "not English = hard" (+1.1 logits, a tier) from
     # Korean Arena-Hard and M-IFEval's weakest models, so a short Japanese question went to the
     # largest tier; without it held-out folds are level or better (bench/QUALITY_ROUTING.md)
@@ -164,6 +168,8 @@ def fit(
     upper = np.full(N_FEATURES, np.inf)
     for name in MONOTONE:
         lower[DENSE_OFF + DENSE_NAMES.index(name)] = 0.0
+    lower[DENSE_OFF + DENSE_NAMES.index("arithmetic_digits")] = float(
+        params.get("arithmetic_min", 0.0))
     fixed = float(params.get("length_weight", -1.0))
     if fixed >= 0:
         lower[DENSE_OFF + DENSE_NAMES.index("log_tokens_last_user")] = fixed

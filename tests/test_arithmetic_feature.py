@@ -28,6 +28,10 @@ from router import Router
         ("1.5*2 and 0.25 x 4", 0.0),  # decimals are left alone
         ("x = 5*y; next example", 0.0),  # operators without numbers on both sides
         ("no numbers here, just an x and a *", 0.0),
+        ("jump to the address 0x100000, pin 0x11223344", 0.0),  # hex literals, not products
+        ("0 * 123456789", 0.0),
+        ("what aspect ratio is 1920x1080? and 800x600?", 0.0),  # sizes, not products
+        ("what's 986431 x 247819 exactly?", 12.0),
         ("", 0.0),
     ],
 )
@@ -68,6 +72,15 @@ def router() -> Router:
 def test_big_exact_arithmetic_scores_harder_than_small(router, small, big):
     ask = "What is {}? Give the exact result."
     assert router.route(ask.format(big)).difficulty > router.route(ask.format(small)).difficulty
+
+
+def test_a_short_exact_product_of_twelve_digits_skips_the_smallest_tier(router):
+    """The labels alone weigh the feature at ~0.2 (few training rows carry it), which left this
+    request on `small` beside "what is 12*3?"; the shipped weight is bounded below by 1."""
+    assert router.route("what's 986431 x 247819 exactly?").tier != "small"
+    assert router.route("what is 12*3?").tier == "small"
+    # a size written like a product is not arithmetic
+    assert router.route("what aspect ratio is 1920x1080?").tier == "small"
 
 
 def test_a_text_full_of_operators_is_read_only_up_to_the_budget():
