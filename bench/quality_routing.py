@@ -54,6 +54,17 @@ VARIANTS: dict[str, dict[str, float]] = {
     "distilled head weight 2": {"distill": 2.0},
     "accurate + distilled head weight 1": {"_head": 1, "distill": 1.0},
     "no selection label": {"selection_label": 0},
+    # the hand-labeled anchors (data/anchors.jsonl, classifiers/anchors.py)
+    "no anchors": {"anchor_weight": 0.0},
+    "accurate head weight 0.3 with anchors in the head": {"_head": 1, "head_anchors": 1},
+    "accurate head weight 0.5 with anchors in the head": {"_head": 1, "head_anchors": 1,
+                                                          "_head_weight": 0.5},
+    "anchors on every weight: weight 10": {"anchor_weight": 10.0, "anchor_scope": 0},
+    "anchors on every weight: weight 30": {"anchor_weight": 30.0, "anchor_scope": 0},
+    "anchors on the embedding only: weight 10": {"anchor_weight": 10.0, "anchor_scope": 1},
+    "anchors on the embedding only: weight 20": {"anchor_weight": 20.0, "anchor_scope": 1},
+    "anchors on the embedding only: weight 30": {"anchor_weight": 30.0, "anchor_scope": 1},
+    "anchors on the embedding only: weight 100": {"anchor_weight": 100.0, "anchor_scope": 1},
     "selection weight 5": {"selection_weight": 5.0},
     "judged chat weighs 3x": {"chat_weight": 3.0},
     "judged chat weighs 10x": {"chat_weight": 10.0},
@@ -256,7 +267,9 @@ def main() -> int:
     chat = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")
     gsm = [r for r in load_rows(ROOT / "data" / "routing-train.jsonl.gz", apply_exclusions=False)
            if (r.get("meta") or {}).get("family") == "gsm8k"]
-    rows_all = bench + chat
+    anchors_path = ROOT / "data" / "anchors.jsonl"
+    anchors = load_rows(anchors_path) if anchors_path.is_file() else []
+    rows_all = bench + chat + anchors
     keys = [prompt_key(r) for r in rows_all]
     X_all = to_csr(extract_many([row_messages(r) for r in rows_all]))
     X_gsm = to_csr(extract_many([row_messages(r) for r in gsm]))
@@ -270,7 +283,8 @@ def main() -> int:
         use_head = params.pop("_head", 0)
         head_weight = params.pop("_head_weight", HEAD_WEIGHT)
         relu = int(params.pop("_relu", 0))
-        pool = np.asarray([not (no_chat and i >= len(bench)) for i in range(len(rows_all))])
+        pool = np.asarray([not (no_chat and len(bench) <= i < len(bench) + len(chat))
+                           for i in range(len(rows_all))])
         res: list = []
         for fold in args.folds.split(","):
             t1 = time.time()

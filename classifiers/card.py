@@ -25,6 +25,7 @@ LICENSES = {
     "fastchat_vicuna80_gpt4review": "Apache-2.0 (lm-sys/FastChat) - licenses/fastchat.LICENSE",
     "fastchat_arena_battles_2023": "Apache-2.0 (lm-sys/FastChat) - licenses/fastchat.LICENSE",
     "mifeval": "Apache-2.0 (shisa-ai/M-IFEval) - licenses/m_ifeval.LICENSE",
+    "tierwise_anchors": "Apache-2.0 (written for tierwise) - data/README.md",
 }
 
 
@@ -206,6 +207,17 @@ A router sends a request to the cheapest tier whose P clears the policy's qualit
   OpenAssistant and Vicuna-80 requests were not. Each of those requests gets one more outcome
   label, for a virtual model "a request of the unselected pool", so the contrast teaches what
   makes a real request hard.
+- Hand-labeled anchors (`anchor_weight` = {params.get("anchor_weight", 0)}, `anchor_scope` =
+  {params.get("anchor_scope", 0)}): the 440 requests of `data/anchors.jsonl`, written for tierwise
+  and labeled easy (a 7-8B chat model answers it well) or hard, 12 kinds, length varied
+  independently of the label on purpose (data/README.md). Each label is an outcome of a virtual
+  model (its ability is not shipped) and weighs `anchor_weight` times one benchmark label. With
+  `anchor_scope` 1 they move the embedding's weights u only: every structure and length weight
+  is fixed at the fit without them, so a set written with long easy and short hard requests
+  cannot teach "long = easy" (it did with scope 0: natural dev AUC 0.943 -> 0.900 at weight 30).
+  What they bring is the benchmarks' missing piece, a person's idea of a hard topic; what they
+  cost is some of the within-benchmark ranking the embedding had learned
+  (bench/QUALITY_ROUTING.md, "Hand-labeled anchors").
 
 ## Features (`classifiers/features.py`, `classifiers/embedding.py`)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 TRAIN_HINT = ("pip install -e '.[train]' in the tierwise checkout "
               "(pip install 'tierwise[train]' if installed from a package index)")
 REPO_DATA = Path(__file__).resolve().parent.parent / "data"
-DEFAULT_DATA = ("routing-train.jsonl.gz", "routing-chat.jsonl.gz")
+DEFAULT_DATA = ("routing-train.jsonl.gz", "routing-chat.jsonl.gz", "anchors.jsonl")
 
 
 def _log(msg: str) -> None:
@@ -46,7 +46,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         help="training JSONL(.gz) with prompt/outcomes or pairwise rows; repeat for several "
-        "files (default: the repo's routing-train and routing-chat data)",
+        "files (default: the repo's routing-train, routing-chat and anchors data)",
     )
     parser.add_argument("--out", default=None, help="output model dir (default: ./tierwise-model)")
     parser.add_argument(

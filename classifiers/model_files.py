@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .anchors import HAND_LABEL_MODEL
 from .features import DENSE_NAMES, DENSE_OFF, HASH_BITS, N_FEATURES
 from .names import CANONICAL
 from .scorer import FEATURE_VERSION
@@ -47,7 +48,7 @@ def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> 
     abilities = {
         n: round(float(a), 4)
         for n, a in zip(result.models, m.abilities_, strict=True)
-        if n != SELECTION_MODEL  # a label, not a model a policy could name
+        if n not in (SELECTION_MODEL, HAND_LABEL_MODEL)  # labels, not models a policy could name
     }
     spellings: dict[str, list[str]] = {}
     for spelled, canon in sorted(CANONICAL.items()):

@@ -158,12 +158,16 @@ class TextEmbeddings:
 
 
 def fit_on_rows(rows: list[dict], log: Any = print, C: float = 1.0, weight: float = WEIGHT,
-                embed: TextEmbeddings | None = None) -> SentenceHead:
+                embed: TextEmbeddings | None = None, anchors: bool = False) -> SentenceHead:
     """Fit the head on the selection label of ``rows`` (training rows in the data schema): one
-    example per distinct last user turn of the selected and unselected chat sources."""
+    example per distinct last user turn of the selected and unselected chat sources, and with
+    ``anchors`` one per hand-labeled anchor (classifiers/anchors.py; hard counts as selected)."""
+    from .anchors import anchor_labels
     from .selection import selection_labels
 
     labels = selection_labels(rows)
+    if anchors:
+        labels.update(anchor_labels(rows))
     texts = sorted(labels)
     embeddings = (embed or TextEmbeddings(log))(texts)
     head = SentenceHead(C=C, weight=weight).fit(embeddings, np.asarray([labels[t] for t in texts]))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import features
+from .anchors import ANCHOR_SOURCE, is_anchor
 from .conversation import flatten
 from .data import (
     build_labels,
@@ -81,6 +82,15 @@ DEFAULT_PARAMS: dict[str, float] = {
     # carry part of it at no cost); off: +0.05 length-matched AUC on the common-sense dev
     # split, but -0.07 APGR on held-out MMLU-Pro and RouterBench (bench/QUALITY_ROUTING.md)
     "distill": 0.0,
+    # factor on the weight of the hand-labeled anchor rows (classifiers/anchors.py); 0: unused
+    "anchor_weight": 10.0,
+    # 0: the anchors' labels move every weight; 1: only the embedding's (structure and length
+    # fixed at the fit without them, so a set written with length decorrelated from difficulty
+    # cannot teach "long = easy")
+    "anchor_scope": 1,
+    # 1: the anchors are examples of the sentence head too (hard = selected). Off: held-out
+    # RouterBench fell below random (0.548 -> 0.458; bench/QUALITY_ROUTING.md, "anchors")
+    "head_anchors": 0,
 }
 # length may only make a request harder: these weights are bounded below by 0
 MONOTONE = ("log_tokens", "log_tokens_last_user", "arithmetic_digits")
@@ -185,6 +195,7 @@ def fit(
     for name in dropped:
         keep[DENSE_OFF + DENSE_NAMES.index(name)] = 0.0
     is_chat = np.asarray([is_judged_chat(r) for r in rows], np.float64)
+    anchor = np.asarray([is_anchor(r) for r in rows], bool)
     base = (X @ sparse.diags(keep)).tocsr()
     base.eliminate_zeros()
     semantic = bool(params.get("semantic", 1))
@@ -225,10 +236,21 @@ def fit(
         index = {g: i for i, g in enumerate(names)}
         groups = np.asarray([index[group(r)] for r in rows], np.int64)
     irt.l2 = l2
+    row_weight = _row_weights(rows) * np.where(
+        is_chat > 0, float(params.get("chat_weight", 1.0)), 1.0)
+    anchor_weight = float(params.get("anchor_weight", 1.0))
+    if anchor.any() and anchor_weight and int(params.get("anchor_scope", 0)) == 1:
+        # the anchors may move only the embedding's weights: fit without them, then fix every
+        # other weight at that fit's value and fit again with them
+        irt.fit(full, pairs.prompt, pairs.model, pairs.y, len(pairs.models),
+                comparisons=comparisons, groups=groups, lower=lower, upper=upper,
+                row_weight=row_weight * np.where(anchor, 0.0, 1.0), no_offset=no_offset,
+                label_weight=label_weight)
+        lower, upper = lower.copy(), upper.copy()
+        lower[:N_FEATURES] = upper[:N_FEATURES] = irt.coef_[:N_FEATURES]
     irt.fit(full, pairs.prompt, pairs.model, pairs.y, len(pairs.models), comparisons=comparisons,
             groups=groups, lower=lower, upper=upper,
-            row_weight=_row_weights(rows)
-            * np.where(is_chat > 0, float(params.get("chat_weight", 1.0)), 1.0),
+            row_weight=row_weight * np.where(anchor, anchor_weight, 1.0),
             no_offset=no_offset, label_weight=label_weight)
     if groups is not None:
         irt.group_offsets_ = dict(zip(names, irt.offsets_.tolist(), strict=True))
@@ -250,7 +272,8 @@ def fit(
     if embed is not None and has_selection_pools(rows):
         from .sentence_head import DISTILL_WEIGHT, distilled_word_weights, fit_on_rows
 
-        irt.head_ = fit_on_rows(rows, log=lambda _: None, embed=embed)  # type: ignore[attr-defined]
+        irt.head_ = fit_on_rows(  # type: ignore[attr-defined]
+            rows, log=lambda _: None, embed=embed, anchors=bool(params.get("head_anchors", 0)))
         weight = float(params.get("distill", DISTILL_WEIGHT))
         if semantic and emb is not None and weight:
             delta, irt.distill_ = distilled_word_weights(  # type: ignore[attr-defined]
@@ -361,7 +384,9 @@ def _train(
             m, _ = fit(X[tr], sub, params, emb, embed=fold_embed)
             return m.predict(X[te])
 
-        folds = loso(rows, fit_predict, log=log, lengths=length_baseline(X))
+        # the anchors have one (virtual) model: no pair to score when they are held out
+        sources = sorted({r["source"] for r in rows} - {ANCHOR_SOURCE})
+        folds = loso(rows, fit_predict, sources, log=log, lengths=length_baseline(X))
     log("fitting on all rows ...")
     t0 = time.perf_counter()
     model, models = fit(X, rows, params, emb, embed=embed)

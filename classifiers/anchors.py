@@ -1,0 +1,28 @@
+"""Hand-labeled anchor requests (data/anchors.jsonl): what "easy" and "hard" mean to a person.
+
+Written for tierwise, easy/hard balanced over 12 kinds of request and with length varied on
+purpose (long chatty easy requests, one-line hard ones). Training reads each label as the outcome
+of a virtual model ("a small chat model answers this well": 1 easy, 0 hard), the way
+:mod:`classifiers.selection` reads Arena-Hard's selection. The benchmarks teach which *items*
+their models fail; these rows teach the embedding's topic directions what a user calls hard,
+which no benchmark source can (bench/QUALITY_ROUTING.md, "anchors").
+"""
+
+from __future__ import annotations
+
+ANCHOR_SOURCE = "tierwise_anchors"
+HAND_LABEL_MODEL = "hand-label"  # a label, not a model a policy could name
+
+
+def is_anchor(row: dict) -> bool:
+    return row.get("source") == ANCHOR_SOURCE
+
+
+def anchor_labels(rows: list[dict]) -> dict[str, bool]:
+    """The last user turn of each anchor row -> hard (True) or easy: extra examples for the
+    accurate scorer's sentence head (classifiers/sentence_head.py)."""
+    from .conversation import last_user_text
+    from .data import row_messages
+
+    return {last_user_text(row_messages(r)): r["outcomes"][HAND_LABEL_MODEL] == 0.0
+            for r in rows if is_anchor(r)}

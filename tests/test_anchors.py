@@ -1,0 +1,85 @@
+"""The hand-labeled anchors (data/anchors.jsonl): well-formed and balanced, independent of the
+hand-written evaluation sets, and used by training as the card says (with ``anchor_scope`` 1
+they move the embedding's weights only, never the structure and length weights)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from classifiers.anchors import ANCHOR_SOURCE, HAND_LABEL_MODEL
+from classifiers.data import load_rows, row_messages, sha256_file
+from classifiers.features import DENSE_OFF, N_FEATURES
+from classifiers.metrics import auc
+from classifiers.train import DEFAULT_PARAMS, featurize, fit, semantic_table
+
+ROOT = Path(__file__).resolve().parent.parent
+ANCHORS = ROOT / "data" / "anchors.jsonl"
+MODEL = ROOT / "classifiers" / "model"
+
+
+def _words(row: dict) -> set[str]:
+    msgs = row_messages(row)
+    text = msgs if isinstance(msgs, str) else " ".join(str(m["content"]) for m in msgs)
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def test_anchors_load_and_are_balanced_over_kinds():
+    rows = load_rows(ANCHORS)
+    assert len(rows) >= 400 and {r["source"] for r in rows} == {ANCHOR_SOURCE}
+    for r in rows:
+        assert r["outcomes"] == {HAND_LABEL_MODEL: 1.0 if r["meta"]["label"] == "easy" else 0.0}
+    per_kind = Counter((r["meta"]["kind"], r["meta"]["label"]) for r in rows)
+    kinds = {k for k, _ in per_kind}
+    assert len(kinds) == 12
+    assert all(per_kind[(k, label)] >= 14 for k in kinds for label in ("easy", "hard"))
+    assert any("messages" in r for r in rows)  # multi-turn rows keep their turns
+
+
+def test_no_anchor_overlaps_the_hand_written_evaluation_sets():
+    evals = [json.loads(line) for f in ("requests.jsonl", "natural.jsonl")
+             for line in (ROOT / "bench" / "commonsense" / f).read_text().splitlines()]
+    eval_words = [_words({"messages": e["messages"]}) for e in evals]
+    for row in load_rows(ANCHORS):
+        w = _words(row)
+        worst = max(len(w & e) / len(w | e) for e in eval_words)
+        assert worst < 0.5, row["prompt"]
+
+
+def test_the_shipped_model_was_trained_on_these_anchors():
+    meta = json.loads((MODEL / "model.json").read_text())
+    assert meta["data_sha256"]["anchors.jsonl"] == sha256_file(ANCHORS)
+    assert meta["sources"][ANCHOR_SOURCE] == len(load_rows(ANCHORS))
+    abilities = json.loads((MODEL / "abilities.json").read_text())["abilities"]
+    assert HAND_LABEL_MODEL not in abilities  # a label, not a model a policy could name
+
+
+def _fit(rows, X, emb, **params):
+    model, _ = fit(X, rows, {**DEFAULT_PARAMS, "sentence_head": 0, **params}, emb)
+    return model
+
+
+def test_anchors_move_only_the_embedding_weights():
+    bench = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")[:800]
+    anchors = load_rows(ANCHORS)
+    rows = bench + anchors
+    X = featurize(rows, lambda _m: None)
+    emb = semantic_table(rows, X)
+    without = _fit(rows, X, emb, anchor_weight=0.0)
+    embedding_only = _fit(rows, X, emb, anchor_weight=10.0, anchor_scope=1)
+    everything = _fit(rows, X, emb, anchor_weight=10.0, anchor_scope=0)
+    dense = slice(DENSE_OFF, N_FEATURES)
+    np.testing.assert_array_equal(embedding_only.coef_[dense], without.coef_[dense])
+    assert np.abs(everything.coef_[dense] - without.coef_[dense]).max() > 1e-3
+    words = slice(1, DENSE_OFF)
+    assert np.abs(embedding_only.coef_[words] - without.coef_[words]).max() > 1e-3
+    # what they teach: the anchors' own hard requests score above their easy ones
+    hard = np.asarray([r["meta"]["label"] == "hard" for r in anchors])
+    Xa = X[len(bench):]
+    before = auc(without.predict(Xa), hard)
+    after = auc(embedding_only.predict(Xa), hard)
+    assert after > before + 0.05
