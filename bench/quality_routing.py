@@ -59,12 +59,10 @@ VARIANTS: dict[str, dict[str, float]] = {
     "accurate head weight 0.3 with anchors in the head": {"_head": 1, "head_anchors": 1},
     "accurate head weight 0.5 with anchors in the head": {"_head": 1, "head_anchors": 1,
                                                           "_head_weight": 0.5},
-    "anchors on every weight: weight 10": {"anchor_weight": 10.0, "anchor_scope": 0},
-    "anchors on every weight: weight 30": {"anchor_weight": 30.0, "anchor_scope": 0},
-    "anchors on the embedding only: weight 10": {"anchor_weight": 10.0, "anchor_scope": 1},
-    "anchors on the embedding only: weight 20": {"anchor_weight": 20.0, "anchor_scope": 1},
-    "anchors on the embedding only: weight 30": {"anchor_weight": 30.0, "anchor_scope": 1},
-    "anchors on the embedding only: weight 100": {"anchor_weight": 100.0, "anchor_scope": 1},
+    **{f"anchors on {where}: weight {w:g}": {"anchor_weight": w, "anchor_scope": scope}
+       for where, scope, weights in (("every weight", 0, (10.0, 30.0)),
+                                     ("the embedding only", 1, (10.0, 20.0, 30.0, 100.0)))
+       for w in weights},
     "selection weight 5": {"selection_weight": 5.0},
     "judged chat weighs 3x": {"chat_weight": 3.0},
     "judged chat weighs 10x": {"chat_weight": 10.0},
