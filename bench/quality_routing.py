@@ -59,6 +59,8 @@ VARIANTS: dict[str, dict[str, float]] = {
     "accurate head weight 0.3 with anchors in the head": {"_head": 1, "head_anchors": 1},
     "accurate head weight 0.5 with anchors in the head": {"_head": 1, "head_anchors": 1,
                                                           "_head_weight": 0.5},
+    "accurate head weight 0.3 with anchors in the head at 0.1": {"_head": 1, "head_anchors": 0.1},
+    "accurate head weight 0.3 with anchors in the head at 0.3": {"_head": 1, "head_anchors": 0.3},
     **{f"anchors on {where}: weight {w:g}": {"anchor_weight": w, "anchor_scope": scope}
        for where, scope, weights in (("every weight", 0, (10.0, 30.0)),
                                      ("the embedding only", 1, (10.0, 20.0, 30.0, 100.0)))

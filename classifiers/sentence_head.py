@@ -51,8 +51,10 @@ class SentenceHead:
         self.C = C
         self.weight = weight
 
-    def fit(self, embeddings: np.ndarray, selected: np.ndarray) -> SentenceHead:
-        """``embeddings`` [n, dims]; ``selected`` [n] bool, True for a request selected as hard."""
+    def fit(self, embeddings: np.ndarray, selected: np.ndarray,
+            sample_weight: np.ndarray | None = None) -> SentenceHead:
+        """``embeddings`` [n, dims]; ``selected`` [n] bool, True for a request selected as hard;
+        ``sample_weight`` [n] (None: 1 each)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -63,8 +65,10 @@ class SentenceHead:
         clf = LogisticRegression(C=self.C, max_iter=5000)
         # Held-out AUC for the card: 5 folds, fixed split (the fit itself has no randomness).
         folds = StratifiedKFold(5, shuffle=True, random_state=0)
-        held = cross_val_predict(clf, X, y, cv=folds, method="decision_function")
-        clf.fit(X, y)
+        fit_params = {} if sample_weight is None else {"sample_weight": sample_weight}
+        held = cross_val_predict(clf, X, y, cv=folds, method="decision_function",
+                                 params=fit_params)
+        clf.fit(X, y, **fit_params)
         self.coef_ = clf.coef_.ravel().astype(np.float64)
         self.intercept_ = float(clf.intercept_[0])
         self.centre_ = float(np.mean(X @ self.coef_ + self.intercept_))
@@ -158,19 +162,22 @@ class TextEmbeddings:
 
 
 def fit_on_rows(rows: list[dict], log: Any = print, C: float = 1.0, weight: float = WEIGHT,
-                embed: TextEmbeddings | None = None, anchors: bool = False) -> SentenceHead:
+                embed: TextEmbeddings | None = None, anchors: float = 0.0) -> SentenceHead:
     """Fit the head on the selection label of ``rows`` (training rows in the data schema): one
     example per distinct last user turn of the selected and unselected chat sources, and with
-    ``anchors`` one per hand-labeled anchor (classifiers/anchors.py; hard counts as selected)."""
+    ``anchors`` > 0 one per hand-labeled anchor (classifiers/anchors.py; hard counts as
+    selected), each weighing ``anchors``."""
     from .anchors import anchor_labels
     from .selection import selection_labels
 
     labels = selection_labels(rows)
-    if anchors:
-        labels.update(anchor_labels(rows))
+    extra = anchor_labels(rows) if anchors else {}
+    labels.update(extra)
     texts = sorted(labels)
     embeddings = (embed or TextEmbeddings(log))(texts)
-    head = SentenceHead(C=C, weight=weight).fit(embeddings, np.asarray([labels[t] for t in texts]))
+    sample_weight = np.asarray([anchors if t in extra else 1.0 for t in texts]) if extra else None
+    head = SentenceHead(C=C, weight=weight).fit(
+        embeddings, np.asarray([labels[t] for t in texts]), sample_weight)
     log(f"sentence head: held-out AUC {head.cv_auc_:.3f} "
         f"({head.n_selected_} selected, {head.n_unselected_} not)")
     return head

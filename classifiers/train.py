@@ -88,7 +88,8 @@ DEFAULT_PARAMS: dict[str, float] = {
     # fixed at the fit without them, so a set written with length decorrelated from difficulty
     # cannot teach "long = easy")
     "anchor_scope": 1,
-    # 1: the anchors are examples of the sentence head too (hard = selected). Off: held-out
+    # > 0: the anchors are examples of the sentence head too (hard = selected), each weighing
+    # this. Off: at 1 held-out
     # RouterBench fell below random (0.548 -> 0.458; bench/QUALITY_ROUTING.md, "anchors")
     "head_anchors": 0,
 }
@@ -273,7 +274,7 @@ def fit(
         from .sentence_head import DISTILL_WEIGHT, distilled_word_weights, fit_on_rows
 
         irt.head_ = fit_on_rows(  # type: ignore[attr-defined]
-            rows, log=lambda _: None, embed=embed, anchors=bool(params.get("head_anchors", 0)))
+            rows, log=lambda _: None, embed=embed, anchors=float(params.get("head_anchors", 0)))
         weight = float(params.get("distill", DISTILL_WEIGHT))
         if semantic and emb is not None and weight:
             delta, irt.distill_ = distilled_word_weights(  # type: ignore[attr-defined]

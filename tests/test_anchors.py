@@ -83,3 +83,21 @@ def test_anchors_move_only_the_embedding_weights():
     before = auc(without.predict(Xa), hard)
     after = auc(embedding_only.predict(Xa), hard)
     assert after > before + 0.05
+
+
+def test_sentence_head_sample_weights_count():
+    """SentenceHead.fit(sample_weight=...): the anchors' weight in the head (train param
+    ``head_anchors``) must change what it learns, and weight 0 must equal leaving them out."""
+    from classifiers.sentence_head import SentenceHead
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(200, 8))
+    y = base[:, 0] > 0
+    extra = rng.normal(size=(60, 8))
+    y_extra = extra[:, 1] > 0  # a different direction: what the extra examples teach
+    X, Y = np.vstack([base, extra]), np.concatenate([y, y_extra])
+    alone = SentenceHead().fit(base, y)
+    zero = SentenceHead().fit(X, Y, np.r_[np.ones(200), np.zeros(60)])
+    heavy = SentenceHead().fit(X, Y, np.r_[np.ones(200), np.full(60, 5.0)])
+    np.testing.assert_allclose(zero.coef_, alone.coef_, atol=1e-4)
+    assert heavy.coef_[1] > alone.coef_[1] + 0.5
