@@ -161,9 +161,11 @@ def fit(
     it learns the source; bench/QUALITY_ROUTING.md). ``embed``: a
     :class:`~classifiers.sentence_head.TextEmbeddings`; with it (and both selection pools in
     ``rows``) the sentence head is fitted too (``irt.head_``) and distilled into the word
-    weights (``irt.distill_``; ``params["distill"]``: its weight, 0 for none)."""
+    weights (``irt.distill_``; ``params["distill"]``: its weight, 0 for none). ``params``
+    missing a key of DEFAULT_PARAMS get its default (not the looser fallbacks below)."""
     from scipy import sparse
 
+    params = {**DEFAULT_PARAMS, **params}
     pairs, comparisons = build_labels(rows)
     no_offset = label_weight = None
     if params.get("selection_label", 1):

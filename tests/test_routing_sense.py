@@ -105,8 +105,8 @@ def test_naturally_phrased_requests_rank_about_as_well_as_length_or_better(route
 def test_demo_tiers_keep_dev_mis_tier_rates_low(router):
     """The demo's small-tier share was chosen so that 5% or fewer of the hard requests of both
     hand-written dev splits go to `small` (1 of 36 and 2 of 48 when chosen, policies/demo.toml);
-    few easy ones go to `large` (natural: 2 of 36 since `non_ascii_fraction` was dropped, 1 before;
-    its test split went from 1% to 2%)."""
+    few easy ones go to `large` (natural: 1 of 36 with the anchors, 2 of 36 after
+    `non_ascii_fraction` was dropped, 1 before)."""
     for name, easy_large in (("natural.jsonl", 0.06), ("requests.jsonl", 0.25)):
         dev = _split(name, "dev")
         tiers = [(i["label"], router.route(i["messages"]).tier) for i in dev]
