@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .scorer import DifficultyScorer
 
-__all__ = ["DifficultyScorer", "Score", "ability_for", "default_scorer", "known_abilities"]
+__all__ = ["SCORERS", "DifficultyScorer", "Score", "ability_for", "default_scorer",
+           "known_abilities"]
+
+# The scorers a policy's `scorer` key, `--scorer` and DifficultyScorer accept; the first is the
+# default. Here, not in .scorer, so the policy schema and the CLI can name them without numpy.
+SCORERS = ("fast", "accurate")
 
 _MODEL_DIR = Path(__file__).resolve().parent / "model"
 

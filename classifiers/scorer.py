@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import Score
+from . import SCORERS, Score
 from .features import N_FEATURES, extract, extract_many, pad_batch
 from .onnx_table import read_linear_table
 
@@ -33,7 +33,6 @@ FEATURE_VERSION = 5  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shr
 # 5: arithmetic_digits
 Engine = Literal["auto", "onnxruntime"]
 ScorerKind = Literal["fast", "accurate"]
-SCORERS = ("fast", "accurate")
 
 
 class DifficultyScorer:
@@ -44,7 +43,8 @@ class DifficultyScorer:
         if engine not in ("auto", "onnxruntime"):
             raise ValueError(f"engine must be 'auto' or 'onnxruntime', not {engine!r}")
         if scorer not in SCORERS:
-            raise ValueError(f"scorer must be 'fast' or 'accurate', not {scorer!r}")
+            names = " or ".join(repr(s) for s in SCORERS)
+            raise ValueError(f"scorer must be {names}, not {scorer!r}")
         self.model_dir = Path(model_dir) if model_dir is not None else MODEL_DIR
         self.onnx_path = self.model_dir / "model.onnx"
         meta_path = self.model_dir / "model.json"

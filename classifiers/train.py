@@ -161,39 +161,40 @@ def fit(
     it learns the source; bench/QUALITY_ROUTING.md). ``embed``: a
     :class:`~classifiers.sentence_head.TextEmbeddings`; with it (and both selection pools in
     ``rows``) the sentence head is fitted too (``irt.head_``) and distilled into the word
-    weights (``irt.distill_``; ``params["distill"]``: its weight, 0 for none). ``params``
-    missing a key of DEFAULT_PARAMS get its default (not the looser fallbacks below)."""
+    weights (``irt.distill_``; ``params["distill"]``: its weight, 0 for none). A key of
+    DEFAULT_PARAMS missing from ``params`` gets its default; ``l2_sentence`` (10) is the one
+    key outside them (only bench/quality_routing.py's sentence-encoder variants pass it)."""
     from scipy import sparse
 
     params = {**DEFAULT_PARAMS, **params}
     pairs, comparisons = build_labels(rows)
     no_offset = label_weight = None
-    if params.get("selection_label", 1):
+    if params["selection_label"]:
         pairs, no_offset = with_selection_labels(rows, pairs)
-        label_weight = np.where(no_offset, float(params.get("selection_weight", 1.0)), 1.0)
+        label_weight = np.where(no_offset, float(params["selection_weight"]), 1.0)
     irt = IRTDifficulty(
-        l2_ability=float(params.get("l2_ability", 0.01)),
-        prompt_weight_power=float(params.get("prompt_weight_power", 0.5)),
+        l2_ability=float(params["l2_ability"]),
+        prompt_weight_power=float(params["prompt_weight_power"]),
     )
-    l2 = np.full(N_FEATURES, float(params.get("l2", 3.0)))
-    l2[HASH_OFF:DENSE_OFF] = float(params.get("l2_word", 3.0))
+    l2 = np.full(N_FEATURES, float(params["l2"]))
+    l2[HASH_OFF:DENSE_OFF] = float(params["l2_word"])
     lower = np.full(N_FEATURES, -np.inf)
     upper = np.full(N_FEATURES, np.inf)
     for name in MONOTONE:
         lower[DENSE_OFF + DENSE_NAMES.index(name)] = 0.0
     lower[DENSE_OFF + DENSE_NAMES.index("arithmetic_digits")] = float(
-        params.get("arithmetic_min", 0.0))
-    fixed = float(params.get("length_weight", -1.0))
+        params["arithmetic_min"])
+    fixed = float(params["length_weight"])
     if fixed >= 0:
         lower[DENSE_OFF + DENSE_NAMES.index("log_tokens_last_user")] = fixed
         upper[DENSE_OFF + DENSE_NAMES.index("log_tokens_last_user")] = fixed
     keep = np.ones(N_FEATURES)
     keep[0] = 0.0
-    if not params.get("unigrams", 1):
+    if not params["unigrams"]:
         keep[HASH_OFF:DENSE_OFF] = 0.0
-    dropped = list(DIGIT_FEATURES) if not params.get("digit_features", 1) else []
-    dropped += [name for param, name in OPTIONAL_FEATURES.items() if not params.get(param, 1)]
-    if params.get("lean", 0):
+    dropped = list(DIGIT_FEATURES) if not params["digit_features"] else []
+    dropped += [name for param, name in OPTIONAL_FEATURES.items() if not params[param]]
+    if params["lean"]:
         dropped += SURFACE_FEATURES
     for name in dropped:
         keep[DENSE_OFF + DENSE_NAMES.index(name)] = 0.0
@@ -201,20 +202,20 @@ def fit(
     anchor = np.asarray([is_anchor(r) for r in rows], bool)
     base = (X @ sparse.diags(keep)).tocsr()
     base.eliminate_zeros()
-    semantic = bool(params.get("semantic", 1))
+    semantic = bool(params["semantic"])
     if semantic:
         if emb is None:
             emb = semantic_table(rows)
         sem = sparse.csr_matrix(X[:, HASH_OFF:DENSE_OFF] @ emb)
         blocks = [base, sem]
-        head = int(params.get("chat_head", 0))
+        head = int(params["chat_head"])
         if head == 1:  # separate heads; the chat one ships
             blocks = [base, sparse.diags(is_chat) @ sem, sparse.diags(1.0 - is_chat) @ sem]
         elif head == 2:  # a shared head plus a chat correction; shared + correction ships
             blocks = [base, sem, sparse.diags(is_chat) @ sem]
         full = sparse.hstack(blocks).tocsr()
         n_sem = emb.shape[1] * (len(blocks) - 1)
-        l2 = np.concatenate([l2, np.full(n_sem, float(params.get("l2_semantic", 0.3)))])
+        l2 = np.concatenate([l2, np.full(n_sem, float(params["l2_semantic"]))])
         lower = np.concatenate([lower, np.full(n_sem, -np.inf)])
         upper = np.concatenate([upper, np.full(n_sem, np.inf)])
     else:
@@ -226,8 +227,8 @@ def fit(
         lower = np.concatenate([lower, np.full(k, -np.inf)])
         upper = np.concatenate([upper, np.full(k, np.inf)])
     groups = None
-    if params.get("offsets", 0):
-        pooled = not params.get("chat_offsets", 1)
+    if params["offsets"]:
+        pooled = not params["chat_offsets"]
 
         def group(r: dict) -> str:
             pairwise = "pairs" in (r.get("meta") or {})
@@ -240,9 +241,9 @@ def fit(
         groups = np.asarray([index[group(r)] for r in rows], np.int64)
     irt.l2 = l2
     row_weight = _row_weights(rows) * np.where(
-        is_chat > 0, float(params.get("chat_weight", 1.0)), 1.0)
-    anchor_weight = float(params.get("anchor_weight", 1.0))
-    if anchor.any() and anchor_weight and int(params.get("anchor_scope", 0)) == 1:
+        is_chat > 0, float(params["chat_weight"]), 1.0)
+    anchor_weight = float(params["anchor_weight"])
+    if anchor.any() and anchor_weight and int(params["anchor_scope"]) == 1:
         # the anchors may move only the embedding's weights: fit without them, then fix every
         # other weight at that fit's value and fit again with them
         irt.fit(full, pairs.prompt, pairs.model, pairs.y, len(pairs.models),
@@ -264,20 +265,20 @@ def fit(
     if semantic and emb is not None:
         dims = emb.shape[1]
         u = irt.coef_[N_FEATURES : N_FEATURES + dims]
-        if int(params.get("chat_head", 0)) == 2:
+        if int(params["chat_head"]) == 2:
             u = u + irt.coef_[N_FEATURES + dims : N_FEATURES + 2 * dims]
         coef = irt.coef_[:N_FEATURES].copy()
         coef[HASH_OFF:DENSE_OFF] += emb @ u  # X_w @ (E u) == (X_w @ E) @ u: exact fold
         irt.coef_ = coef
         irt.semantic_u_ = u
-        irt.var_ = fisher_variance(X, irt, coef, pairs, 1.0) if not params.get(
-            "unigrams", 1) else irt.var_[:N_FEATURES]
+        irt.var_ = (fisher_variance(X, irt, coef, pairs, 1.0) if not params["unigrams"]
+                    else irt.var_[:N_FEATURES])
     if embed is not None and has_selection_pools(rows):
-        from .sentence_head import DISTILL_WEIGHT, distilled_word_weights, fit_on_rows
+        from .sentence_head import distilled_word_weights, fit_on_rows
 
         irt.head_ = fit_on_rows(  # type: ignore[attr-defined]
-            rows, log=lambda _: None, embed=embed, anchors=float(params.get("head_anchors", 0)))
-        weight = float(params.get("distill", DISTILL_WEIGHT))
+            rows, log=lambda _: None, embed=embed, anchors=float(params["head_anchors"]))
+        weight = float(params["distill"])
         if semantic and emb is not None and weight:
             delta, irt.distill_ = distilled_word_weights(  # type: ignore[attr-defined]
                 irt.head_, rows, X[:, HASH_OFF:DENSE_OFF], emb, embed,  # type: ignore[attr-defined]
@@ -288,7 +289,7 @@ def fit(
     # questions) cannot take it back, as they partly do with the fixed weight on the last turn.
     # The abilities move by its mean over the training prompts: P(model does well) stays the
     # fitted one on average, lower for longer requests and higher for shorter ones.
-    prior = float(params.get("length_prior", 0.0))
+    prior = float(params["length_prior"])
     if prior:
         irt.coef_[DENSE_OFF + DENSE_NAMES.index("log_tokens")] += prior
         irt.abilities_ = irt.abilities_ + prior * float(length_baseline(X).mean())
@@ -367,20 +368,20 @@ def _train(
     bigrams = bool(params.get("bigrams", 0))
     X = featurize(rows, log, bigrams)
     # the table's centring reuses the word features (not with bigrams: they share the buckets)
-    emb = semantic_table(rows, None if bigrams else X) if params.get("semantic", 1) else None
+    emb = semantic_table(rows, None if bigrams else X) if params["semantic"] else None
     embed = None  # the sentence head's encodings, shared by the folds and the final fit
-    if params.get("sentence_head", 1) and has_selection_pools(rows):
+    if params["sentence_head"] and has_selection_pools(rows):
         from .sentence_head import TextEmbeddings
 
         embed = TextEmbeddings(log)
-    elif params.get("sentence_head", 1):
+    elif params["sentence_head"]:
         log("no sentence head: the data has no selected (Arena-Hard) and unselected chat rows")
     folds: list[PairEval] = []
     if validate:
         log("leave-one-source-out validation:")
 
         # a fold's own head changes its predictions only when distilled into the words
-        fold_embed = embed if params.get("distill") else None
+        fold_embed = embed if params["distill"] else None
 
         def fit_predict(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
             sub = [r for r, keep in zip(rows, tr, strict=True) if keep]

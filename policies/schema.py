@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from classifiers import SCORERS
 from policies.access import AuthSettings, CacheSettings, LimitSettings
 
 REQUIRED = object()
@@ -70,7 +71,8 @@ ROUTER_KEYS: dict[str, Key] = {
     "decision_noise": Key(NUMBER, 0.5, _positive, "> 0 (logit units), e.g. 0.5"),
     # The difficulty scorer: "fast" (a linear table, microseconds) or "accurate" (plus a MiniLM
     # sentence encoder, ~5 ms per request on one core): classifiers/model/MODEL_CARD.md
-    "scorer": Key((str,), "fast", lambda v: v in ("fast", "accurate"), '"fast" or "accurate"'),
+    "scorer": Key((str,), SCORERS[0], lambda v: v in SCORERS,
+                  " or ".join(f'"{s}"' for s in SCORERS)),
     "max_escalations": Key((int,), 2, lambda v: v >= 0, ">= 0"),
     "coalesce": Key((bool,), True),
     # Identical requests of different API keys share one upstream call only when this is true

@@ -37,7 +37,9 @@ def _decider(args: argparse.Namespace) -> Any:
 
 
 def _scorer_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scorer", choices=("fast", "accurate"), default=None,
+    from classifiers import SCORERS
+
+    p.add_argument("--scorer", choices=SCORERS, default=None,
                    help="difficulty scorer (default: the policy's `scorer`)")
 
 
