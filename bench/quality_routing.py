@@ -12,8 +12,9 @@ pairs. Proxies for the sealed blind set (MT-Bench, MMLU, GSM8K; GPT-4 vs Mixtral
   vs Llama-3.1-8B, each scored by its win rate against gpt-4-0314 (MT-Bench proxy: its successor)
 - ``gsm8k``: LLMRouter's GSM8K-like rows, never trained on (evaluation only, see data.py),
   open models 70B vs 7-8B, scored by the model trained on everything
-- ``commonsense``, ``natural``: bench/commonsense's requests.jsonl (length uninformative) and
-  natural.jsonl (phrased naturally), hand-written easy/hard requests, split ``dev``
+- ``commonsense``, ``natural``, ``fresh``: bench/commonsense's requests.jsonl (length
+  uninformative), natural.jsonl (phrased naturally) and fresh.jsonl (written later, apart from
+  the others and the anchors), hand-written easy/hard requests, split ``dev``
 
     python bench/quality_routing.py --variants shipped,no-offsets --out bench/QUALITY_ROUTING.json
 """
@@ -113,6 +114,9 @@ VARIANTS: dict[str, dict[str, float]] = {
     # dense block of the IRT beside the linear words (not foldable into the word table)
     "nonlinear head 256 L2 10": {"_relu": 256, "l2_sentence": 10.0},
     "nonlinear head 256 L2 100": {"_relu": 256, "l2_sentence": 100.0},
+    # a second copy of the embedding whose word mean is shrunk with 4 or 8 words, not 32
+    **{f"short-request words (prior {k:g}) L2 {l2:g}": {"_short": k, "l2_sentence": l2}
+       for k in (4.0, 8.0) for l2 in (10.0, 30.0, 100.0)},
 }
 CHAT = {"qlora_oa", "qlora_vicuna_pairwise", "qlora_vicuna_relative",
         "fastchat_vicuna80_gpt4review"}
@@ -146,6 +150,10 @@ PAIRS["arenahard_baseline"] = [("gpt-4-0613", "gpt-3.5-turbo-0125"),  # judge gp
                                ("gpt-4o", "gpt-4o-mini"),  # judge gpt-4o
                                ("gpt-4o", "Meta-Llama-3.1-8B-Instruct")]
 ARENA_BASELINE = "gpt-4-0314"
+
+# the hand-written sets scored in fold "all" (bench/commonsense): (fold name, file)
+HAND_WRITTEN = (("commonsense", "requests.jsonl"), ("natural", "natural.jsonl"),
+                ("fresh", "fresh.jsonl"))
 
 
 def baseline_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray, ...]:
@@ -215,7 +223,27 @@ class ReluFeatures:
         return (self._relu(self._inputs(X)) - self.f_mean) / self.f_sd
 
 
-def predict(model, X, conversations: list, dense: ReluFeatures | None = None) -> np.ndarray:
+class ShortWords:
+    """The pooled static embedding again, its word mean shrunk with ``prior`` extra words instead
+    of features.WORD_PRIOR (a row rescaling of the shipped block): with its own weights the fit
+    can let a short request's words count more than the shipped pooling allows. Foldable into a
+    second per-word table (two values per word occurrence) if it ever shipped."""
+
+    def __init__(self, prior: float, emb: np.ndarray) -> None:
+        self.prior, self.emb = prior, emb
+
+    def __call__(self, X) -> np.ndarray:
+        from classifiers.features import WORD_PRIOR
+
+        words = X[:, HASH_OFF:DENSE_OFF]
+        share = np.asarray(words.sum(axis=1)).ravel()  # sum w / (sum w + WORD_PRIOR)
+        total = WORD_PRIOR * share / np.maximum(1.0 - share, 1e-9)  # sum w
+        scale = (total + WORD_PRIOR) / (total + self.prior)
+        return np.asarray(words @ self.emb) * scale[:, None]
+
+
+def predict(model, X, conversations: list, dense: ReluFeatures | ShortWords | None = None
+            ) -> np.ndarray:
     d = model.predict(X)
     u = getattr(model, "sentence_u_", None)
     if u is not None:
@@ -224,7 +252,8 @@ def predict(model, X, conversations: list, dense: ReluFeatures | None = None) ->
     return d if head is None else d + head.shift(sentence_embeddings(conversations))
 
 
-def commonsense(model, path: Path, split: str, dense: ReluFeatures | None = None) -> dict:
+def commonsense(model, path: Path, split: str, dense: ReluFeatures | ShortWords | None = None
+                ) -> dict:
     """The hand-written set's AUCs for ``model``, by bench/commonsense.py's own rules."""
     items = [r for r in read_jsonl(path) if split == "all" or r.get("split") == split]
     if not items:
@@ -283,6 +312,7 @@ def main() -> int:
         use_head = params.pop("_head", 0)
         head_weight = params.pop("_head_weight", HEAD_WEIGHT)
         relu = int(params.pop("_relu", 0))
+        short = float(params.pop("_short", 0.0))
         pool = np.asarray([not (no_chat and len(bench) <= i < len(bench) + len(chat))
                            for i in range(len(rows_all))])
         res: list = []
@@ -292,7 +322,9 @@ def main() -> int:
             held = {k for k, t in zip(keys, test, strict=True) if t}
             tr = pool & ~test & np.asarray([k not in held for k in keys])
             tr_rows = [r for r, k in zip(rows_all, tr, strict=True) if k]
-            dense = ReluFeatures(relu, X_all[tr], emb) if relu else None
+            dense: ReluFeatures | ShortWords | None = (
+                ReluFeatures(relu, X_all[tr], emb) if relu else
+                ShortWords(short, emb) if short else None)
             sent = sentence_embeddings([row_messages(r) for r in tr_rows]) if use_sentence else (
                 dense(X_all[tr]) if dense is not None else None)
             # the fold's own head (and its distillation into the words, unless "distill": 0)
@@ -306,8 +338,7 @@ def main() -> int:
             if fold == "all":
                 d_gsm = predict(m, X_gsm, [row_messages(r) for r in gsm], dense)
                 res += score_pairs("gsm8k", gsm, d_gsm, length_baseline(X_gsm))
-                for fold_name, file in (("commonsense", "requests.jsonl"),
-                                        ("natural", "natural.jsonl")):
+                for fold_name, file in HAND_WRITTEN:
                     path = ROOT / "bench" / "commonsense" / file
                     cs = commonsense(m, path, args.split, dense) if path.is_file() else {}
                     res.append({"fold": fold_name, **cs})
@@ -318,8 +349,8 @@ def main() -> int:
             print(f"{vname} {fold}: {time.time() - t1:.0f}s, {m.n_iter_} iterations",
                   file=sys.stderr)
             for r in res:
-                if r["fold"] == fold or (fold == "all" and r["fold"] in ("gsm8k", "commonsense",
-                                                                        "natural")):
+                if r["fold"] == fold or (fold == "all" and r["fold"] in (
+                        "gsm8k", *(name for name, _ in HAND_WRITTEN))):
                     print(vname, json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                              for k, v in r.items()}), flush=True)
         results[vname] = res
@@ -355,22 +386,22 @@ def markdown(results: dict[str, list], args: argparse.Namespace) -> str:
         return f"{hit[0][key]:.3f}" if hit else "-"
 
     head = "| variant | " + " | ".join(c[3] for c in COLUMNS)
-    head += (f" | common-sense {args.split} AUC | length-matched AUC | natural {args.split} AUC"
-             " | natural length-matched AUC |")
+    head += "".join(f" | {name} {args.split} AUC | {name} length-matched AUC"
+                    for name, _ in HAND_WRITTEN) + " |"
     lines = ["# Routing quality of model variants (bench/quality_routing.py)", "",
              f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, "
              f"Python {platform.python_version()}",
              f"- command: `python bench/quality_routing.py --variants ... --split {args.split}`",
              "- APGR on held-out groups (the model never saw the group; GSM8K-like rows are never "
              "trained on), common-sense AUC on the hand-written set's dev split; random = 0.500",
-             "", head, "|---" * (len(COLUMNS) + 5) + "|"]
+             "", head, "|---" * (len(COLUMNS) + 1 + 2 * len(HAND_WRITTEN)) + "|"]
     first = next(iter(results.values()))
     lines.append("| prompt length alone | " + " | ".join(
         cell(first, f, s, w, "length_apgr") for f, s, w, _ in COLUMNS) + " | " + " | ".join(
-        f"{r[k]:.3f}" for fold in ("commonsense", "natural") for r in first
+        f"{r[k]:.3f}" if k in r else "-" for fold, _ in HAND_WRITTEN for r in first
         if r["fold"] == fold for k in ("length_auc", "length_matched_auc")) + " |")
     for name, res in results.items():
-        sets = [next((r for r in res if r["fold"] == f), {}) for f in ("commonsense", "natural")]
+        sets = [next((r for r in res if r["fold"] == f), {}) for f, _ in HAND_WRITTEN]
         lines.append(f"| {name} | " + " | ".join(cell(res, f, s, w, "apgr")
                                                 for f, s, w, _ in COLUMNS)
                      + "".join(f" | {cs.get('auc', float('nan')):.3f} | "

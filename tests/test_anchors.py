@@ -41,7 +41,7 @@ def test_anchors_load_and_are_balanced_over_kinds():
 
 
 def test_no_anchor_overlaps_the_hand_written_evaluation_sets():
-    evals = [json.loads(line) for f in ("requests.jsonl", "natural.jsonl")
+    evals = [json.loads(line) for f in ("requests.jsonl", "natural.jsonl", "fresh.jsonl")
              for line in (ROOT / "bench" / "commonsense" / f).read_text().splitlines()]
     eval_words = [_words({"messages": e["messages"]}) for e in evals]
     for row in load_rows(ANCHORS):
