@@ -8,7 +8,7 @@ escalation, `--shares` of those requests land on each tier. It then routes the s
 through the real decision code (escalation included) and prints the split, plus the split of the
 hand-written common-sense set by label (never used to choose anything here).
 
-    python bench/demo_policy.py --shares 0.3,0.5,0.2 [--scorer fast|accurate]
+    python bench/demo_policy.py --shares 0.25,0.55,0.2 [--scorer fast|accurate]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from policies.loader import load_policy  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shares", default="0.3,0.5,0.2")
+    ap.add_argument("--shares", default="0.25,0.55,0.2")
     ap.add_argument("--policy", default=str(ROOT / "policies" / "demo.toml"))
     ap.add_argument("--scorer", choices=["fast", "accurate"], default=None,
                     help="difficulty scorer (default: the policy's `scorer`)")
