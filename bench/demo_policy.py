@@ -6,9 +6,15 @@ Arena, OpenAssistant, Arena-Hard, IFEval-style), scored by the shipped model: ti
 the d quantile of its cumulative share plus logit(quality_target), so that, before low-confidence
 escalation, `--shares` of those requests land on each tier. It then routes the same requests
 through the real decision code (escalation included) and prints the split, plus the split of the
-hand-written common-sense set by label (never used to choose anything here).
+hand-written common-sense set by label.
+
+``--choose-small`` applies the demo's rule for its small tier's share (policies/demo.toml): the
+largest share in steps of 5% (the large tier's share fixed at the last of ``--shares``) that
+sends at most 5% of the hard requests of every hand-written dev split (bench/commonsense) to
+the smallest tier, issue 13's bar. It prints each step's counts and the rule's answer.
 
     python bench/demo_policy.py --shares 0.25,0.55,0.2 [--scorer fast|accurate]
+    python bench/demo_policy.py --choose-small
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import math
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +39,46 @@ from classifiers.data import (  # noqa: E402
 from classifiers.scorer import DifficultyScorer  # noqa: E402
 from policies.decide import decide  # noqa: E402
 from policies.loader import load_policy  # noqa: E402
+from policies.schema import Policy  # noqa: E402
+
+DEV_SETS = ("natural.jsonl", "requests.jsonl", "fresh.jsonl")  # bench/commonsense
+MAX_HARD_ON_SMALL = 0.05  # issue 13's bar for hard requests on the smallest tier
+
+
+def abilities_for(d: np.ndarray, shares: list[float], quality_target: float) -> list[float]:
+    """Tier abilities that put ``shares`` of requests with difficulties ``d`` on each tier
+    (before escalation): the d quantile of each cumulative share + logit(quality_target)."""
+    logit = math.log(quality_target / (1 - quality_target))
+    abilities = [float(np.quantile(d, c)) + logit for c in np.cumsum(shares)[:-1]]
+    abilities.append(max(abilities[-1] + 1.0, float(np.quantile(d, 0.99)) + logit))
+    return abilities
+
+
+def choose_small(policy: Policy, scorer: DifficultyScorer, d: np.ndarray, large: float) -> float:
+    """The demo's rule for the small tier's share (see the module docstring); prints each step."""
+    dev = {}
+    for name in DEV_SETS:
+        items = [i for i in read_jsonl(ROOT / "bench" / "commonsense" / name)
+                 if i["split"] == "dev" and i["label"] == "hard"]
+        dev[name] = scorer.score_batch([i["messages"] for i in items])
+    chosen, chosen_ability = 0.0, float("nan")
+    for step in range(1, 11):
+        small = step / 20
+        abilities = abilities_for(d, [small, 1.0 - small - large, large], policy.quality_target)
+        trial = replace(policy, tiers=[replace(t, ability=a)
+                                       for t, a in zip(policy.tiers, abilities, strict=True)])
+        smallest = policy.tiers[0].name
+        counts = {name: sum(decide(trial, s).tier == smallest for s in scores)
+                  for name, scores in dev.items()}
+        ok = all(counts[n] <= MAX_HARD_ON_SMALL * len(dev[n]) for n in dev)
+        if ok:
+            chosen, chosen_ability = small, abilities[0]
+        print(f"small {small:.0%} (ability {abilities[0]:.2f}): hard dev requests on "
+              f"{smallest}: " + ", ".join(f"{n} {c} of {len(dev[n])}" for n, c in counts.items())
+              + ("" if ok else "  > 5%"))
+    print(f"the rule's share for {policy.tiers[0].name}: {chosen:.0%}, ability "
+          f"{chosen_ability:.2f}")
+    return chosen
 
 
 def main() -> int:
@@ -40,6 +87,8 @@ def main() -> int:
     ap.add_argument("--policy", default=str(ROOT / "policies" / "demo.toml"))
     ap.add_argument("--scorer", choices=["fast", "accurate"], default=None,
                     help="difficulty scorer (default: the policy's `scorer`)")
+    ap.add_argument("--choose-small", action="store_true",
+                    help="apply the demo's rule for the small tier's share and print it")
     args = ap.parse_args()
     shares = [float(x) for x in args.shares.split(",")]
     policy = load_policy(args.policy)
@@ -48,11 +97,10 @@ def main() -> int:
     print(f"scorer: {scorer.kind}")
     scores = scorer.score_batch(convs)
     d = np.array([s.difficulty for s in scores])
-    t = policy.quality_target
-    logit = math.log(t / (1 - t))
-    cum = np.cumsum(shares)[:-1]
-    abilities = [float(np.quantile(d, c)) + logit for c in cum]
-    abilities.append(max(abilities[-1] + 1.0, float(np.quantile(d, 0.99)) + logit))
+    if args.choose_small:
+        choose_small(policy, scorer, d, shares[-1])
+        return 0
+    abilities = abilities_for(d, shares, policy.quality_target)
     print(f"{len(d)} distinct chat requests; d quantiles 10/50/90%: "
           f"{np.quantile(d, [0.1, 0.5, 0.9]).round(3).tolist()}")
     print("suggested abilities:", ", ".join(

@@ -9,6 +9,9 @@ scored through the same public path as `tierwise score`.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import numpy as np
 import pytest
 
 from classifiers.metrics import auc
+from policies.loader import load_policy
 from router import Router
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +119,19 @@ def test_demo_tiers_keep_dev_mis_tier_rates_low(router):
         easy = [t for label, t in tiers if label == "easy"]
         assert hard.count("small") / len(hard) <= 0.05, (name, Counter(hard))
         assert easy.count("large") / len(easy) <= easy_large, (name, Counter(easy))
+
+
+def test_demo_small_ability_is_what_its_rule_says():
+    """policies/demo.toml's small-tier ability is the one its stated rule gives with the shipped
+    model (`python bench/demo_policy.py --choose-small`): retraining the model without rerunning
+    the rule fails here, not silently in the demo's routing."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "demo_policy.py"),
+                          "--choose-small"], capture_output=True, text=True, check=True,
+                         timeout=300).stdout
+    match = re.search(r"the rule's share for small: (\d+)%, ability ([\d.]+)", out)
+    assert match, out
+    small = next(t for t in load_policy(None).tiers if t.name == "small")
+    assert abs(small.ability - float(match.group(2))) < 0.006, out
 
 
 SAME_QUESTION = [
