@@ -64,7 +64,7 @@ VARIANTS: dict[str, dict[str, float]] = {
     "accurate head weight 0.3 with anchors in the head at 0.3": {"_head": 1, "head_anchors": 0.3},
     **{f"anchors on {where}: weight {w:g}": {"anchor_weight": w, "anchor_scope": scope}
        for where, scope, weights in (("every weight", 0, (10.0, 30.0)),
-                                     ("the embedding only", 1, (10.0, 20.0, 30.0, 100.0)))
+                                     ("the embedding only", 1, (5.0, 10.0, 20.0, 30.0, 100.0)))
        for w in weights},
     "selection weight 5": {"selection_weight": 5.0},
     "judged chat weighs 3x": {"chat_weight": 3.0},
@@ -279,6 +279,10 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="write all results as JSON")
     ap.add_argument("--md", default=None, help="write the summary table as markdown")
     ap.add_argument("--word-prior", type=float, default=None, help="features.WORD_PRIOR")
+    ap.add_argument("--anchors", default="data/anchors.jsonl",
+                    help="hand-labeled anchor files to train on, comma-separated, relative to "
+                         "the repo ('' for none), e.g. "
+                         "data/anchors.jsonl,data/anchors-third-writer.jsonl")
     ap.add_argument("--sentence", default=None,
                     help="a cache of sentence embeddings (PREFIX.json texts, PREFIX.npy "
                          "vectors): read if it exists, else written after encoding")
@@ -296,8 +300,8 @@ def main() -> int:
     chat = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")
     gsm = [r for r in load_rows(ROOT / "data" / "routing-train.jsonl.gz", apply_exclusions=False)
            if (r.get("meta") or {}).get("family") == "gsm8k"]
-    anchors_path = ROOT / "data" / "anchors.jsonl"
-    anchors = load_rows(anchors_path) if anchors_path.is_file() else []
+    anchors = [row for path in args.anchors.split(",") if path
+               for row in load_rows(ROOT / path)]
     rows_all = bench + chat + anchors
     keys = [prompt_key(r) for r in rows_all]
     X_all = to_csr(extract_many([row_messages(r) for r in rows_all]))
