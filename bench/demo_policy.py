@@ -5,8 +5,8 @@ distribution of real user requests (the distinct prompts of data/routing-chat.js
 Arena, OpenAssistant, Arena-Hard, IFEval-style), scored by the shipped model: tier k's ability is
 the d quantile of its cumulative share plus logit(quality_target), so that, before low-confidence
 escalation, `--shares` of those requests land on each tier. It then routes the same requests
-through the real decision code (escalation included) and prints the split, plus the split of the
-hand-written common-sense set by label.
+through the real decision code (escalation included) and prints the split, plus the tiers of
+each hand-written dev split (bench/commonsense) by label.
 
 ``--choose-small`` applies the demo's rule for its small tier's share (policies/demo.toml): the
 largest share in steps of 5% (the large tier's share fixed at the last of ``--shares``) that
@@ -15,6 +15,7 @@ the smallest tier, issue 13's bar. It prints each step's counts and the rule's a
 
     python bench/demo_policy.py --shares 0.25,0.55,0.2 [--scorer fast|accurate]
     python bench/demo_policy.py --choose-small
+    python bench/demo_policy.py --shares 0.25,0.65,0.1 --apply   # what another split would do
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def main() -> int:
                     help="difficulty scorer (default: the policy's `scorer`)")
     ap.add_argument("--choose-small", action="store_true",
                     help="apply the demo's rule for the small tier's share and print it")
+    ap.add_argument("--apply", action="store_true",
+                    help="route with the suggested abilities, not the policy's (what --shares "
+                         "would do if the policy took them)")
     args = ap.parse_args()
     shares = [float(x) for x in args.shares.split(",")]
     policy = load_policy(args.policy)
@@ -105,20 +109,25 @@ def main() -> int:
           f"{np.quantile(d, [0.1, 0.5, 0.9]).round(3).tolist()}")
     print("suggested abilities:", ", ".join(
         f"{tier.name} = {a:.2f}" for tier, a in zip(policy.tiers, abilities, strict=True)))
-    print("with the abilities in", args.policy, ":", ", ".join(
-        f"{tier.name} = {tier.ability:.2f}" for tier in policy.tiers))
+    if args.apply:
+        policy = replace(policy, tiers=[replace(t, ability=round(a, 2)) for t, a in
+                                        zip(policy.tiers, abilities, strict=True)])
+    print("routing with the abilities", "suggested" if args.apply else f"in {args.policy}",
+          ":", ", ".join(f"{tier.name} = {tier.ability:.2f}" for tier in policy.tiers))
     split = Counter(decide(policy, s).tier for s in scores)
     print("chat requests routed (escalation included):",
           {k: f"{v / len(scores):.0%}" for k, v in sorted(split.items())})
-    cs = ROOT / "bench" / "commonsense" / "requests.jsonl"
-    if cs.is_file():
-        items = read_jsonl(cs)
+    tiers = [t.name for t in policy.tiers]
+    for name in DEV_SETS:  # each hand-written dev split: tier counts per label
+        items = [i for i in read_jsonl(ROOT / "bench" / "commonsense" / name)
+                 if i["split"] == "dev"]
         by = {"easy": Counter(), "hard": Counter()}
-        for item, s in zip(items, scorer.score_batch([i["messages"] for i in items]), strict=True):
+        for item, s in zip(items, scorer.score_batch([i["messages"] for i in items]),
+                           strict=True):
             by[item["label"]][decide(policy, s).tier] += 1
-        for label, c in by.items():
-            n = sum(c.values())
-            print(f"common-sense {label}:", {k: f"{v / n:.0%}" for k, v in sorted(c.items())})
+        print(f"{name} dev: " + "; ".join(
+            f"{label} " + " / ".join(f"{c[t]}" for t in tiers) + f" of {sum(c.values())}"
+            for label, c in by.items()) + f" ({' / '.join(tiers)})")
     return 0
 
 
