@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,18 +72,26 @@ def test_two_workers_share_the_port_the_ledger_and_metrics_and_stop_on_sigterm(t
                     if line.startswith("tierwise_requests_total{"))
         assert total == len(answered)
 
-        # SIGTERM with streams in flight (the large simulated tier takes ~0.45 s): each worker
-        # finishes them, keeps their books, and the server exits 0
+        # SIGTERM with streams in flight (the large simulated tier takes ~0.45 s, its headers
+        # come after ~0.08 s): each worker finishes them, keeps their books, and the server
+        # exits 0. SIGTERM waits for every stream's headers: a connection still in a worker's
+        # accept backlog when the worker closes its socket is reset by the kernel (it was never
+        # a request: nothing answered, nothing charged), and a fixed sleep raced that on a
+        # loaded machine.
+        headers = threading.Semaphore(0)
+
         def stream(i: int) -> httpx.Response:
             with httpx.stream("POST", url + "/v1/chat/completions", timeout=30, json={
                     "model": "large", "stream": True,
                     "messages": [{"role": "user", "content": f"streamed {i}"}]}) as r:
+                headers.release()
                 r.read()
             return r
 
         with ThreadPoolExecutor(16) as pool:
             streams = [pool.submit(stream, i) for i in range(16)]
-            time.sleep(0.2)
+            for _ in streams:
+                assert headers.acquire(timeout=30), [s.exception() for s in streams if s.done()]
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             late = [s.result() for s in streams]
