@@ -571,7 +571,12 @@ def test_sigterm_keeps_the_rows_of_requests_answered_during_shutdown(scripted, t
         threads = [Background(ask, i) for i in range(10)]
         for t in threads:
             t.start()
-        time.sleep(0.4)  # all in flight (the upstream answers after 0.8 s)
+        # all in flight: the upstream has every request and answers each after 0.8 s (a fixed
+        # sleep here could race a loaded machine's accept backlog; see test_serve_workers.py)
+        deadline = time.monotonic() + 20
+        while any(scripted.hits[f"slow shutdown {i}"] == 0 for i in range(10)):
+            assert time.monotonic() < deadline, dict(scripted.hits)
+            time.sleep(0.01)
         proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join()
