@@ -1,0 +1,90 @@
+"""CI: `tierwise train` reproduces the shipped model (classifiers/model) from the repo's data.
+
+Trains with the defaults into a temporary directory (~2.5 min on 2 cores) and compares:
+byte for byte first (what happens on the machine the model was trained on), and if any file
+differs (another CPU's BLAS or int8 kernels round differently), then by what a user sees:
+the difficulty of every hand-written request (bench/commonsense) under both scorers within
+0.01, the abilities within 0.005 and every leave-one-source-out APGR within 0.005. Exit 1 with
+the differences otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SHIPPED = ROOT / "classifiers" / "model"
+FILES = ("abilities.json", "model.json", "model.onnx", "sentence_head.onnx", "validation.json")
+D_TOLERANCE = 0.01
+TOLERANCE = 0.005
+
+
+def _requests() -> list:
+    return [json.loads(line)["messages"]
+            for path in sorted((ROOT / "bench" / "commonsense").glob("*.jsonl"))
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _close(shipped: Path, trained: Path) -> list[str]:
+    """What differs beyond the tolerances between two model directories (empty: nothing)."""
+    from classifiers.scorer import DifficultyScorer
+
+    problems = []
+    convs = _requests()
+    for kind in ("fast", "accurate"):
+        a = DifficultyScorer(shipped, scorer=kind).score_batch(convs)  # type: ignore[arg-type]
+        b = DifficultyScorer(trained, scorer=kind).score_batch(convs)  # type: ignore[arg-type]
+        worst = max(abs(x.difficulty - y.difficulty) for x, y in zip(a, b, strict=True))
+        print(f"{kind}: largest difficulty change over {len(convs)} requests {worst:.2e}")
+        if worst > D_TOLERANCE:
+            problems.append(f"{kind} difficulty moves by {worst:.4f} > {D_TOLERANCE}")
+    abilities = [json.loads((d / "abilities.json").read_text())["abilities"]
+                 for d in (shipped, trained)]
+    if abilities[0].keys() != abilities[1].keys():
+        problems.append("abilities.json names other models")
+    else:
+        worst = max(abs(abilities[0][k] - abilities[1][k]) for k in abilities[0])
+        if worst > TOLERANCE:
+            problems.append(f"an ability moves by {worst:.4f} > {TOLERANCE}")
+    folds = [{(r["source"], r["strong"], r["weak"]): r["apgr"]
+              for r in json.loads((d / "validation.json").read_text())} for d in (shipped, trained)]
+    if folds[0].keys() != folds[1].keys():
+        problems.append("validation.json has other folds")
+    else:
+        worst = max(abs(folds[0][k] - folds[1][k]) for k in folds[0])
+        if worst > TOLERANCE:
+            problems.append(f"a leave-one-source-out APGR moves by {worst:.4f} > {TOLERANCE}")
+    return problems
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out, log = Path(tmp) / "model", Path(tmp) / "train.log"
+        with log.open("w") as f:
+            done = subprocess.run([sys.executable, "-m", "router.cli", "train", "--out", str(out)],
+                                  cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=False)
+        if done.returncode != 0:
+            print(log.read_text()[-4000:])
+            print(f"tierwise train failed (exit {done.returncode})")
+            return 1
+        differ = [n for n in FILES if (out / n).read_bytes() != (SHIPPED / n).read_bytes()]
+        if not differ:
+            print(f"tierwise train reproduces {', '.join(FILES)} byte for byte")
+            return 0
+        print(f"not byte-identical: {', '.join(differ)}; comparing what users see")
+        problems = _close(SHIPPED, out)
+        for p in problems:
+            print(f"FAIL: {p}")
+        if not problems:
+            print("within tolerance: the shipped model is what `tierwise train` gives")
+        return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
