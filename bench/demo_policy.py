@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from classifiers import SCORERS  # noqa: E402
 from classifiers.data import (  # noqa: E402
     distinct_conversations,
     load_rows,
@@ -55,13 +56,20 @@ def abilities_for(d: np.ndarray, shares: list[float], quality_target: float) -> 
     return abilities
 
 
-def choose_small(policy: Policy, scorer: DifficultyScorer, d: np.ndarray, large: float) -> float:
-    """The demo's rule for the small tier's share (see the module docstring); prints each step."""
-    dev = {}
+def dev_splits(scorer: DifficultyScorer) -> dict[str, tuple[list[dict], list]]:
+    """Each hand-written dev split (bench/commonsense): its items and their scores."""
+    out = {}
     for name in DEV_SETS:
         items = [i for i in read_jsonl(ROOT / "bench" / "commonsense" / name)
-                 if i["split"] == "dev" and i["label"] == "hard"]
-        dev[name] = scorer.score_batch([i["messages"] for i in items])
+                 if i["split"] == "dev"]
+        out[name] = (items, scorer.score_batch([i["messages"] for i in items]))
+    return out
+
+
+def choose_small(policy: Policy, scorer: DifficultyScorer, d: np.ndarray, large: float) -> float:
+    """The demo's rule for the small tier's share (see the module docstring); prints each step."""
+    dev = {name: [s for item, s in zip(items, scores, strict=True) if item["label"] == "hard"]
+           for name, (items, scores) in dev_splits(scorer).items()}
     chosen, chosen_ability = 0.0, float("nan")
     for step in range(1, 11):
         small = step / 20
@@ -86,7 +94,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shares", default="0.25,0.55,0.2")
     ap.add_argument("--policy", default=str(ROOT / "policies" / "demo.toml"))
-    ap.add_argument("--scorer", choices=["fast", "accurate"], default=None,
+    ap.add_argument("--scorer", choices=SCORERS, default=None,
                     help="difficulty scorer (default: the policy's `scorer`)")
     ap.add_argument("--choose-small", action="store_true",
                     help="apply the demo's rule for the small tier's share and print it")
@@ -118,12 +126,9 @@ def main() -> int:
     print("chat requests routed (escalation included):",
           {k: f"{v / len(scores):.0%}" for k, v in sorted(split.items())})
     tiers = [t.name for t in policy.tiers]
-    for name in DEV_SETS:  # each hand-written dev split: tier counts per label
-        items = [i for i in read_jsonl(ROOT / "bench" / "commonsense" / name)
-                 if i["split"] == "dev"]
+    for name, (items, dev_scores) in dev_splits(scorer).items():  # tier counts per label
         by = {"easy": Counter(), "hard": Counter()}
-        for item, s in zip(items, scorer.score_batch([i["messages"] for i in items]),
-                           strict=True):
+        for item, s in zip(items, dev_scores, strict=True):
             by[item["label"]][decide(policy, s).tier] += 1
         print(f"{name} dev: " + "; ".join(
             f"{label} " + " / ".join(f"{c[t]}" for t in tiers) + f" of {sum(c.values())}"
