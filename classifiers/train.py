@@ -182,8 +182,8 @@ def fit(
     upper = np.full(N_FEATURES, np.inf)
     for name in MONOTONE:
         lower[DENSE_OFF + DENSE_NAMES.index(name)] = 0.0
-    lower[DENSE_OFF + DENSE_NAMES.index("arithmetic_digits")] = float(
-        params["arithmetic_min"])
+    arithmetic = DENSE_OFF + DENSE_NAMES.index("arithmetic_digits")
+    lower[arithmetic] = max(lower[arithmetic], float(params["arithmetic_min"]))  # still monotone
     fixed = float(params["length_weight"])
     if fixed >= 0:
         lower[DENSE_OFF + DENSE_NAMES.index("log_tokens_last_user")] = fixed
