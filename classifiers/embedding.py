@@ -2,10 +2,11 @@
 
 The table is all-MiniLM-L6-v2 distilled with model2vec (each WordPiece passed through the
 transformer alone, PCA to 128 dims, SIF-weighted; :func:`distill`), shipped in
-``data/minilm-static/`` with MiniLM's tokenizer. Training embeds every word it may meet (MiniLM's
-whole-word vocabulary plus the training corpus) as the mean of its WordPiece vectors, places it
-in its hash bucket (:func:`hashed_table`; colliding words are averaged), and fits a weight vector
-``u`` on the pooled embedding. Because the word block is a weighted mean, the embedding term is
+``data/minilm-static/`` with MiniLM's tokenizer. The word block's rows (:func:`word_table`) are
+the vector of each whole word of MiniLM's vocabulary, in its hash bucket, and of each WordPiece,
+which every other word is split into (:mod:`classifiers.wordpieces`): any word's embedding is its
+pieces' mean, as for the static model itself. Training fits a weight vector ``u`` on the pooled
+embedding. Because the word block is a weighted mean, the embedding term is
 ``mean_w E[w] @ u = mean_w (E u)[w]``: ``E @ u`` folds into the word weights, so the request path
 stays one table look-up per word and the semantic signal costs nothing at run time.
 
@@ -14,12 +15,11 @@ Training-only (numpy + ``tokenizers``); :func:`distill` also needs torch and mod
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from .hashing import encode, word_bucket, words
+from .hashing import buckets, encode, word_hashes
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "data" / "minilm-static"
 
@@ -57,35 +57,38 @@ def load_static(static_dir: Path = STATIC_DIR) -> tuple[np.ndarray, object]:
     return table, tok
 
 
-def corpus_words(texts: list[str], min_count: int = 1) -> list[str]:
-    """Distinct words of ``texts`` as :mod:`classifiers.hashing` splits them (training helper)."""
-    counts: Counter[bytes] = Counter()
-    for t in texts:
-        counts.update(words(encode(t)))
-    return [w.decode("utf-8", "ignore") for w, c in counts.items() if c >= min_count]
+def word_table(bits: int, static_dir: Path = STATIC_DIR) -> np.ndarray:
+    """[2**bits + N_PIECES, dims]: the static vector of each word bucket, then of each WordPiece.
 
-
-def hashed_table(
-    bits: int, extra_words: list[str] | None = None, static_dir: Path = STATIC_DIR
-) -> np.ndarray:
-    """[2**bits, dims] embedding of every word bucket: mean static vector of its words.
-
-    Words: the tokenizer's whole-word vocabulary, its single punctuation tokens, and
-    ``extra_words`` (the training corpus), each placed in its hash bucket
-    (:func:`classifiers.hashing.word_bucket`); colliding words are averaged.
+    The rows the word block of :mod:`classifiers.features` reads: each whole word of MiniLM's
+    vocabulary (and punctuation mark) in its hash bucket (:func:`classifiers.hashing.
+    word_bucket`; colliding words are averaged), and each WordPiece, by its id in the accurate
+    scorer's tokenizer (:mod:`classifiers.wordpieces`), at ``2**bits + id``. Every other word
+    is its pieces, so its embedding is their mean, as MiniLM's static model reads it.
     """
+    from .features import SALT_WORD
+    from .wordpieces import N_PIECES, is_whole, vocabulary
+
     table, tok = load_static(static_dir)
-    vocab: dict[str, int] = tok.get_vocab()  # type: ignore[attr-defined]
-    whole = {v for v in vocab if not v.startswith("##") and not v.startswith("[")}
-    all_words = sorted(whole | set(extra_words or []))
-    specials = {vocab[t] for t in ("[PAD]", "[CLS]", "[SEP]", "[UNK]") if t in vocab}
+    static_ids: dict[str, int] = tok.get_vocab()  # type: ignore[attr-defined]
+    out = np.zeros(((1 << bits) + N_PIECES, table.shape[1]), np.float64)
+    for token, i in vocabulary().items():
+        j = static_ids.get(token)
+        if j is not None and not token.startswith("["):
+            out[(1 << bits) + i] = table[j]
+    whole = sorted(t for t in static_ids if not t.startswith(("##", "[")))
+    hashes = [word_hashes(encode(t))[0] for t in whole]
+    single = [(t, h[0]) for t, h in zip(whole, hashes, strict=True) if h.size == 1]
+    h = np.array([h for _, h in single], np.uint64)
+    where = buckets(h, SALT_WORD, bits)
     total = np.zeros((1 << bits, table.shape[1]), np.float64)
     count = np.zeros(1 << bits, np.float64)
-    encoded = tok.encode_batch(all_words, add_special_tokens=False)  # type: ignore[attr-defined]
-    for word, e in zip(all_words, encoded, strict=True):
-        ids = [j for j in e.ids if j not in specials]
-        b = word_bucket(word, bits)
-        if ids and b >= 0:
-            total[b] += table[ids].mean(axis=0)
+    # only the words the request path reads as whole (one per bucket; the rare other word of a
+    # bucket is its own single WordPiece there)
+    for (token, _), b, ok in zip(single, where.tolist(), is_whole(h, where).tolist(),
+                                 strict=True):
+        if ok:
+            total[b] += table[static_ids[token]]
             count[b] += 1
-    return (total / np.maximum(count, 1.0)[:, None]).astype(np.float32)
+    out[: 1 << bits] = total / np.maximum(count, 1.0)[:, None]
+    return out.astype(np.float32)

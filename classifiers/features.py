@@ -4,8 +4,11 @@ Everything is a sparse ``(id, value)`` list over one flat feature space, so the 
 single ``Gather`` + ``ReduceSum`` (see :mod:`classifiers.onnx_model`):
 
 - id 0: padding (weight 0)
-- ``[HASH_OFF, HASH_OFF + 2**HASH_BITS)``: hashed words and punctuation marks
-  (:mod:`classifiers.hashing`), and, if the model uses them, hashed word bigrams
+- ``[HASH_OFF, PIECE_OFF)`` (``2**HASH_BITS`` buckets): hashed words and punctuation marks
+  of MiniLM's whole-word vocabulary (:mod:`classifiers.hashing`), and, if the model uses them,
+  hashed word bigrams
+- ``[PIECE_OFF, DENSE_OFF)``: the WordPieces of every other word (:mod:`classifiers.wordpieces`),
+  the word's value split evenly over its pieces
 - ``[DENSE_OFF, DENSE_OFF + len(DENSE_NAMES))``: structure features
 
 Each word occurrence is weighted by its message weight (:mod:`classifiers.conversation`) and the
@@ -23,7 +26,8 @@ import numpy as np
 
 from .arithmetic import arithmetic_digits
 from .conversation import W_LAST_USER, Conversation, flatten
-from .hashing import buckets, encode, word_hashes
+from .hashing import buckets, encode, word_at, word_hashes
+from .wordpieces import N_PIECES, is_whole, pieces
 
 HASH_BITS = 19
 HASH_OFF = 1
@@ -50,7 +54,8 @@ DENSE_NAMES: tuple[str, ...] = (
     "no_text",
     "arithmetic_digits",
 )
-DENSE_OFF = HASH_OFF + (1 << HASH_BITS)
+PIECE_OFF = HASH_OFF + (1 << HASH_BITS)
+DENSE_OFF = PIECE_OFF + N_PIECES
 N_FEATURES = DENSE_OFF + len(DENSE_NAMES)
 _DENSE_IDS = np.arange(DENSE_OFF, N_FEATURES, dtype=np.int64)
 SALT_WORD = 0
@@ -128,6 +133,11 @@ def estimate_tokens(n_words: int, n_bytes: int, n_chars: int) -> int:
     return max(int(n_words * 1.1 + 0.5), (n_bytes + n_chars) // 8)
 
 
+# the budget of words outside the whole-word vocabulary split into WordPieces (_with_pieces)
+PIECE_WORD_BYTES = 32  # longer words keep their hash bucket
+PIECE_BYTES = 4096  # per conversation (0.2% of the training data's such words lie beyond it)
+
+
 # The word block is a weighted mean with this many extra (zero-valued, i.e. typical: the
 # embedding is centred) words in the denominator: a long text's mean is nearly unchanged, a
 # three-word request's words weigh 3/(3+32) of a mean, so the few words of a short request
@@ -164,7 +174,7 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     if len(segs) == 1:
         text = segs[0][0]
         raw = encode(text)
-        hashes, _ = word_hashes(raw)
+        hashes, starts = word_hashes(raw)
         n_tok = estimate_tokens(hashes.size, len(raw), len(text))
         n_last = n_tok if segs[0][1] == W_LAST_USER else 0
     else:
@@ -213,7 +223,52 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     vals = np.empty(ids.size, np.float32)
     _word_values(w, vals[:n])
     vals[n:] = dense
+    whole = is_whole(hashes, ids[: hashes.size] - HASH_OFF)
+    ids, vals = _with_pieces(ids, vals, whole, starts, raw)
     return Features(ids=ids, values=vals, n_tokens=n_tok)
+
+
+def _with_pieces(ids: np.ndarray, vals: np.ndarray, whole: np.ndarray, starts: np.ndarray,
+                 raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Move each word outside the whole-word vocabulary (``~whole``, one flag per word: the
+    first ``whole.size`` entries of ``ids``/``vals``, which this changes in place; ``starts``
+    their offsets in ``raw``) to one entry per WordPiece of it, appended, each with the word's
+    value over its number of pieces; its own entry becomes padding (id 0, value 0). A word with
+    no known piece drops out (its value stays in the mean's denominator, as an unknown word's
+    did before).
+
+    Python runs only for those words (a few in a hundred, cached), within a budget: a word of
+    more than PIECE_WORD_BYTES (a hash, a blob: WordPiece's cost grows with the square of the
+    length) and the words past PIECE_BYTES in all keep their hash bucket, as every such word did
+    before feature version 6, so 100 KB of random identifiers or base64 costs ~2-3 ms at first
+    sight, not ~25 ms (bench/LATENCY.md). Plain lists below: a request has a few dozen such
+    words, where numpy's per-call cost would be most of the work."""
+    miss = np.flatnonzero(~whole)
+    if not miss.size:
+        return ids, vals
+    moved: list[int] = []
+    piece_ids: list[int] = []
+    piece_vals: list[float] = []
+    budget = PIECE_BYTES
+    for i, start, value in zip(miss.tolist(), starts.take(miss).tolist(),
+                               vals.take(miss).tolist(), strict=True):
+        word = word_at(raw, start)
+        if len(word) > PIECE_WORD_BYTES:
+            continue
+        budget -= len(word)
+        if budget < 0:
+            break
+        moved.append(i)
+        p = pieces(word)
+        if p:
+            piece_ids += p
+            piece_vals += [value / len(p)] * len(p)
+    if not moved:
+        return ids, vals
+    ids[moved] = 0
+    vals[moved] = 0.0
+    return (np.concatenate((ids, np.asarray(piece_ids, np.int64) + PIECE_OFF)),
+            np.concatenate((vals, np.asarray(piece_vals, np.float32))))
 
 
 def extract_many(conversations: list[Any]) -> list[Features]:
@@ -231,9 +286,11 @@ def extract_many(conversations: list[Any]) -> list[Features]:
             seg_w.append(wt)
     # segments joined by "\n" (a separator: no word spans two segments or two conversations)
     seg_start = np.cumsum([0] + [len(p) + 1 for p in parts[:-1]]) if parts else np.zeros(0)
-    hashes, starts = word_hashes(b"\n".join(parts))
+    raw_all = b"\n".join(parts)
+    hashes, starts = word_hashes(raw_all)
     seg_of = np.searchsorted(seg_start, starts, side="right") - 1
     ids_all = buckets(hashes, SALT_WORD, HASH_BITS) + HASH_OFF
+    whole_all = is_whole(hashes, ids_all - HASH_OFF)
     w_all = np.asarray(seg_w, np.float32)[seg_of]
     seg_tokens = np.bincount(seg_of, minlength=len(parts)).tolist()
     seg_first = np.searchsorted(seg_of, np.arange(len(parts) + 1)).tolist()
@@ -257,9 +314,9 @@ def extract_many(conversations: list[Any]) -> list[Features]:
             vals = np.empty(b - a + len(DENSE_NAMES), np.float32)
             _word_values(None if len(segs) == 1 else w_all[a:b], vals[: b - a])
             vals[b - a :] = dense
-            f = Features(
-                ids=np.concatenate((ids_all[a:b], _DENSE_IDS)), values=vals, n_tokens=n_tok
-            )
+            ids, vals = _with_pieces(np.concatenate((ids_all[a:b], _DENSE_IDS)), vals,
+                                     whole_all[a:b], starts[a:b], raw_all)
+            f = Features(ids=ids, values=vals, n_tokens=n_tok)
         else:
             f = Features(ids=_DENSE_IDS, values=dense, n_tokens=n_tok)
         out.append(f)

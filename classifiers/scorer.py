@@ -29,8 +29,8 @@ from .features import N_FEATURES, extract, extract_many, pad_batch
 from .onnx_table import read_linear_table
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-FEATURE_VERSION = 5  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
-# 5: arithmetic_digits
+FEATURE_VERSION = 6  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
+# 5: arithmetic_digits; 6: WordPieces for words outside the whole-word vocabulary
 Engine = Literal["auto", "onnxruntime"]
 ScorerKind = Literal["fast", "accurate"]
 

@@ -1,6 +1,6 @@
 """Offline tiktoken encoding (o200k_base), for measuring: not on the request path.
 
-The difficulty features hash words without a tokenizer (classifiers/hashing.py); this encoding is
+The difficulty features hash words without this tokenizer (classifiers/hashing.py); this encoding is
 used by bench/latency.py (prompts of N tokens) and the tests (the token-count estimate's error).
 
 tiktoken downloads its BPE files on first use, which must never happen on the request path.

@@ -18,7 +18,6 @@ import numpy as np
 
 from . import features
 from .anchors import ANCHOR_SOURCE, is_anchor
-from .conversation import flatten
 from .data import (
     build_labels,
     excluded,
@@ -306,12 +305,13 @@ def _level_head(head: Any, model: IRTDifficulty, X: Any, rows: list[dict], embed
 
 
 def semantic_table(rows: list[dict], X: Any = None) -> np.ndarray:
-    """The hashed static embedding table for the words of ``rows`` (and MiniLM's vocabulary).
-    ``X``: the rows' features if the caller has them (else they are computed here)."""
-    from .embedding import corpus_words, hashed_table
+    """The static embedding of the word block (:func:`classifiers.embedding.word_table`),
+    centred on the mean text embedding of ``rows``. ``X``: the rows' features if the caller has
+    them (else they are computed here). The rows set only the centre: every word has its
+    vector whether or not the training data holds it."""
+    from .embedding import word_table
 
-    words = corpus_words([t for r in rows for t, _ in flatten(row_messages(r)).segments])
-    table = hashed_table(HASH_BITS, words).astype(np.float64)
+    table = word_table(HASH_BITS).astype(np.float64)
     # centre the known words on the corpus's mean text embedding: the word block is a shrunk
     # mean (features.WORD_PRIOR), so a short request's embedding moves towards 0, which must
     # mean "a typical request", not a point that some direction of the fit calls hard or easy

@@ -229,5 +229,7 @@ def test_the_fast_scorer_carries_the_distilled_head(tiny_data, tiny_model, tmp_p
     without = DifficultyScorer(plain)
     d = np.array([s.difficulty for s in fast.score_batch(sample)])
     moved = d - np.array([s.difficulty for s in without.score_batch(sample)])
-    shift = np.array([s.difficulty for s in accurate.score_batch(sample)]) - d
-    assert np.corrcoef(moved, shift)[0, 1] > 0.3
+    # the head's own term (accurate d minus fast d also holds the level's affine map, whose
+    # scale < 1 adds a multiple of -fast d: 0.32 against 0.92 for this, on 2026-12-06)
+    shift = accurate.sentence_shift(sample)
+    assert np.corrcoef(moved, shift)[0, 1] > 0.8

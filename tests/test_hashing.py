@@ -90,3 +90,19 @@ def test_words_are_the_word_tokens_of_the_hash():
     word_h = {int(word_hashes(w)[0][0]) for w in ws}
     marks = {int(word_hashes(m.encode())[0][0]) for m in ":=.+?()-"}
     assert set(h.tolist()) == word_h | marks
+
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_word_at_cuts_out_each_token(text):
+    """word_at(raw, start) is each token word_hashes found: the word runs words() returns, in
+    order, and single-byte punctuation marks between them."""
+    from classifiers.hashing import word_at, words
+
+    raw = encode(text)
+    h, starts = word_hashes(raw)
+    tokens = [word_at(raw, s) for s in starts.tolist()]
+    assert [t for t in tokens if words(t) == [t]] == words(raw)
+    assert all(len(t) == 1 for t in tokens if words(t) != [t])
+    assert [int(word_hashes(t)[0][0]) for t in tokens] == h.tolist()

@@ -1,0 +1,103 @@
+"""MiniLM's WordPieces for the words outside its whole-word vocabulary.
+
+The word block of the difficulty model (:mod:`classifiers.features`) gives each word of MiniLM's
+whole-word vocabulary a hash bucket of its own, and splits every other word ("goroutine",
+"idiomatic", "shared_ptr", "amanda’s") into the WordPieces MiniLM's tokenizer makes of it, each a
+feature of its own (``go ##rou ##tine``). The static embedding of such a word is the mean of its
+pieces' vectors (:mod:`classifiers.embedding`), so its weight in the model is the mean of its
+pieces' weights: any word a request holds gets the embedding's reading, not only the words the
+training data happened to contain (those were the only ones before feature version 6).
+
+The tokenizer is the accurate scorer's (``minilm_encoder/tokenizer.json``, package data; the
+uncased BERT vocabulary, 30,522 entries). Loaded on first use (~40 ms), thread-safe.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .hashing import buckets, word_hashes
+
+TOKENIZER = Path(__file__).resolve().parent / "minilm_encoder" / "tokenizer.json"
+N_PIECES = 30522  # the vocabulary's size: a fixed part of the feature layout
+# a lower-case ASCII word with no "_" (punctuation to BERT): WordPiece alone reads it as the
+# whole pipeline would, at half the cost (~1 us; bench/LATENCY.md)
+_PLAIN = re.compile(rb"[0-9a-z]+")
+_lock = threading.Lock()
+_loaded: list[_Vocab] = []
+
+
+@dataclass(frozen=True)
+class _Vocab:
+    tokenizer: Any
+    # per hash bucket: 1 + a 16-bit fingerprint of the whole word there (0: none), so that
+    # is_whole is one gather; two whole words in one bucket keep one fingerprint, and the other
+    # is split into its single piece, itself: the same vector either way
+    fingerprint: np.ndarray  # int32 [2**HASH_BITS]
+    specials: frozenset[int]  # [UNK], [CLS], ...: never a piece of a word
+
+
+def _fingerprint(hashes: np.ndarray) -> np.ndarray:
+    # bits 16-31: independent of the bucket (the top HASH_BITS bits of hash * _MIX)
+    return ((hashes >> np.uint64(16)) & np.uint64(0xFFFF)).astype(np.int32) + 1
+
+
+def _load() -> _Vocab:
+    """The vocabulary, loaded once."""
+    if _loaded:
+        return _loaded[0]
+    with _lock:
+        if not _loaded:
+            from tokenizers import Tokenizer
+
+            from .features import HASH_BITS, SALT_WORD
+
+            tok = Tokenizer.from_file(str(TOKENIZER))
+            tok.no_truncation()
+            tok.no_padding()
+            vocab: dict[str, int] = tok.get_vocab()
+            if len(vocab) != N_PIECES:
+                raise RuntimeError(f"{TOKENIZER}: {len(vocab)} entries, expected {N_PIECES}")
+            whole = sorted(t for t in vocab if not t.startswith(("##", "[")))
+            # hash every whole word in one pass; keep those our hashing reads as one token
+            hashes, starts = word_hashes("\n".join(whole).encode("utf-8"))
+            begin = np.cumsum([0] + [len(t.encode("utf-8")) + 1 for t in whole[:-1]])
+            first = np.minimum(np.searchsorted(starts, begin), starts.size - 1)
+            count = np.diff(np.append(np.searchsorted(starts, begin), starts.size))
+            one = hashes.take(first[(count == 1) & (starts.take(first) == begin)])
+            fingerprint = np.zeros(1 << HASH_BITS, np.int32)
+            fingerprint[buckets(one, SALT_WORD, HASH_BITS)] = _fingerprint(one)
+            specials = frozenset(i for t, i in vocab.items()
+                                 if t.startswith("[") and t.endswith("]"))
+            _loaded.append(_Vocab(tok, fingerprint, specials))
+    return _loaded[0]
+
+
+def is_whole(hashes: np.ndarray, bucket: np.ndarray) -> np.ndarray:
+    """Per word, from its 64-bit hash and its bucket (:mod:`classifiers.hashing`): is it a whole
+    word (or a punctuation mark) of the vocabulary? Those keep their hash bucket."""
+    return np.asarray(_load().fingerprint.take(bucket) == _fingerprint(hashes))
+
+
+@lru_cache(maxsize=1 << 16)
+def pieces(word: bytes) -> tuple[int, ...]:
+    """Vocabulary ids of the WordPieces of one lower-cased UTF-8 word (special tokens such as
+    [UNK] left out: a word with no known piece has none)."""
+    v = _load()
+    text = word.decode("utf-8", "replace")
+    if _PLAIN.fullmatch(word):  # nothing for BERT's normalizer and pre-tokenizer to do
+        return tuple(i for t in v.tokenizer.model.tokenize(text) if (i := t.id) not in v.specials)
+    ids = v.tokenizer.encode(text, add_special_tokens=False).ids
+    return tuple(i for i in ids if i not in v.specials)
+
+
+def vocabulary() -> dict[str, int]:
+    """The tokenizer's vocabulary (token -> id); training code places the embedding by it."""
+    return dict(_load().tokenizer.get_vocab())
