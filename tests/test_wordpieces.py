@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from classifiers.features import (
     DENSE_OFF,
@@ -96,3 +98,17 @@ def test_shipped_model_reads_an_unseen_word_as_its_pieces():
     expected = float(np.mean(w[ids])) / (1 + WORD_PRIOR)
     assert contribution == pytest.approx(expected, rel=1e-5)
     assert abs(contribution) > 0  # the word now counts
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(list("ab_xyz0129 .’é中?") + ["q" * 40]), max_size=60)
+                .map("".join), min_size=1, max_size=4))
+def test_extract_many_agrees_with_extract_on_any_text(texts):
+    """Bit for bit, whatever mix of whole words, split words, long words and marks: training
+    featurizes with extract_many, serving with extract."""
+    convs = [[{"role": "user", "content": t}] for t in texts] + [texts[0]]
+    for many, conv in zip(extract_many(convs), convs, strict=True):
+        one = extract(conv)
+        assert np.array_equal(many.ids, one.ids) and np.array_equal(many.values, one.values)
+        words = many.ids < DENSE_OFF
+        assert np.all(np.isfinite(many.values)) and float(many.values[words].sum()) < 1.0
