@@ -27,6 +27,7 @@ import numpy as np
 from . import SCORERS, Score
 from .features import N_FEATURES, extract, extract_many, pad_batch
 from .onnx_table import read_linear_table
+from .wordpieces import load_vocabulary
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 FEATURE_VERSION = 6  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
@@ -70,6 +71,9 @@ class DifficultyScorer:
                 f"{self.onnx_path}: table has {self._table.shape[0]} rows, the features need "
                 f"{N_FEATURES}; retrain it with `tierwise train`."
             )
+        # the vocabulary that splits words outside it into WordPieces (~50 ms): now, not on
+        # the first request, and a missing file fails here with its name
+        load_vocabulary()
         self._session: Any = None
         if self._table is None:  # onnxruntime scores everything: load it now, fail early
             self._session = self._load_session()

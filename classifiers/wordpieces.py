@@ -49,6 +49,12 @@ def _fingerprint(hashes: np.ndarray) -> np.ndarray:
     return ((hashes >> np.uint64(16)) & np.uint64(0xFFFF)).astype(np.int32) + 1
 
 
+def load_vocabulary() -> None:
+    """Load the vocabulary now (it loads on first use otherwise); FileNotFoundError naming the
+    file if the package lacks it."""
+    _load()
+
+
 def _load() -> _Vocab:
     """The vocabulary, loaded once."""
     if _loaded:
@@ -56,6 +62,12 @@ def _load() -> _Vocab:
     with _lock:
         if not _loaded:
             from tokenizers import Tokenizer
+
+            if not TOKENIZER.is_file():
+                raise FileNotFoundError(
+                    f"{TOKENIZER}: MiniLM's tokenizer is missing from this tierwise install "
+                    "(package data since feature version 6: it splits words outside the "
+                    "vocabulary into WordPieces); reinstall tierwise.")
 
             from .features import HASH_BITS, SALT_WORD
 

@@ -112,3 +112,16 @@ def test_extract_many_agrees_with_extract_on_any_text(texts):
         assert np.array_equal(many.ids, one.ids) and np.array_equal(many.values, one.values)
         words = many.ids < DENSE_OFF
         assert np.all(np.isfinite(many.values)) and float(many.values[words].sum()) < 1.0
+
+
+def test_a_missing_tokenizer_fails_at_construction_naming_the_file(monkeypatch, tmp_path):
+    """The scorer loads the WordPiece vocabulary when it is built (not on the first request),
+    and an install without the file says which file and what to do."""
+    import classifiers.wordpieces as wordpieces
+    from classifiers.scorer import DifficultyScorer
+
+    missing = tmp_path / "tokenizer.json"
+    monkeypatch.setattr(wordpieces, "TOKENIZER", missing)
+    monkeypatch.setattr(wordpieces, "_loaded", [])  # as in a fresh process
+    with pytest.raises(FileNotFoundError, match="tokenizer.json.*reinstall tierwise"):
+        DifficultyScorer()
