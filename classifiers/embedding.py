@@ -61,8 +61,9 @@ def word_table(bits: int, static_dir: Path = STATIC_DIR) -> np.ndarray:
     """[2**bits + N_PIECES, dims]: the static vector of each word bucket, then of each WordPiece.
 
     The rows the word block of :mod:`classifiers.features` reads: each whole word of MiniLM's
-    vocabulary (and punctuation mark) in its hash bucket (:func:`classifiers.hashing.
-    word_bucket`; colliding words are averaged), and each WordPiece, by its id in the accurate
+    vocabulary (and punctuation mark) that the request path reads as whole
+    (:func:`classifiers.wordpieces.is_whole`: one per bucket), in its hash bucket, and each
+    WordPiece, by its id in the accurate
     scorer's tokenizer (:mod:`classifiers.wordpieces`), at ``2**bits + id``. Every other word
     is its pieces, so its embedding is their mean, as MiniLM's static model reads it.
     """

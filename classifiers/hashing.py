@@ -118,12 +118,6 @@ def words(raw: bytes) -> list[bytes]:
     return _WORD_RUN.findall(raw)
 
 
-def word_bucket(word: str, bits: int, salt: int = 0) -> int:
-    """Bucket of one word (training-side helper, e.g. to place a word's embedding)."""
-    h, _ = word_hashes(encode(word))
-    return int(buckets(h[:1], salt, bits)[0]) if h.size else -1
-
-
 def word_at(raw: bytes, start: int) -> bytes:
     """The word (or punctuation mark) of ``raw`` that :func:`word_hashes` found at ``start``."""
     m = _WORD_RUN.match(raw, start)
