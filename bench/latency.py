@@ -15,6 +15,7 @@ loaded it (its own subprocess, not mixed with the scorer's). Writes bench/LATENC
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import json
 import os
@@ -273,7 +274,7 @@ WORST_CASES = {
     "random 8-letter non-words (WordPieces, first sight)": " ".join(
         "".join(row) for row in np.random.default_rng(0).choice(list("bcdfghjklmnpqrstvwxz"),
                                                                  (11000, 8))),
-    "base64 (WordPieces, first sight)": __import__("base64").b64encode(
+    "base64 (WordPieces, first sight)": base64.b64encode(
         np.random.default_rng(1).bytes(75000)).decode(),
 }
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .hashing import buckets, encode, word_hashes
+from .hashing import buckets
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "data" / "minilm-static"
 
@@ -68,7 +68,7 @@ def word_table(bits: int, static_dir: Path = STATIC_DIR) -> np.ndarray:
     is its pieces, so its embedding is their mean, as MiniLM's static model reads it.
     """
     from .features import SALT_WORD
-    from .wordpieces import N_PIECES, is_whole, vocabulary
+    from .wordpieces import N_PIECES, is_whole, vocabulary, whole_words
 
     table, tok = load_static(static_dir)
     static_ids: dict[str, int] = tok.get_vocab()  # type: ignore[attr-defined]
@@ -77,17 +77,13 @@ def word_table(bits: int, static_dir: Path = STATIC_DIR) -> np.ndarray:
         j = static_ids.get(token)
         if j is not None and not token.startswith("["):
             out[(1 << bits) + i] = table[j]
-    whole = sorted(t for t in static_ids if not t.startswith(("##", "[")))
-    hashes = [word_hashes(encode(t))[0] for t in whole]
-    single = [(t, h[0]) for t, h in zip(whole, hashes, strict=True) if h.size == 1]
-    h = np.array([h for _, h in single], np.uint64)
+    tokens, h = whole_words(static_ids)
     where = buckets(h, SALT_WORD, bits)
     total = np.zeros((1 << bits, table.shape[1]), np.float64)
     count = np.zeros(1 << bits, np.float64)
     # only the words the request path reads as whole (one per bucket; the rare other word of a
     # bucket is its own single WordPiece there)
-    for (token, _), b, ok in zip(single, where.tolist(), is_whole(h, where).tolist(),
-                                 strict=True):
+    for token, b, ok in zip(tokens, where.tolist(), is_whole(h, where).tolist(), strict=True):
         if ok:
             total[b] += table[static_ids[token]]
             count[b] += 1

@@ -52,6 +52,20 @@ def _fingerprint(hashes: np.ndarray) -> np.ndarray:
     return ((hashes >> np.uint64(16)) & np.uint64(0xFFFF)).astype(np.int32) + 1
 
 
+def whole_words(vocab: dict[str, int]) -> tuple[list[str], np.ndarray]:
+    """The whole words and marks of ``vocab`` (not ``##`` continuations, nothing starting with
+    "[") that our hashing reads as one token, sorted, and their 64-bit hashes: the words that
+    keep a hash bucket (the request path's fingerprints, the training table's rows)."""
+    whole = sorted(t for t in vocab if not t.startswith(("##", "[")))
+    # hash every whole word in one pass; keep those our hashing reads as one token
+    hashes, starts = word_hashes("\n".join(whole).encode("utf-8"))
+    begin = np.cumsum([0] + [len(t.encode("utf-8")) + 1 for t in whole[:-1]])
+    first = np.minimum(np.searchsorted(starts, begin), starts.size - 1)
+    count = np.diff(np.append(np.searchsorted(starts, begin), starts.size))
+    single = np.flatnonzero((count == 1) & (starts.take(first) == begin))
+    return [whole[k] for k in single.tolist()], hashes.take(first.take(single))
+
+
 def load_vocabulary() -> None:
     """Load the vocabulary now (it loads on first use otherwise); FileNotFoundError naming the
     file if the package lacks it."""
@@ -80,13 +94,7 @@ def _load() -> _Vocab:
             vocab: dict[str, int] = tok.get_vocab()
             if len(vocab) != N_PIECES:
                 raise RuntimeError(f"{TOKENIZER}: {len(vocab)} entries, expected {N_PIECES}")
-            whole = sorted(t for t in vocab if not t.startswith(("##", "[")))
-            # hash every whole word in one pass; keep those our hashing reads as one token
-            hashes, starts = word_hashes("\n".join(whole).encode("utf-8"))
-            begin = np.cumsum([0] + [len(t.encode("utf-8")) + 1 for t in whole[:-1]])
-            first = np.minimum(np.searchsorted(starts, begin), starts.size - 1)
-            count = np.diff(np.append(np.searchsorted(starts, begin), starts.size))
-            one = hashes.take(first[(count == 1) & (starts.take(first) == begin)])
+            _, one = whole_words(vocab)
             fingerprint = np.zeros(1 << HASH_BITS, np.int32)
             fingerprint[buckets(one, SALT_WORD, HASH_BITS)] = _fingerprint(one)
             specials = frozenset(i for t, i in vocab.items()

@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 
 from classifiers.features import (
     DENSE_OFF,
+    HASH_BITS,
     HASH_OFF,
     PIECE_BYTES,
     PIECE_OFF,
     PIECE_WORD_BYTES,
+    SALT_WORD,
     WORD_PRIOR,
     extract,
     extract_many,
@@ -34,7 +36,8 @@ def _piece_entries(text: str) -> dict[int, float]:
 
 def test_vocabulary_words_keep_their_bucket_and_others_split():
     h, _ = word_hashes(encode("the cat goroutine idiomatic !"))
-    assert is_whole(h, buckets(h, 0, 19)).tolist() == [True, True, False, False, True]
+    whole = is_whole(h, buckets(h, SALT_WORD, HASH_BITS))
+    assert whole.tolist() == [True, True, False, False, True]
     vocab = vocabulary()
     assert len(vocab) == N_PIECES
     names = {i: t for t, i in vocab.items()}
@@ -65,7 +68,7 @@ def test_budget_bounds_the_words_split_per_conversation():
     words = ["".join(rng.choice(list("bcdfghjklmnpqrstvwxz"), 8)) for _ in range(n)]
     f = extract(" ".join(words))
     h, _ = word_hashes(encode(" ".join(words)))
-    split = int((~is_whole(h, buckets(h, 0, 19)))[: PIECE_BYTES // 8].sum())
+    split = int((~is_whole(h, buckets(h, SALT_WORD, HASH_BITS)))[: PIECE_BYTES // 8].sum())
     # every word within the budget left the hash block; those after it stayed there
     in_hash = int(((f.ids >= HASH_OFF) & (f.ids < PIECE_OFF)).sum())
     assert in_hash == n - split
