@@ -117,6 +117,9 @@ VARIANTS: dict[str, dict[str, float]] = {
     # a second copy of the embedding whose word mean is shrunk with 4 or 8 words, not 32
     **{f"short-request words (prior {k:g}) L2 {l2:g}": {"_short": k, "l2_sentence": l2}
        for k in (4.0, 8.0) for l2 in (10.0, 30.0, 100.0)},
+    # the embedding's spread within each benchmark cell penalised (train param within_penalty)
+    **{f"within-benchmark penalty {lam:g}": {"within_penalty": lam}
+       for lam in (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)},
 }
 CHAT = {"qlora_oa", "qlora_vicuna_pairwise", "qlora_vicuna_relative",
         "fastchat_vicuna80_gpt4review"}

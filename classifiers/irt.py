@@ -97,6 +97,7 @@ class IRTDifficulty:
         row_weight: np.ndarray | None = None,
         no_offset: np.ndarray | None = None,
         label_weight: np.ndarray | None = None,
+        penalty: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> IRTDifficulty:
         """Fit on outcome labels (prompt, model, y) and optional pairwise ``comparisons``.
 
@@ -107,6 +108,8 @@ class IRTDifficulty:
         ``no_offset``: per outcome label, True where the group offset does not apply (a label
         that compares prompts *across* groups, which an offset would explain away).
         ``label_weight``: per outcome label, a factor on its weight (None: 1).
+        ``penalty``: (columns of X, a symmetric matrix Q): ``0.5 * c @ Q @ c`` is added to the
+        loss for the weights ``c`` of those columns, beside their L2.
         """
         from scipy.optimize import minimize
 
@@ -135,6 +138,12 @@ class IRTDifficulty:
         use_off = (
             np.ones(prompt.size) if no_offset is None else 1.0 - np.asarray(no_offset, float)
         )
+
+        if penalty is not None:
+            q_cols = np.searchsorted(active, penalty[0])
+            if not np.array_equal(active.take(np.minimum(q_cols, active.size - 1)), penalty[0]):
+                raise ValueError("penalty: a column the data never touches")
+            q_mat = np.asarray(penalty[1], np.float64)
 
         def unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             return theta[:n_feat], theta[n_feat : n_feat + n_models], theta[n_feat + n_models :]
@@ -173,6 +182,10 @@ class IRTDifficulty:
             loss += 0.5 * np.dot(l2v * coef, coef) + 0.5 * self.l2_ability * ab @ ab
             loss += 0.5 * self.l2_offset * off @ off
             g_coef = Xt @ g_d + l2v * coef
+            if penalty is not None:
+                qc = q_mat @ coef[q_cols]
+                loss += 0.5 * float(coef[q_cols] @ qc)
+                g_coef[q_cols] += qc
             g_ab = g_ab + self.l2_ability * ab
             g_off = (
                 np.bincount(grp, weights=g_o, minlength=n_groups) + self.l2_offset * off

@@ -161,8 +161,11 @@ def fit(
     :class:`~classifiers.sentence_head.TextEmbeddings`; with it (and both selection pools in
     ``rows``) the sentence head is fitted too (``irt.head_``) and distilled into the word
     weights (``irt.distill_``; ``params["distill"]``: its weight, 0 for none). A key of
-    DEFAULT_PARAMS missing from ``params`` gets its default; ``l2_sentence`` (10) is the one
-    key outside them (only bench/quality_routing.py's sentence-encoder variants pass it)."""
+    DEFAULT_PARAMS missing from ``params`` gets its default. Two keys lie outside them (only
+    bench/quality_routing.py's variants pass them, so model.json's params stay as shipped):
+    ``l2_sentence`` (10), the sentence-encoder block's L2, and ``within_penalty`` (0: none), a
+    penalty of 0.5 * it * sum over benchmark rows of (the row's embedding term - its cell's
+    mean)^2 (:func:`within_scatter`; a negative result, bench/QUALITY_ROUTING.md)."""
     from scipy import sparse
 
     params = {**DEFAULT_PARAMS, **params}
@@ -219,6 +222,11 @@ def fit(
         upper = np.concatenate([upper, np.full(n_sem, np.inf)])
     else:
         full = base
+    penalty = None
+    if semantic and emb is not None and float(params.get("within_penalty", 0.0)):
+        penalty = (np.arange(N_FEATURES, N_FEATURES + emb.shape[1]),
+                   float(params["within_penalty"]) * within_scatter(
+                       sem, rows, _row_weights(rows), is_chat > 0, anchor))
     if sentence is not None:
         full = sparse.hstack([full, sparse.csr_matrix(sentence)]).tocsr()
         k = sentence.shape[1]
@@ -248,13 +256,13 @@ def fit(
         irt.fit(full, pairs.prompt, pairs.model, pairs.y, len(pairs.models),
                 comparisons=comparisons, groups=groups, lower=lower, upper=upper,
                 row_weight=row_weight * np.where(anchor, 0.0, 1.0), no_offset=no_offset,
-                label_weight=label_weight)
+                label_weight=label_weight, penalty=penalty)
         lower, upper = lower.copy(), upper.copy()
         lower[:N_FEATURES] = upper[:N_FEATURES] = irt.coef_[:N_FEATURES]
     irt.fit(full, pairs.prompt, pairs.model, pairs.y, len(pairs.models), comparisons=comparisons,
             groups=groups, lower=lower, upper=upper,
             row_weight=row_weight * np.where(anchor, anchor_weight, 1.0),
-            no_offset=no_offset, label_weight=label_weight)
+            no_offset=no_offset, label_weight=label_weight, penalty=penalty)
     if groups is not None:
         irt.group_offsets_ = dict(zip(names, irt.offsets_.tolist(), strict=True))
     if sentence is not None:
@@ -293,6 +301,30 @@ def fit(
         irt.coef_[DENSE_OFF + DENSE_NAMES.index("log_tokens")] += prior
         irt.abilities_ = irt.abilities_ + prior * float(length_baseline(X).mean())
     return irt, pairs.models
+
+
+def within_scatter(sem: Any, rows: list[dict], weight: np.ndarray, chat: np.ndarray,
+                   anchor: np.ndarray) -> np.ndarray:
+    """The weighted scatter matrix of the pooled embedding (``sem``, one row per row of
+    ``rows``) around its mean within each benchmark cell (source, family, subset); judged chat
+    and anchors are left out (their topics differ from request to request for real)."""
+    cells: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if chat[i] or anchor[i] or not r.get("outcomes"):
+            continue
+        meta = r.get("meta") or {}
+        cells.setdefault(f"{r.get('source')}/{meta.get('family')}/{meta.get('subset')}",
+                         []).append(i)
+    dense = np.asarray(sem.toarray() if hasattr(sem, "toarray") else sem, np.float64)
+    out = np.zeros((dense.shape[1], dense.shape[1]))
+    for idx in cells.values():
+        if len(idx) < 2:
+            continue
+        w = weight[idx]
+        block = dense[idx]
+        dev = block - (w @ block) / w.sum()
+        out += (dev * w[:, None]).T @ dev
+    return out
 
 
 def _level_head(head: Any, model: IRTDifficulty, X: Any, rows: list[dict], embed: Any) -> None:

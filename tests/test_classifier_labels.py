@@ -107,3 +107,26 @@ def test_pairwise_likelihood_recovers_hard_prompts():
     fitted = irt.coef_[1:]
     assert np.all(np.diff(fitted) > 0), fitted
     assert irt.abilities_[0] > irt.abilities_[1] > irt.abilities_[2]
+
+
+def test_quadratic_penalty_pulls_weights_towards_its_null_space():
+    """``penalty`` (columns, Q) adds 0.5 c'Qc: with Q = lam * [[1, -1], [-1, 1]] on two features
+    that the labels weigh very differently, a large lam makes their weights (nearly) equal, and a
+    column the data never touches is refused by name."""
+    rng = np.random.default_rng(1)
+    n = 400
+    x = rng.normal(size=(n, 2))
+    X = sparse.csr_matrix(np.hstack([np.zeros((n, 1)), x]))
+    true = np.array([1.5, -0.5])
+    models = np.repeat(np.arange(2), n)
+    prompt = np.tile(np.arange(n), 2)
+    p = 1 / (1 + np.exp(-(np.array([1.0, -1.0])[models] - (x @ true)[prompt])))
+    y = rng.binomial(1, p).astype(float)
+    free = IRTDifficulty(l2=0.01).fit(X, prompt, models, y, 2)
+    gap_free = abs(free.coef_[1] - free.coef_[2])
+    q = 1e4 * np.array([[1.0, -1.0], [-1.0, 1.0]])
+    tied = IRTDifficulty(l2=0.01).fit(X, prompt, models, y, 2, penalty=(np.array([1, 2]), q))
+    assert gap_free > 1.0, free.coef_
+    assert abs(tied.coef_[1] - tied.coef_[2]) < 0.02 * gap_free, tied.coef_
+    with pytest.raises(ValueError, match="never touches"):
+        IRTDifficulty(l2=0.01).fit(X, prompt, models, y, 2, penalty=(np.array([0, 1]), q))
