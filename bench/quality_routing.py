@@ -56,7 +56,8 @@ VARIANTS: dict[str, dict[str, float]] = {
     "accurate + distilled head weight 1": {"_head": 1, "distill": 1.0},
     "no selection label": {"selection_label": 0},
     # the hand-labeled anchors (data/anchors.jsonl, classifiers/anchors.py)
-    "no anchors": {"anchor_weight": 0.0},
+    "no anchors": {"anchor_weight": 0.0, "anchor_head": 0.0},
+    "no anchor head (shipped before 2026-12-06 07:50 UTC)": {"anchor_head": 0.0},
     "accurate head weight 0.3 with anchors in the head": {"_head": 1, "head_anchors": 1},
     "accurate head weight 0.5 with anchors in the head": {"_head": 1, "head_anchors": 1,
                                                           "_head_weight": 0.5},
@@ -69,6 +70,11 @@ VARIANTS: dict[str, dict[str, float]] = {
     "selection weight 5": {"selection_weight": 5.0},
     "judged chat weighs 3x": {"chat_weight": 3.0},
     "judged chat weighs 10x": {"chat_weight": 10.0},
+    "judged chat weighs 0.5x": {"chat_weight": 0.5},
+    # each prompt's labels weigh n ** -power (0.5 shipped: a source with 48 models vs one with 9)
+    "prompt weight power 0.25": {"prompt_weight_power": 0.25},
+    "prompt weight power 0.75": {"prompt_weight_power": 0.75},
+    "prompt weight power 1": {"prompt_weight_power": 1.0},
     "selection weight 20": {"selection_weight": 20.0},
     "per-source offsets": {"offsets": 1},
     "per-source offsets, one for all judged chat": {"offsets": 1, "chat_offsets": 0},
@@ -117,6 +123,12 @@ VARIANTS: dict[str, dict[str, float]] = {
     # a second copy of the embedding whose word mean is shrunk with 4 or 8 words, not 32
     **{f"short-request words (prior {k:g}) L2 {l2:g}": {"_short": k, "l2_sentence": l2}
        for k in (4.0, 8.0) for l2 in (10.0, 30.0, 100.0)},
+    # the anchors' own logistic head on the pooled embedding, added to d at weight beta
+    **{f"anchor head {beta:g} C {c:g}": {"anchor_head": beta, "anchor_head_c": c}
+       for beta in (0.1, 0.2, 0.3, 0.5) for c in (10.0, 100.0)},
+    **{f"anchor head {beta:g} C {c:g} without anchors in the IRT": {
+        "anchor_head": beta, "anchor_head_c": c, "anchor_weight": 0.0}
+       for beta in (0.2, 0.3) for c in (10.0, 100.0)},
     # the embedding's spread within each benchmark cell penalised (train param within_penalty)
     **{f"within-benchmark penalty {lam:g}": {"within_penalty": lam}
        for lam in (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)},

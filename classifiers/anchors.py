@@ -10,6 +10,8 @@ which no benchmark source can (bench/QUALITY_ROUTING.md, "anchors").
 
 from __future__ import annotations
 
+import numpy as np
+
 ANCHOR_SOURCE = "tierwise_anchors"
 HAND_LABEL_MODEL = "hand-label"  # a label, not a model a policy could name
 
@@ -26,3 +28,14 @@ def anchor_labels(rows: list[dict]) -> dict[str, bool]:
 
     return {last_user_text(row_messages(r)): r["outcomes"][HAND_LABEL_MODEL] == 0.0
             for r in rows if is_anchor(r)}
+
+
+def anchor_head(pooled: np.ndarray, hard: np.ndarray, c: float) -> np.ndarray:
+    """The weights ``w`` of a logistic regression of hard (1) vs easy (0) on the anchors' pooled
+    static embeddings alone (L2, sklearn's ``C``; no intercept kept): ``pooled @ w`` is the
+    log-odds that a person calls the request hard, as far as its words tell. Linear in the
+    pooled embedding, so it folds into the per-word weights like the IRT's own (training only)."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, max_iter=5000).fit(pooled, hard)
+    return np.asarray(model.coef_, np.float64).ravel()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import features
-from .anchors import ANCHOR_SOURCE, is_anchor
+from .anchors import ANCHOR_SOURCE, HAND_LABEL_MODEL, anchor_head, is_anchor
 from .data import (
     build_labels,
     excluded,
@@ -91,6 +91,16 @@ DEFAULT_PARAMS: dict[str, float] = {
     # this. Off: at 1 held-out
     # RouterBench fell below random (0.548 -> 0.458; bench/QUALITY_ROUTING.md, "anchors")
     "head_anchors": 0,
+    # > 0: the anchors' own reading of the words (classifiers.anchors.anchor_head: a logistic
+    # regression of hard vs easy on their pooled static embeddings alone, L2 with sklearn's C =
+    # anchor_head_c) added to the embedding's weights at this weight, folded into the word table
+    # like them. Inside the IRT the anchors' labels share one direction with every benchmark's;
+    # on their own the same 440 requests read words far better (words alone on the hand-written
+    # dev splits: AUC 0.52-0.63 from the IRT's block, 0.73-0.79 from the head at C 10;
+    # bench/anchor_head.py). 0.1 at C 10, chosen on the dev splits and held-out folds
+    # (bench/QUALITY_ROUTING.md, "The anchors' own head")
+    "anchor_head": 0.1,
+    "anchor_head_c": 10.0,
 }
 # length may only make a request harder: these weights are bounded below by 0
 MONOTONE = ("log_tokens", "log_tokens_last_user", "arithmetic_digits")
@@ -274,6 +284,17 @@ def fit(
         u = irt.coef_[N_FEATURES : N_FEATURES + dims]
         if int(params["chat_head"]) == 2:
             u = u + irt.coef_[N_FEATURES + dims : N_FEATURES + 2 * dims]
+        beta = float(params["anchor_head"])
+        if beta and anchor.any():
+            # the anchors' own reading of the words, added at a fixed weight (see DEFAULT_PARAMS)
+            sem_rows = np.asarray(sem.toarray(), np.float64)
+            hard = np.asarray([r["outcomes"][HAND_LABEL_MODEL] == 0.0
+                               for r, a in zip(rows, anchor, strict=True) if a], bool)
+            w = anchor_head(sem_rows[anchor], hard, float(params["anchor_head_c"]))
+            u = u + beta * w
+            # keep P(model does well) the fitted one on average over the training prompts
+            irt.abilities_ = irt.abilities_ + beta * float((sem_rows @ w).mean())
+            irt.anchor_head_ = w  # type: ignore[attr-defined]
         coef = irt.coef_[:N_FEATURES].copy()
         coef[HASH_OFF:DENSE_OFF] += emb @ u  # X_w @ (E u) == (X_w @ E) @ u: exact fold
         irt.coef_ = coef

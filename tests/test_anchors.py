@@ -1,6 +1,7 @@
 """The hand-labeled anchors (data/anchors.jsonl): well-formed and balanced, independent of the
 hand-written evaluation sets, and used by training as the card says (with ``anchor_scope`` 1
-they move the embedding's weights only, never the structure and length weights)."""
+they move the embedding's weights only, never the structure and length weights; their own head,
+``anchor_head``, adds its weights to the embedding's, folded into the word table exactly)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from classifiers.anchors import ANCHOR_SOURCE, HAND_LABEL_MODEL
+from classifiers.anchors import ANCHOR_SOURCE, HAND_LABEL_MODEL, anchor_head, is_anchor
 from classifiers.data import load_rows, row_messages, sha256_file
-from classifiers.features import DENSE_OFF, N_FEATURES
+from classifiers.features import DENSE_OFF, HASH_OFF, N_FEATURES
 from classifiers.metrics import auc
 from classifiers.train import DEFAULT_PARAMS, featurize, fit, semantic_table
 
@@ -71,9 +72,10 @@ def test_anchors_move_only_the_embedding_weights():
     rows = bench + anchors
     X = featurize(rows, lambda _m: None)
     emb = semantic_table(rows, X)
-    without = _fit(rows, X, emb, anchor_weight=0.0)
-    embedding_only = _fit(rows, X, emb, anchor_weight=10.0, anchor_scope=1)
-    everything = _fit(rows, X, emb, anchor_weight=10.0, anchor_scope=0)
+    # the IRT's use of the anchors alone (their own head, tested below, off)
+    without = _fit(rows, X, emb, anchor_weight=0.0, anchor_head=0.0)
+    embedding_only = _fit(rows, X, emb, anchor_weight=10.0, anchor_scope=1, anchor_head=0.0)
+    everything = _fit(rows, X, emb, anchor_weight=10.0, anchor_scope=0, anchor_head=0.0)
     dense = slice(DENSE_OFF, N_FEATURES)
     np.testing.assert_array_equal(embedding_only.coef_[dense], without.coef_[dense])
     assert np.abs(everything.coef_[dense] - without.coef_[dense]).max() > 1e-3
@@ -85,6 +87,37 @@ def test_anchors_move_only_the_embedding_weights():
     before = auc(without.predict(Xa), hard)
     after = auc(embedding_only.predict(Xa), hard)
     assert after > before + 0.05
+
+
+def test_the_anchors_head_is_folded_into_the_word_weights_exactly():
+    """``anchor_head`` beta: the word weights gain exactly emb @ (beta * w), w the anchors' own
+    logistic head; structure and length weights do not move; the abilities move by beta times
+    the head's mean over the training prompts (P(model does well) unchanged on average)."""
+    bench = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")[:800]
+    rows = bench + load_rows(ANCHORS)
+    X = featurize(rows, lambda _m: None)
+    emb = semantic_table(rows, X)
+    off = _fit(rows, X, emb, anchor_head=0.0)
+    on = _fit(rows, X, emb, anchor_head=0.1, anchor_head_c=10.0)
+    anchor = np.asarray([is_anchor(r) for r in rows])
+    pooled = np.asarray(X[:, HASH_OFF:DENSE_OFF] @ emb)
+    hard = np.asarray([r["outcomes"][HAND_LABEL_MODEL] == 0.0 for r in rows if is_anchor(r)])
+    w = anchor_head(pooled[anchor], hard, 10.0)
+    np.testing.assert_allclose(on.anchor_head_, w)
+    np.testing.assert_allclose(on.coef_[HASH_OFF:DENSE_OFF] - off.coef_[HASH_OFF:DENSE_OFF],
+                               emb @ (0.1 * w), atol=1e-9)
+    np.testing.assert_array_equal(on.coef_[DENSE_OFF:], off.coef_[DENSE_OFF:])
+    np.testing.assert_allclose(on.abilities_ - off.abilities_, 0.1 * (pooled @ w).mean())
+    # what the head reads: the anchors' hard requests above their easy ones, by words alone
+    assert auc(pooled[anchor] @ w, hard) > 0.9
+
+
+def test_anchor_head_finds_the_direction_that_separates_hard_from_easy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    hard = x[:, 2] + 0.3 * rng.normal(size=300) > 0
+    w = anchor_head(x, hard, 10.0)
+    assert w[2] > 0 and np.abs(w[2]) > 3 * np.abs(np.delete(w, 2)).max(), w
 
 
 def test_sentence_head_sample_weights_count():
