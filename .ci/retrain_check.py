@@ -2,7 +2,8 @@
 
 Trains with the defaults into a temporary directory (~2.5 min on 2 cores) and compares:
 byte for byte first (what happens on the machine the model was trained on), and if any file
-differs (another CPU's BLAS or int8 kernels round differently), then by what a user sees:
+differs (another CPU's BLAS or int8 kernels round differently; model.json's `trained_with`
+names the kernels, and the two environments' differences are printed), then by what a user sees:
 the difficulty of every hand-written request (bench/commonsense) under both scorers within
 0.01, the abilities within 0.005 and every leave-one-source-out APGR within 0.005. Exit 1 with
 the differences otherwise.
@@ -73,6 +74,12 @@ def main() -> int:
             print(f"tierwise train reproduces {', '.join(FILES)} byte for byte")
             return 0
         print(f"not byte-identical: {', '.join(differ)}; comparing what users see")
+        envs = [json.loads((d / "model.json").read_text()).get("trained_with", {})
+                for d in (SHIPPED, out)]
+        for key in sorted(set(envs[0]) | set(envs[1])):
+            if envs[0].get(key) != envs[1].get(key):
+                print(f"  {key}: shipped model trained with {envs[0].get(key)!r}, "
+                      f"this machine {envs[1].get(key)!r}")
         problems = _close(SHIPPED, out)
         for p in problems:
             print(f"FAIL: {p}")

@@ -222,6 +222,18 @@ A router sends a request to the cheapest tier whose P clears the policy's qualit
   What they bring is the benchmarks' missing piece, a person's idea of a hard topic; what they
   cost is some of the within-benchmark ranking the embedding had learned
   (bench/QUALITY_ROUTING.md, "Hand-labeled anchors").
+- The anchors' own head (`anchor_head` = {params.get("anchor_head", 0)}, `anchor_head_c` =
+  {params.get("anchor_head_c", "-")}): inside the fit the anchors' labels share the embedding's
+  one direction with every benchmark and chat label, and the word block reads the hand-written
+  dev splits barely above chance by itself (AUC 0.52-0.63). A logistic regression of the
+  anchors' hard/easy labels on their pooled embeddings alone (sklearn, L2 `C` = `anchor_head_c`)
+  reads them at 0.73-0.79 (`python bench/anchor_head.py`); `anchor_head` times its weights is
+  added to u before the fold, so it costs nothing at request time, and the abilities move by its
+  mean over the training prompts. Chosen on the dev splits and held-out folds: dev AUC up
+  0.008-0.033, held-out benchmark pairs -0.003 on average (bench/QUALITY_ROUTING.md, "The
+  anchors' own head").
+- Convergence: L-BFGS-B to ftol 1e-10 / gtol 1e-8, so another CPU's BLAS kernels move d by
+  under 0.001, not 0.03 (`trained_with` in model.json names this model's numeric stack).
 
 ## Features (`classifiers/features.py`, `classifiers/embedding.py`)
 

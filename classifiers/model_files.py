@@ -20,6 +20,23 @@ if TYPE_CHECKING:
     from .train import TrainResult
 
 
+def trained_with() -> dict[str, str]:
+    """The numeric stack a training ran on: floats of another BLAS kernel set or release differ
+    in the last bits, which a retrain compares against (.ci/retrain_check.py)."""
+    import platform
+    from importlib.metadata import version
+
+    from threadpoolctl import threadpool_info
+
+    out = {"python": platform.python_version(), "machine": platform.machine()}
+    for package in ("numpy", "scipy", "scikit-learn", "onnx", "tokenizers"):
+        out[package] = version(package)
+    blas = sorted({f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
+                   for i in threadpool_info() if i.get("user_api") == "blas"})
+    out["blas"] = "; ".join(blas)
+    return out
+
+
 def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> None:
     from .onnx_model import build
 
@@ -42,6 +59,7 @@ def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> 
         "dense_features": {
             n: round(float(m.coef_[DENSE_OFF + i]), 5) for i, n in enumerate(DENSE_NAMES)
         },
+        "trained_with": trained_with(),
         **result.info,
     }
     (out / "model.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")

@@ -29,9 +29,10 @@ HEAD_FILE = "sentence_head.onnx"
 # benchmark folds, not the test splits: held-out RouterBench APGR falls as the weight grows
 # (0.564 / 0.563 / 0.521 / 0.457 at 0.2 / 0.3 / 0.5 / 1; bench/QUALITY_ROUTING.md). It was 0.3,
 # where `requests` dev's length-matched AUC reached its plateau; since the fast d carries the
-# anchors' own head (2026-12-06), 0.2 is the best of the grid on `requests` dev AUC and `fresh`
-# dev length-matched AUC, tied best on `requests` length-matched and within 0.004 of the best
-# on `natural` (`python bench/head_weight.py`, bench/COMMONSENSE.md)
+# anchors' own head (2026-12-06), 0.2 has the largest sum of AUC and length-matched AUC over
+# the three dev splits (5.361; 0.1: 5.334, 0.3: 5.305): best on `requests` dev AUC and `fresh`
+# dev length-matched AUC, while `natural` dev falls a little with every step
+# (`python bench/head_weight.py`, bench/COMMONSENSE.md)
 WEIGHT = 0.2
 # distilled_word_weights (train's "distill" param, off in the shipped model): d units per unit
 # of the head's logit as the static word embedding predicts it, and the ridge's L2; the best of

@@ -17,6 +17,7 @@ import pytest
 from upstreams import TIERS, MisbehavingUpstream, make_policy, start_proxy
 
 from classifiers import default_scorer
+from policies.decide import decide
 from router.serving.proxy import create_app
 
 TOOLS = [{"type": "function", "function": {
@@ -211,10 +212,12 @@ def test_route_is_the_decision_only(proxy: str, upstream: Any) -> None:
     body = {"model": "auto", "messages": ask("Prove that there are infinitely many primes.")}
     response = httpx.post(proxy + "/v1/route", json=body)
     decision = response.json()
-    assert response.status_code == 200 and decision["tier"] == "small"
+    # the same decision the router makes in-process with the proxy's policy (conftest.proxy)
+    score = default_scorer().score(body["messages"])
+    policy = make_policy("http://127.0.0.1:1", *TIERS, header="max_escalations = 1\n")
+    assert response.status_code == 200 and decision["tier"] == decide(policy, score).tier
     assert set(decision["p_sufficient"]) == {name for name, _, _ in TIERS}
-    assert decision["difficulty"] == pytest.approx(
-        default_scorer().score(body["messages"]).difficulty, abs=1e-4)
+    assert decision["difficulty"] == pytest.approx(score.difficulty, abs=1e-4)
     pinned = httpx.post(proxy + "/v1/route", json=body, headers={"x-tierwise-tier": "large"})
     assert pinned.json()["tier"] == "large"
     assert pinned.json()["reasons"] == ["pinned to large by the request"]
