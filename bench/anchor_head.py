@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.quality_routing import HAND_WRITTEN  # noqa: E402
-from classifiers.anchors import HAND_LABEL_MODEL, anchor_head, is_anchor  # noqa: E402
+from classifiers.anchors import anchor_head, is_anchor, is_hard  # noqa: E402
 from classifiers.data import load_rows, read_jsonl, row_messages  # noqa: E402
 from classifiers.features import DENSE_OFF, HASH_OFF, extract_many, to_csr  # noqa: E402
 from classifiers.metrics import auc  # noqa: E402
@@ -43,7 +43,7 @@ def main() -> int:
     emb = semantic_table(rows, X)
     anchors = np.asarray([is_anchor(r) for r in rows])
     pooled = np.asarray(X[anchors][:, HASH_OFF:DENSE_OFF] @ emb)
-    hard = np.asarray([r["outcomes"][HAND_LABEL_MODEL] == 0.0 for r in rows if is_anchor(r)])
+    hard = np.asarray([is_hard(r) for r in rows if is_anchor(r)])
     table = read_linear_table(Path(args.model) / "model.onnx")
     if table is None:
         raise SystemExit(f"{args.model}/model.onnx: not a linear table model")

@@ -73,7 +73,6 @@ VARIANTS: dict[str, dict[str, float]] = {
     "judged chat weighs 0.5x": {"chat_weight": 0.5},
     # each prompt's labels weigh n ** -power (0.5 shipped: a source with 48 models vs one with 9)
     "prompt weight power 0.25": {"prompt_weight_power": 0.25},
-    "prompt weight power 0.75": {"prompt_weight_power": 0.75},
     "prompt weight power 1": {"prompt_weight_power": 1.0},
     "selection weight 20": {"selection_weight": 20.0},
     "per-source offsets": {"offsets": 1},

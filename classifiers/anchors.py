@@ -20,14 +20,18 @@ def is_anchor(row: dict) -> bool:
     return row.get("source") == ANCHOR_SOURCE
 
 
+def is_hard(row: dict) -> bool:
+    """An anchor's label: hard (its virtual model's outcome 0) or easy (1)."""
+    return bool(row["outcomes"][HAND_LABEL_MODEL] == 0.0)
+
+
 def anchor_labels(rows: list[dict]) -> dict[str, bool]:
     """The last user turn of each anchor row -> hard (True) or easy: extra examples for the
     accurate scorer's sentence head (classifiers/sentence_head.py)."""
     from .conversation import last_user_text
     from .data import row_messages
 
-    return {last_user_text(row_messages(r)): r["outcomes"][HAND_LABEL_MODEL] == 0.0
-            for r in rows if is_anchor(r)}
+    return {last_user_text(row_messages(r)): is_hard(r) for r in rows if is_anchor(r)}
 
 
 def anchor_head(pooled: np.ndarray, hard: np.ndarray, c: float) -> np.ndarray:

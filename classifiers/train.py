@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import features
-from .anchors import ANCHOR_SOURCE, HAND_LABEL_MODEL, anchor_head, is_anchor
+from .anchors import ANCHOR_SOURCE, anchor_head, is_anchor, is_hard
 from .data import (
     build_labels,
     excluded,
@@ -288,8 +288,7 @@ def fit(
         if beta and anchor.any():
             # the anchors' own reading of the words, added at a fixed weight (see DEFAULT_PARAMS)
             sem_rows = np.asarray(sem.toarray(), np.float64)
-            hard = np.asarray([r["outcomes"][HAND_LABEL_MODEL] == 0.0
-                               for r, a in zip(rows, anchor, strict=True) if a], bool)
+            hard = np.asarray([is_hard(r) for r in rows if is_anchor(r)], bool)
             w = anchor_head(sem_rows[anchor], hard, float(params["anchor_head_c"]))
             u = u + beta * w
             # keep P(model does well) the fitted one on average over the training prompts

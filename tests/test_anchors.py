@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifiers.anchors import ANCHOR_SOURCE, HAND_LABEL_MODEL, anchor_head, is_anchor
+from classifiers.anchors import ANCHOR_SOURCE, HAND_LABEL_MODEL, anchor_head, is_anchor, is_hard
 from classifiers.data import load_rows, row_messages, sha256_file
 from classifiers.features import DENSE_OFF, HASH_OFF, N_FEATURES
 from classifiers.metrics import auc
@@ -101,7 +101,7 @@ def test_the_anchors_head_is_folded_into_the_word_weights_exactly():
     on = _fit(rows, X, emb, anchor_head=0.1, anchor_head_c=10.0)
     anchor = np.asarray([is_anchor(r) for r in rows])
     pooled = np.asarray(X[:, HASH_OFF:DENSE_OFF] @ emb)
-    hard = np.asarray([r["outcomes"][HAND_LABEL_MODEL] == 0.0 for r in rows if is_anchor(r)])
+    hard = np.asarray([is_hard(r) for r in rows if is_anchor(r)])
     w = anchor_head(pooled[anchor], hard, 10.0)
     np.testing.assert_allclose(on.anchor_head_, w)
     np.testing.assert_allclose(on.coef_[HASH_OFF:DENSE_OFF] - off.coef_[HASH_OFF:DENSE_OFF],
