@@ -94,6 +94,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shares", default="0.25,0.55,0.2")
     ap.add_argument("--policy", default=str(ROOT / "policies" / "demo.toml"))
+    ap.add_argument("--model", default=None,
+                    help="model directory to score with (default: the shipped classifiers/model)")
     ap.add_argument("--scorer", choices=SCORERS, default=None,
                     help="difficulty scorer (default: the policy's `scorer`)")
     ap.add_argument("--choose-small", action="store_true",
@@ -105,7 +107,8 @@ def main() -> int:
     shares = [float(x) for x in args.shares.split(",")]
     policy = load_policy(args.policy)
     convs = distinct_conversations(load_rows(ROOT / "data" / "routing-chat.jsonl.gz"))
-    scorer = DifficultyScorer(scorer=args.scorer or policy.scorer)  # type: ignore[arg-type]
+    scorer = DifficultyScorer(args.model,
+                              scorer=args.scorer or policy.scorer)  # type: ignore[arg-type]
     print(f"scorer: {scorer.kind}")
     scores = scorer.score_batch(convs)
     d = np.array([s.difficulty for s in scores])
