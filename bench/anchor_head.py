@@ -5,7 +5,8 @@ hand-written sets of bench/commonsense (never trained on), split ``dev`` unless 
 
     python bench/anchor_head.py [--split dev|test] [--model classifiers/model] [--c 1,10,100]
 
-"Words alone" leaves out every structure feature, length included: AUC 0.5 means the words add
+The heads read the short-request block's pooling (features.SHORT_PRIOR), as the shipped one
+does. "Words alone" leaves out every structure feature, length included: AUC 0.5 means the words add
 nothing beyond them. Reads the same pooled embedding training builds (classifiers/train.py:
 featurize, semantic_table over the default training data), ~30 s.
 """
@@ -24,7 +25,13 @@ sys.path.insert(0, str(ROOT))
 from bench.quality_routing import HAND_WRITTEN  # noqa: E402
 from classifiers.anchors import anchor_head, is_anchor, is_hard  # noqa: E402
 from classifiers.data import load_rows, read_jsonl, row_messages  # noqa: E402
-from classifiers.features import DENSE_OFF, HASH_OFF, extract_many, to_csr  # noqa: E402
+from classifiers.features import (  # noqa: E402
+    DENSE_OFF,
+    HASH_OFF,
+    SHORT_OFF,
+    extract_many,
+    to_csr,
+)
 from classifiers.metrics import auc  # noqa: E402
 from classifiers.onnx_table import read_linear_table  # noqa: E402
 from classifiers.train import semantic_table  # noqa: E402
@@ -42,7 +49,8 @@ def main() -> int:
     X = to_csr(extract_many([row_messages(r) for r in rows]))
     emb = semantic_table(rows, X)
     anchors = np.asarray([is_anchor(r) for r in rows])
-    pooled = np.asarray(X[anchors][:, HASH_OFF:DENSE_OFF] @ emb)
+    # the short-request block's pooling (features.SHORT_PRIOR), which the shipped head weighs
+    pooled = np.asarray(X[anchors][:, SHORT_OFF:] @ emb)
     hard = np.asarray([is_hard(r) for r in rows if is_anchor(r)])
     table = read_linear_table(Path(args.model) / "model.onnx")
     if table is None:
@@ -56,10 +64,12 @@ def main() -> int:
     for _, name in HAND_WRITTEN:
         items = [i for i in read_jsonl(ROOT / "bench" / "commonsense" / name)
                  if i["split"] == args.split]
-        Xs = to_csr(extract_many([i["messages"] for i in items]))[:, HASH_OFF:DENSE_OFF]
+        Xs = to_csr(extract_many([i["messages"] for i in items]))
         y = np.asarray([i["label"] == "hard" for i in items])
-        block = np.asarray(Xs @ weights[HASH_OFF:DENSE_OFF]).ravel()
-        emb_s = np.asarray(Xs @ emb)
+        # both word blocks: the IRT's (main) and the anchors' head's (short-request)
+        block = np.asarray(Xs[:, HASH_OFF:DENSE_OFF] @ weights[HASH_OFF:DENSE_OFF]
+                           + Xs[:, SHORT_OFF:] @ weights[SHORT_OFF:]).ravel()
+        emb_s = np.asarray(Xs[:, SHORT_OFF:] @ emb)
         cells = [f"{auc(emb_s @ w, y):.3f}" for w in heads.values()]
         print(f"| {name} | {len(items)} | {auc(block, y):.3f} | " + " | ".join(cells) + " |")
     return 0

@@ -30,6 +30,7 @@ from classifiers.features import (  # noqa: E402
     DENSE_NAMES,
     DENSE_OFF,
     HASH_OFF,
+    SHORT_OFF,
     extract_many,
     to_csr,
 )
@@ -45,8 +46,11 @@ def parts(convs: list) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarra
     w = read_linear_table(MODEL)[:, 0].astype(np.float64)
     X = to_csr(extract_many(convs)).astype(np.float64)
     words = X[:, HASH_OFF:DENSE_OFF] @ w[HASH_OFF:DENSE_OFF]
-    out = {"words (static embedding)": np.asarray(words).ravel()}
-    signs = {"words (static embedding)": "per word"}
+    short = X[:, SHORT_OFF:] @ w[SHORT_OFF:]
+    out = {"words (static embedding)": np.asarray(words).ravel(),
+           "words, anchors' head (short-request block)": np.asarray(short).ravel()}
+    signs = {"words (static embedding)": "per word",
+             "words, anchors' head (short-request block)": "per word"}
     for i, name in enumerate(DENSE_NAMES):
         out[name] = np.asarray(X[:, DENSE_OFF + i].todense()).ravel() * w[DENSE_OFF + i]
         signs[name] = f"{w[DENSE_OFF + i]:+.3f}"

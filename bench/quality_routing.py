@@ -124,7 +124,7 @@ VARIANTS: dict[str, dict[str, float]] = {
        for k in (4.0, 8.0) for l2 in (10.0, 30.0, 100.0)},
     # the anchors' own logistic head on the pooled embedding, added to d at weight beta
     **{f"anchor head {beta:g} C {c:g}": {"anchor_head": beta, "anchor_head_c": c}
-       for beta in (0.1, 0.2, 0.3, 0.5) for c in (10.0, 100.0)},
+       for beta in (0.1, 0.15, 0.2, 0.3, 0.5) for c in (10.0, 100.0)},
     **{f"anchor head {beta:g} C {c:g} without anchors in the IRT": {
         "anchor_head": beta, "anchor_head_c": c, "anchor_weight": 0.0}
        for beta in (0.2, 0.3) for c in (10.0, 100.0)},
@@ -293,6 +293,9 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="write all results as JSON")
     ap.add_argument("--md", default=None, help="write the summary table as markdown")
     ap.add_argument("--word-prior", type=float, default=None, help="features.WORD_PRIOR")
+    ap.add_argument("--short-prior", type=float, default=None,
+                    help="features.SHORT_PRIOR (32: the anchors' head weighs words as the "
+                         "main block does, as before feature version 7)")
     ap.add_argument("--anchors", default="data/anchors.jsonl",
                     help="hand-labeled anchor files to train on, comma-separated, relative to "
                          "the repo ('' for none), e.g. "
@@ -309,6 +312,10 @@ def main() -> int:
         import classifiers.features as features
 
         features.WORD_PRIOR = args.word_prior
+    if args.short_prior is not None:
+        import classifiers.features as features
+
+        features.SHORT_PRIOR = args.short_prior
     t0 = time.time()
     bench = load_rows(ROOT / "data" / "routing-train.jsonl.gz")
     chat = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")

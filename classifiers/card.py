@@ -76,12 +76,13 @@ LIMITATIONS = """## Limitations (read before trusting the numbers)
 - Held-out quality on benchmark sources is only a little better than random (see the
   leave-one-source-out table): a single difficulty per prompt cannot say where one particular
   stronger model helps (`tierwise learn`-style pair heads are the way to that, issue 14).
-- The topic signal generalises to common sense only a little: in "Feature signs and shares" the
-  word (embedding) block moves d about as much as length does, yet alone it ranks the
-  length-uninformative hand-written set at AUC 0.65 (0.63 before feature version 6, 0.52
-  before the hand-labeled anchors) and GSM8K-like items at 0.52. The benchmark and judged-chat
-  labels contain almost no trivially easy requests, so "what is 12*3?" vs "prove ..." is
-  decided mostly by length.
+- The topic signal the benchmarks teach generalises to common sense only a little: in "Feature
+  signs and shares" the IRT's word (embedding) block moves d about as much as length does, yet
+  alone it ranks the length-uninformative hand-written set at AUC 0.64 and GSM8K-like items at
+  0.52; the anchors' head (the short-request block, 440 hand-labeled requests) ranks them at
+  0.81 and 0.54 (0.71 for the two in one block before feature version 7, 0.52 before the
+  anchors). The benchmark and judged-chat labels contain almost no trivially easy requests, so
+  without the anchors "what is 12*3?" vs "prove ..." would be decided mostly by length.
 - The length weight is a prior, not learned: benchmark and judged-chat labels hardly vary with
   length within a source (their prompts are of one kind), while real traffic spans a greeting to
   a design document, where length is the strongest single signal. It is fixed at the value in
@@ -97,8 +98,9 @@ LIMITATIONS = """## Limitations (read before trusting the numbers)
   Korean Arena-Hard), but the token estimate of non-Latin scripts and `bytes_per_token` differ by
   script, so one easy question in seven languages spans about 0.5 of d
   (tests/test_routing_sense.py bounds it below 0.8).
-- Few words mean little evidence: the word block is shrunk towards the typical request
-  (`WORD_PRIOR`), so a short request is scored mostly by its length and shape.
+- Few words mean little evidence: the IRT's word block is shrunk towards the typical request
+  (`WORD_PRIOR`), so a short request is scored mostly by its length, its shape and the anchors'
+  head (shrunk only by `SHORT_PRIOR`).
 - Abilities are on one scale only through models shared between sources; set abilities in the
   policy, or run `tierwise calibrate ability`, for models that matter.
 - Uncertainty is a coverage measure (diagonal Laplace), not calibrated item-level noise.
@@ -227,11 +229,14 @@ A router sends a request to the cheapest tier whose P clears the policy's qualit
   one direction with every benchmark and chat label, and the word block reads the hand-written
   dev splits barely above chance by itself (AUC 0.52-0.63). A logistic regression of the
   anchors' hard/easy labels on their pooled embeddings alone (sklearn, L2 `C` = `anchor_head_c`)
-  reads them at 0.73-0.79 (`python bench/anchor_head.py`); `anchor_head` times its weights is
-  added to u before the fold, so it costs nothing at request time, and the abilities move by its
-  mean over the training prompts. Chosen on the dev splits and held-out folds: dev AUC up
-  0.008-0.033, held-out benchmark pairs -0.003 on average (bench/QUALITY_ROUTING.md, "The
-  anchors' own head").
+  reads them far better (`python bench/anchor_head.py`). Since feature version 7 the head is
+  fitted on, and weighs, a second copy of the word block whose mean is shrunk by `SHORT_PRIOR`
+  = {meta.get("short_prior", "?")} extra words, not `WORD_PRIOR`: a ten-word request's words
+  count 10/(10 + {meta.get("short_prior", "?")}) of their mean there. `anchor_head` times
+  `E @ w` is that block's per-word table (no variance: a fixed prior), and the abilities move by
+  the head's mean over the training prompts. Chosen on the dev splits and held-out folds
+  (bench/QUALITY_ROUTING.md, "The anchors' own head" and "A short-request block for the
+  anchors' head").
 - Convergence: L-BFGS-B to ftol 1e-10 / gtol 1e-8, so another CPU's BLAS kernels move d by
   under 0.001, not 0.03 (`trained_with` in model.json names this model's numeric stack).
 

@@ -9,7 +9,11 @@ single ``Gather`` + ``ReduceSum`` (see :mod:`classifiers.onnx_model`):
   hashed word bigrams
 - ``[PIECE_OFF, DENSE_OFF)``: the WordPieces of every other word (:mod:`classifiers.wordpieces`),
   the word's value split evenly over its pieces
-- ``[DENSE_OFF, DENSE_OFF + len(DENSE_NAMES))``: structure features
+- ``[DENSE_OFF, SHORT_OFF)``: structure features
+- ``[SHORT_OFF, N_FEATURES)``: the short-request word block, a copy of every word and piece
+  entry (id ``- HASH_OFF + SHORT_OFF``) whose mean is shrunk with SHORT_PRIOR extra words
+  instead of WORD_PRIOR: it carries the anchors' own reading of the words
+  (:func:`classifiers.anchors.anchor_head`), which should count in a one-line request too
 
 Each word occurrence is weighted by its message weight (:mod:`classifiers.conversation`) and the
 block is a shrunk weighted mean (:func:`_word_values`); length itself is a structure feature.
@@ -56,8 +60,9 @@ DENSE_NAMES: tuple[str, ...] = (
 )
 PIECE_OFF = HASH_OFF + (1 << HASH_BITS)
 DENSE_OFF = PIECE_OFF + N_PIECES
-N_FEATURES = DENSE_OFF + len(DENSE_NAMES)
-_DENSE_IDS = np.arange(DENSE_OFF, N_FEATURES, dtype=np.int64)
+SHORT_OFF = DENSE_OFF + len(DENSE_NAMES)
+N_FEATURES = SHORT_OFF + (DENSE_OFF - HASH_OFF)
+_DENSE_IDS = np.arange(DENSE_OFF, SHORT_OFF, dtype=np.int64)
 SALT_WORD = 0
 SALT_BIGRAM = 2
 _BI_MULT = np.uint64(0x1F3)
@@ -144,20 +149,46 @@ PIECE_BYTES = 4096  # per conversation (0.2% of the training data's such words l
 # cannot swing its difficulty by much; its length, a feature of its own, says more about it.
 # Measured in bench/quality_routing.py (--word-prior).
 WORD_PRIOR = 32.0
+# The short-request block's prior: a ten-word request's words weigh 10/18 of their mean there,
+# 10/42 in the main block. Only the anchors' head is weighed on it (classifiers/train.py);
+# 8 of 4 / 8 / 16 / 32, measured in bench/quality_routing.py (--short-prior; QUALITY_ROUTING.md,
+# "A short-request block for the anchors' head").
+SHORT_PRIOR = 8.0
 
 
-def _word_values(w: np.ndarray | None, out: np.ndarray) -> None:
+def _word_values(w: np.ndarray | None, out: np.ndarray) -> float:
     """Each word occurrence's value into ``out``: its message weight over (the sum of all
     occurrence weights + WORD_PRIOR), a shrunk weighted *mean* (``w`` None means one message,
     every weight 1). A mean keeps the block's scale independent of length, which is a feature
     of its own (``log_tokens``), and makes a pooled static embedding of the words fold exactly
     into per-word weights (:mod:`classifiers.embedding`). extract() and extract_many() both use
-    this, so their features agree to the last bit."""
+    this, so their features agree to the last bit. Returns the sum of the occurrence weights."""
     if w is None:
-        out[:] = 1.0 / (float(out.size) + WORD_PRIOR)
+        total = float(out.size)
+        out[:] = 1.0 / (total + WORD_PRIOR)
     else:
-        total = float(np.sum(w, dtype=np.float64)) + WORD_PRIOR
-        np.multiply(w, np.float32(1.0 / total), out=out)
+        total = float(np.sum(w, dtype=np.float64))
+        np.multiply(w, np.float32(1.0 / (total + WORD_PRIOR)), out=out)
+    return total
+
+
+def _with_short_block(ids: np.ndarray, vals: np.ndarray, n_words: int,
+                      total: float) -> tuple[np.ndarray, np.ndarray]:
+    """Append the short-request block: a copy of the word and piece entries (the first
+    ``n_words`` entries of ``ids``/``vals`` and everything after the structure features: the
+    pieces) moved to SHORT_OFF, each value rescaled from the WORD_PRIOR mean to the SHORT_PRIOR
+    one ((total + WORD_PRIOR) / (total + SHORT_PRIOR), ``total`` the occurrence weights' sum).
+    Padding entries (id 0, words moved to pieces) are copied as padding."""
+    n_dense = len(DENSE_NAMES)
+    if ids.size == n_words + n_dense:
+        words_ids, words_vals = ids[:n_words], vals[:n_words]
+    else:
+        words_ids = np.concatenate((ids[:n_words], ids[n_words + n_dense:]))
+        words_vals = np.concatenate((vals[:n_words], vals[n_words + n_dense:]))
+    scale = np.float32((total + WORD_PRIOR) / (total + SHORT_PRIOR))
+    short_ids = np.where(words_ids > 0, words_ids + (SHORT_OFF - HASH_OFF), 0)
+    return (np.concatenate((ids, short_ids)),
+            np.concatenate((vals, words_vals * scale)))
 
 
 def extract(messages: Any, bigrams: bool = False) -> Features:
@@ -221,10 +252,11 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     ids += HASH_OFF
     n = ids.size - n_dense
     vals = np.empty(ids.size, np.float32)
-    _word_values(w, vals[:n])
+    total = _word_values(w, vals[:n])
     vals[n:] = dense
     whole = is_whole(hashes, ids[: hashes.size] - HASH_OFF)
     ids, vals = _with_pieces(ids, vals, whole, starts, raw)
+    ids, vals = _with_short_block(ids, vals, n, total)
     return Features(ids=ids, values=vals, n_tokens=n_tok)
 
 
@@ -312,10 +344,11 @@ def extract_many(conversations: list[Any]) -> list[Features]:
         dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
         if b > a:
             vals = np.empty(b - a + len(DENSE_NAMES), np.float32)
-            _word_values(None if len(segs) == 1 else w_all[a:b], vals[: b - a])
+            total = _word_values(None if len(segs) == 1 else w_all[a:b], vals[: b - a])
             vals[b - a :] = dense
             ids, vals = _with_pieces(np.concatenate((ids_all[a:b], _DENSE_IDS)), vals,
                                      whole_all[a:b], starts[a:b], raw_all)
+            ids, vals = _with_short_block(ids, vals, b - a, total)
             f = Features(ids=ids, values=vals, n_tokens=n_tok)
         else:
             f = Features(ids=_DENSE_IDS, values=dense, n_tokens=n_tok)

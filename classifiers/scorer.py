@@ -24,14 +24,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import SCORERS, Score
+from . import SCORERS, Score, features
 from .features import N_FEATURES, extract, extract_many, pad_batch
 from .onnx_table import read_linear_table
 from .wordpieces import load_vocabulary
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-FEATURE_VERSION = 6  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
-# 5: arithmetic_digits; 6: WordPieces for words outside the whole-word vocabulary
+FEATURE_VERSION = 7  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
+# 5: arithmetic_digits; 6: WordPieces for words outside the whole-word vocabulary; 7: the
+# short-request word block (features.SHORT_PRIOR)
 Engine = Literal["auto", "onnxruntime"]
 ScorerKind = Literal["fast", "accurate"]
 
@@ -64,6 +65,15 @@ class DifficultyScorer:
                 f"{meta_path}: model was trained with another feature layout; retrain it with "
                 "`tierwise train` from this version of tierwise."
             )
+        for key, name in (("word_prior", "WORD_PRIOR"), ("short_prior", "SHORT_PRIOR")):
+            # the word values are shrunk at extraction time: a model fitted on other priors
+            # would score every request a little wrong, silently
+            trained, here = self.meta.get(key), getattr(features, name)
+            if trained is not None and float(trained) != here:
+                raise ValueError(
+                    f"{meta_path}: model was trained with {name} {trained}, this tierwise "
+                    f"extracts features with {here}; retrain it with `tierwise train`."
+                )
         self._bigrams = bool(self.meta.get("bigrams", False))
         self._table = read_linear_table(self.onnx_path) if engine == "auto" else None
         if self._table is not None and self._table.shape[0] < N_FEATURES:

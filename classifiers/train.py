@@ -34,6 +34,7 @@ from .features import (
     HASH_BITS,
     HASH_OFF,
     N_FEATURES,
+    SHORT_OFF,
     extract,
     extract_many,
     to_csr,
@@ -93,13 +94,14 @@ DEFAULT_PARAMS: dict[str, float] = {
     "head_anchors": 0,
     # > 0: the anchors' own reading of the words (classifiers.anchors.anchor_head: a logistic
     # regression of hard vs easy on their pooled static embeddings alone, L2 with sklearn's C =
-    # anchor_head_c) added to the embedding's weights at this weight, folded into the word table
-    # like them. Inside the IRT the anchors' labels share one direction with every benchmark's;
-    # on their own the same 440 requests read words far better (words alone on the hand-written
-    # dev splits: AUC 0.52-0.63 from the IRT's block, 0.73-0.79 from the head at C 10;
-    # bench/anchor_head.py). 0.1 at C 10, chosen on the dev splits and held-out folds
-    # (bench/QUALITY_ROUTING.md, "The anchors' own head")
-    "anchor_head": 0.1,
+    # anchor_head_c), at this weight, folded into the short-request block's word table
+    # (features.SHORT_PRIOR). Inside the IRT the anchors' labels share one direction with every
+    # benchmark's; on their own the same 440 requests read words far better (words alone on the
+    # hand-written dev splits: AUC 0.52-0.63 from the IRT's block, 0.73-0.79 from the head at
+    # C 10; bench/anchor_head.py). 0.15 at C 10, chosen on the dev splits and held-out folds
+    # (bench/QUALITY_ROUTING.md, "The anchors' own head" and "A short-request block for the
+    # anchors' head")
+    "anchor_head": 0.15,
     "anchor_head_c": 10.0,
 }
 # length may only make a request harder: these weights are bounded below by 0
@@ -202,6 +204,7 @@ def fit(
         upper[DENSE_OFF + DENSE_NAMES.index("log_tokens_last_user")] = fixed
     keep = np.ones(N_FEATURES)
     keep[0] = 0.0
+    keep[SHORT_OFF:] = 0.0  # the short-request block carries only the anchors' head (below)
     if not params["unigrams"]:
         keep[HASH_OFF:DENSE_OFF] = 0.0
     dropped = list(DIGIT_FEATURES) if not params["digit_features"] else []
@@ -284,22 +287,25 @@ def fit(
         u = irt.coef_[N_FEATURES : N_FEATURES + dims]
         if int(params["chat_head"]) == 2:
             u = u + irt.coef_[N_FEATURES + dims : N_FEATURES + 2 * dims]
-        beta = float(params["anchor_head"])
-        if beta and anchor.any():
-            # the anchors' own reading of the words, added at a fixed weight (see DEFAULT_PARAMS)
-            sem_rows = np.asarray(sem.toarray(), np.float64)
-            hard = np.asarray([is_hard(r) for r in rows if is_anchor(r)], bool)
-            w = anchor_head(sem_rows[anchor], hard, float(params["anchor_head_c"]))
-            u = u + beta * w
-            # keep P(model does well) the fitted one on average over the training prompts
-            irt.abilities_ = irt.abilities_ + beta * float((sem_rows @ w).mean())
-            irt.anchor_head_ = w  # type: ignore[attr-defined]
         coef = irt.coef_[:N_FEATURES].copy()
         coef[HASH_OFF:DENSE_OFF] += emb @ u  # X_w @ (E u) == (X_w @ E) @ u: exact fold
+        beta = float(params["anchor_head"])
+        if beta and anchor.any():
+            # the anchors' own reading of the words (see DEFAULT_PARAMS), on the short-request
+            # block (features.SHORT_PRIOR), where a one-line request's words count more
+            short = np.asarray((X[:, SHORT_OFF:] @ emb), np.float64)
+            hard = np.asarray([is_hard(r) for r in rows if is_anchor(r)], bool)
+            w = anchor_head(short[anchor], hard, float(params["anchor_head_c"]))
+            coef[SHORT_OFF:] = emb @ (beta * w)
+            # keep P(model does well) the fitted one on average over the training prompts
+            irt.abilities_ = irt.abilities_ + beta * float((short @ w).mean())
+            irt.anchor_head_ = w  # type: ignore[attr-defined]
         irt.coef_ = coef
         irt.semantic_u_ = u
         irt.var_ = (fisher_variance(X, irt, coef, pairs, 1.0) if not params["unigrams"]
-                    else irt.var_[:N_FEATURES])
+                    else irt.var_[:N_FEATURES].copy())
+        # a fixed prior, not a weight the labels estimate: no variance of its own
+        irt.var_[SHORT_OFF:] = 0.0
     if embed is not None and has_selection_pools(rows):
         from .sentence_head import distilled_word_weights, fit_on_rows
 
@@ -481,6 +487,7 @@ def _train(
         },
         "python": platform.python_version(),
         "word_prior": features.WORD_PRIOR,
+        "short_prior": features.SHORT_PRIOR,
     }
     if head is not None:
         info["sentence_head"] = head.info()

@@ -14,7 +14,7 @@ import numpy as np
 
 from classifiers.anchors import ANCHOR_SOURCE, HAND_LABEL_MODEL, anchor_head, is_anchor, is_hard
 from classifiers.data import load_rows, row_messages, sha256_file
-from classifiers.features import DENSE_OFF, HASH_OFF, N_FEATURES
+from classifiers.features import DENSE_OFF, SHORT_OFF
 from classifiers.metrics import auc
 from classifiers.train import DEFAULT_PARAMS, featurize, fit, semantic_table
 
@@ -76,7 +76,7 @@ def test_anchors_move_only_the_embedding_weights():
     without = _fit(rows, X, emb, anchor_weight=0.0, anchor_head=0.0)
     embedding_only = _fit(rows, X, emb, anchor_weight=10.0, anchor_scope=1, anchor_head=0.0)
     everything = _fit(rows, X, emb, anchor_weight=10.0, anchor_scope=0, anchor_head=0.0)
-    dense = slice(DENSE_OFF, N_FEATURES)
+    dense = slice(DENSE_OFF, SHORT_OFF)
     np.testing.assert_array_equal(embedding_only.coef_[dense], without.coef_[dense])
     assert np.abs(everything.coef_[dense] - without.coef_[dense]).max() > 1e-3
     words = slice(1, DENSE_OFF)
@@ -90,8 +90,9 @@ def test_anchors_move_only_the_embedding_weights():
 
 
 def test_the_anchors_head_is_folded_into_the_word_weights_exactly():
-    """``anchor_head`` beta: the word weights gain exactly emb @ (beta * w), w the anchors' own
-    logistic head; structure and length weights do not move; the abilities move by beta times
+    """``anchor_head`` beta: the short-request block's word weights are exactly emb @ (beta * w),
+    w the anchors' own logistic head on that block's pooling; every other weight (the main word
+    block, structure, length) does not move; the abilities move by beta times
     the head's mean over the training prompts (P(model does well) unchanged on average)."""
     bench = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")[:800]
     rows = bench + load_rows(ANCHORS)
@@ -100,13 +101,14 @@ def test_the_anchors_head_is_folded_into_the_word_weights_exactly():
     off = _fit(rows, X, emb, anchor_head=0.0)
     on = _fit(rows, X, emb, anchor_head=0.1, anchor_head_c=10.0)
     anchor = np.asarray([is_anchor(r) for r in rows])
-    pooled = np.asarray(X[:, HASH_OFF:DENSE_OFF] @ emb)
+    pooled = np.asarray(X[:, SHORT_OFF:] @ emb)  # the short-request block's pooling
     hard = np.asarray([is_hard(r) for r in rows if is_anchor(r)])
     w = anchor_head(pooled[anchor], hard, 10.0)
     np.testing.assert_allclose(on.anchor_head_, w)
-    np.testing.assert_allclose(on.coef_[HASH_OFF:DENSE_OFF] - off.coef_[HASH_OFF:DENSE_OFF],
-                               emb @ (0.1 * w), atol=1e-9)
-    np.testing.assert_array_equal(on.coef_[DENSE_OFF:], off.coef_[DENSE_OFF:])
+    np.testing.assert_allclose(on.coef_[SHORT_OFF:], emb @ (0.1 * w), atol=1e-9)
+    np.testing.assert_array_equal(off.coef_[SHORT_OFF:], 0.0)
+    np.testing.assert_array_equal(on.coef_[:SHORT_OFF], off.coef_[:SHORT_OFF])
+    np.testing.assert_array_equal(on.var_[SHORT_OFF:], 0.0)
     np.testing.assert_allclose(on.abilities_ - off.abilities_, 0.1 * (pooled @ w).mean())
     # what the head reads: the anchors' hard requests above their easy ones, by words alone
     assert auc(pooled[anchor] @ w, hard) > 0.9

@@ -79,8 +79,14 @@ def test_a_short_exact_product_of_twelve_digits_skips_the_smallest_tier(router):
     request on `small` beside "what is 12*3?"; the shipped weight is bounded below by 1."""
     assert router.route("what's 986431 x 247819 exactly?").tier != "small"
     assert router.route("what is 12*3?").tier == "small"
-    # a size written like a product is not arithmetic
-    assert router.route("what aspect ratio is 1920x1080?").tier == "small"
+    # a size written like a product is not arithmetic: it scores as the same size written in
+    # words does, far below a real product (it sits near the small tier's edge, on `medium`
+    # since the demo's small share is 20%: policies/demo.toml)
+    size = router.route("what aspect ratio is 1920x1080?")
+    in_words = router.route("what aspect ratio is 1920 by 1080?")
+    product = router.route("what's 986431 x 247819 exactly?")
+    assert abs(size.difficulty - in_words.difficulty) < 0.3, (size, in_words)
+    assert size.difficulty < product.difficulty - 0.5 and size.tier != "large", (size, product)
 
 
 def test_a_text_full_of_operators_is_read_only_up_to_the_budget():

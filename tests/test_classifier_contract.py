@@ -188,6 +188,33 @@ def test_other_graphs_run_on_onnxruntime(tmp_path):
     assert other.score(conv).difficulty == pytest.approx(2 * base.score(conv).difficulty, rel=1e-5)
 
 
+@pytest.mark.parametrize("key, name", [
+    ("short_prior", "SHORT_PRIOR"),
+    ("word_prior", "WORD_PRIOR"),
+    ("feature_version", None),
+])
+def test_a_model_from_other_features_is_refused(tmp_path, key, name):
+    """A model fitted on other feature constants would score every request a little wrong:
+    loading it fails, naming the constant and the fix."""
+    import json
+    import shutil
+
+    from classifiers import features
+    from classifiers.scorer import FEATURE_VERSION, MODEL_DIR, DifficultyScorer
+
+    value = FEATURE_VERSION - 1 if name is None else getattr(features, name) * 2
+    message = "another feature layout" if name is None else f"{name} {value}"
+    for file in ("model.json", "model.onnx"):
+        shutil.copy(MODEL_DIR / file, tmp_path / file)
+    DifficultyScorer(tmp_path)  # the copy itself loads
+    meta = json.loads((tmp_path / "model.json").read_text())
+    meta[key] = value
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=message) as err:
+        DifficultyScorer(tmp_path)
+    assert "tierwise train" in str(err.value)
+
+
 def test_hard_proof_harder_than_greeting(scorer):
     hard = scorer.score([{"role": "user", "content": HARD}]).difficulty
     for easy in ("hi", "Hello!", "thanks"):
@@ -268,6 +295,47 @@ def test_extract_many_equals_extract():
         # bit for bit: training featurizes with extract_many, serving with extract
         assert np.array_equal(many.values, one.values)
     assert extract_many([]) == []
+
+
+def test_short_request_block_mirrors_the_words_with_a_smaller_prior():
+    """Feature version 7: every word and piece entry has a copy at SHORT_OFF whose values sum
+    to n / (n + SHORT_PRIOR): the same words, weighted more in a short request (3 words: 3/11
+    against 3/35 in the main block), no more than a mean in a long one; message weights too."""
+    import numpy as np
+
+    from classifiers.features import (
+        DENSE_OFF,
+        HASH_OFF,
+        SHORT_OFF,
+        SHORT_PRIOR,
+        WORD_PRIOR,
+        extract,
+        extract_many,
+    )
+    from classifiers.hashing import encode, word_hashes
+
+    for text in ("is 7 prime", "word " * 100, "Prove that every integral domain is a field"):
+        f = extract(text)
+        n_words = word_hashes(encode(text))[0].size
+        main = (f.ids > 0) & (f.ids < DENSE_OFF)
+        short = f.ids >= SHORT_OFF
+        assert float(f.values[short].sum()) == pytest.approx(
+            n_words / (n_words + SHORT_PRIOR), rel=1e-4)
+        assert float(f.values[main].sum()) == pytest.approx(
+            n_words / (n_words + WORD_PRIOR), rel=1e-4)
+        np.testing.assert_array_equal(np.sort(f.ids[short] - SHORT_OFF + HASH_OFF),
+                                      np.sort(f.ids[main]))
+    chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"},
+            {"role": "assistant", "content": "hello"}, {"role": "user", "content": "what is 2+2"}]
+    one, many = extract(chat), extract_many([chat])[0]
+    np.testing.assert_array_equal(one.ids, many.ids)
+    np.testing.assert_array_equal(one.values, many.values)
+    main = (one.ids > 0) & (one.ids < DENSE_OFF)
+    short = one.ids >= SHORT_OFF
+    total_main = float(one.values[main].sum())
+    total = WORD_PRIOR * total_main / (1.0 - total_main)  # the occurrence weights' sum
+    assert float(one.values[short].sum()) == pytest.approx(total / (total + SHORT_PRIOR),
+                                                           rel=1e-4)
 
 
 def test_word_block_stays_bounded_on_long_input(scorer):

@@ -109,7 +109,7 @@ def test_naturally_phrased_requests_rank_about_as_well_as_length_or_better(route
 def test_demo_tiers_keep_dev_mis_tier_rates_low(router):
     """The demo's small-tier share was chosen so that 5% or fewer of the hard requests of every
     hand-written dev split go to `small` (natural 1 of 36, requests 1 of 48, fresh 0 of 34 when
-    chosen, policies/demo.toml); few easy ones go to `large` (natural 1 of 36, fresh 2 of 35;
+    chosen, policies/demo.toml); few easy ones go to `large` (natural 1 of 36, fresh 0 of 35;
     requests.jsonl has long easy requests by design)."""
     for name, easy_large in (("natural.jsonl", 0.06), ("requests.jsonl", 0.25),
                              ("fresh.jsonl", 0.06)):
