@@ -150,7 +150,7 @@ PIECE_BYTES = 4096  # per conversation (0.2% of the training data's such words l
 # Measured in bench/quality_routing.py (--word-prior).
 WORD_PRIOR = 32.0
 # The short-request block's prior: a ten-word request's words weigh 10/18 of their mean there,
-# 10/42 in the main block. Only the anchors' head is weighed on it (classifiers/train.py);
+# 10/42 in the main block. Only the anchors' head is weighed on it (classifiers/word_fold.py);
 # 8 of 4 / 8 / 16 / 32, measured in bench/quality_routing.py (--short-prior; QUALITY_ROUTING.md,
 # "A short-request block for the anchors' head").
 SHORT_PRIOR = 8.0

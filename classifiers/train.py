@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import features
-from .anchors import ANCHOR_SOURCE, anchor_head, is_anchor, is_hard
+from .anchors import ANCHOR_SOURCE, is_anchor
 from .data import (
     build_labels,
     excluded,
@@ -34,15 +34,17 @@ from .features import (
     HASH_BITS,
     HASH_OFF,
     N_FEATURES,
-    SHORT_OFF,
     extract,
     extract_many,
     to_csr,
 )
+from .fit_design import feature_bounds
 from .irt import IRTDifficulty
 from .model_files import save
 from .selection import has_selection_pools, is_judged_chat, with_selection_labels
 from .validation import PairEval, evaluate_source, length_baseline, loso
+from .within_penalty import within_scatter
+from .word_fold import fold_words
 
 DEFAULT_PARAMS: dict[str, float] = {
     "l2": 3.0,  # L2 on structure-feature weights
@@ -104,16 +106,6 @@ DEFAULT_PARAMS: dict[str, float] = {
     "anchor_head": 0.15,
     "anchor_head_c": 10.0,
 }
-# length may only make a request harder: these weights are bounded below by 0
-MONOTONE = ("log_tokens", "log_tokens_last_user", "arithmetic_digits")
-DIGIT_FEATURES = ("digit_fraction", "math_symbol_density")
-# one structure feature each that a train param (1: used, 0: left out) switches
-OPTIONAL_FEATURES = {"arithmetic_feature": "arithmetic_digits",
-                     "non_ascii_feature": "non_ascii_fraction"}
-# structure features that describe the text's surface (densities of characters, lines): they
-# learn which benchmark a prompt is from more than how hard it is, and swing short requests
-SURFACE_FEATURES = ("code_punct_density", "math_symbol_density", "digit_fraction", "log_lines",
-                    "log_questions", "non_ascii_fraction", "upper_fraction", "bytes_per_token")
 
 
 @dataclass
@@ -132,25 +124,6 @@ def featurize(rows: list[dict], log: Callable[[str], None] = print, bigrams: boo
     feats = [extract(m, True) for m in msgs] if bigrams else extract_many(msgs)
     log(f"featurized {len(rows)} prompts in {time.perf_counter() - t0:.1f}s")
     return to_csr(feats)
-
-
-def fisher_variance(
-    X: Any, irt: IRTDifficulty, coef: np.ndarray, pairs: Any, l2: float
-) -> np.ndarray:
-    """Diagonal-Laplace variance 1 / (H_jj + l2) of every feature as if its weight were free.
-
-    For features the fit did not weigh freely (folded unigrams) this is a coverage measure: the
-    posterior variance a free weight would have, large for tokens the data rarely saw.
-    """
-    n = X.shape[0]
-    d = np.asarray(X @ coef).ravel()
-    p = 1.0 / (1.0 + np.exp(-(irt.abilities_[pairs.model] - d[pairs.prompt])))
-    counts = np.bincount(pairs.prompt, minlength=n).astype(np.float64)
-    w = np.power(np.maximum(counts[pairs.prompt], 1.0), -irt.prompt_weight_power)
-    h = np.bincount(pairs.prompt, weights=w * p * (1 - p), minlength=n)
-    X = X.tocsr().astype(np.float64)
-    X.sum_duplicates()
-    return 1.0 / (np.asarray(X.multiply(X).T @ h).ravel() + l2)
 
 
 def _row_weights(rows: list[dict]) -> np.ndarray:
@@ -190,29 +163,7 @@ def fit(
         l2_ability=float(params["l2_ability"]),
         prompt_weight_power=float(params["prompt_weight_power"]),
     )
-    l2 = np.full(N_FEATURES, float(params["l2"]))
-    l2[HASH_OFF:DENSE_OFF] = float(params["l2_word"])
-    lower = np.full(N_FEATURES, -np.inf)
-    upper = np.full(N_FEATURES, np.inf)
-    for name in MONOTONE:
-        lower[DENSE_OFF + DENSE_NAMES.index(name)] = 0.0
-    arithmetic = DENSE_OFF + DENSE_NAMES.index("arithmetic_digits")
-    lower[arithmetic] = max(lower[arithmetic], float(params["arithmetic_min"]))  # still monotone
-    fixed = float(params["length_weight"])
-    if fixed >= 0:
-        lower[DENSE_OFF + DENSE_NAMES.index("log_tokens_last_user")] = fixed
-        upper[DENSE_OFF + DENSE_NAMES.index("log_tokens_last_user")] = fixed
-    keep = np.ones(N_FEATURES)
-    keep[0] = 0.0
-    keep[SHORT_OFF:] = 0.0  # the short-request block carries only the anchors' head (below)
-    if not params["unigrams"]:
-        keep[HASH_OFF:DENSE_OFF] = 0.0
-    dropped = list(DIGIT_FEATURES) if not params["digit_features"] else []
-    dropped += [name for param, name in OPTIONAL_FEATURES.items() if not params[param]]
-    if params["lean"]:
-        dropped += SURFACE_FEATURES
-    for name in dropped:
-        keep[DENSE_OFF + DENSE_NAMES.index(name)] = 0.0
+    l2, lower, upper, keep = feature_bounds(params)
     is_chat = np.asarray([is_judged_chat(r) for r in rows], np.float64)
     anchor = np.asarray([is_anchor(r) for r in rows], bool)
     base = (X @ sparse.diags(keep)).tocsr()
@@ -283,29 +234,7 @@ def fit(
         irt.coef_ = irt.coef_[: -sentence.shape[1]]
         irt.var_ = irt.var_[: -sentence.shape[1]]
     if semantic and emb is not None:
-        dims = emb.shape[1]
-        u = irt.coef_[N_FEATURES : N_FEATURES + dims]
-        if int(params["chat_head"]) == 2:
-            u = u + irt.coef_[N_FEATURES + dims : N_FEATURES + 2 * dims]
-        coef = irt.coef_[:N_FEATURES].copy()
-        coef[HASH_OFF:DENSE_OFF] += emb @ u  # X_w @ (E u) == (X_w @ E) @ u: exact fold
-        beta = float(params["anchor_head"])
-        if beta and anchor.any():
-            # the anchors' own reading of the words (see DEFAULT_PARAMS), on the short-request
-            # block (features.SHORT_PRIOR), where a one-line request's words count more
-            short = np.asarray((X[:, SHORT_OFF:] @ emb), np.float64)
-            hard = np.asarray([is_hard(r) for r in rows if is_anchor(r)], bool)
-            w = anchor_head(short[anchor], hard, float(params["anchor_head_c"]))
-            coef[SHORT_OFF:] = emb @ (beta * w)
-            # keep P(model does well) the fitted one on average over the training prompts
-            irt.abilities_ = irt.abilities_ + beta * float((short @ w).mean())
-            irt.anchor_head_ = w  # type: ignore[attr-defined]
-        irt.coef_ = coef
-        irt.semantic_u_ = u
-        irt.var_ = (fisher_variance(X, irt, coef, pairs, 1.0) if not params["unigrams"]
-                    else irt.var_[:N_FEATURES].copy())
-        # a fixed prior, not a weight the labels estimate: no variance of its own
-        irt.var_[SHORT_OFF:] = 0.0
+        fold_words(irt, X, rows, params, emb, anchor, pairs)
     if embed is not None and has_selection_pools(rows):
         from .sentence_head import distilled_word_weights, fit_on_rows
 
@@ -327,30 +256,6 @@ def fit(
         irt.coef_[DENSE_OFF + DENSE_NAMES.index("log_tokens")] += prior
         irt.abilities_ = irt.abilities_ + prior * float(length_baseline(X).mean())
     return irt, pairs.models
-
-
-def within_scatter(sem: Any, rows: list[dict], weight: np.ndarray, chat: np.ndarray,
-                   anchor: np.ndarray) -> np.ndarray:
-    """The weighted scatter matrix of the pooled embedding (``sem``, one row per row of
-    ``rows``) around its mean within each benchmark cell (source, family, subset); judged chat
-    and anchors are left out (their topics differ from request to request for real)."""
-    cells: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        if chat[i] or anchor[i] or not r.get("outcomes"):
-            continue
-        meta = r.get("meta") or {}
-        cells.setdefault(f"{r.get('source')}/{meta.get('family')}/{meta.get('subset')}",
-                         []).append(i)
-    dense = np.asarray(sem.toarray() if hasattr(sem, "toarray") else sem, np.float64)
-    out = np.zeros((dense.shape[1], dense.shape[1]))
-    for idx in cells.values():
-        if len(idx) < 2:
-            continue
-        w = weight[idx]
-        block = dense[idx]
-        dev = block - (w @ block) / w.sum()
-        out += (dev * w[:, None]).T @ dev
-    return out
 
 
 def _level_head(head: Any, model: IRTDifficulty, X: Any, rows: list[dict], embed: Any) -> None:
