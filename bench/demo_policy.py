@@ -74,8 +74,8 @@ def choose_small(policy: Policy, scorer: DifficultyScorer, d: np.ndarray, large:
     for step in range(1, 11):
         small = step / 20
         abilities = abilities_for(d, [small, 1.0 - small - large, large], policy.quality_target)
-        trial = replace(policy, tiers=[replace(t, ability=a)
-                                       for t, a in zip(policy.tiers, abilities, strict=True)])
+        trial = replace(policy, tiers=tuple(replace(t, ability=a)
+                                            for t, a in zip(policy.tiers, abilities, strict=True)))
         smallest = policy.tiers[0].name
         counts = {name: sum(decide(trial, s).tier == smallest for s in scores)
                   for name, scores in dev.items()}
@@ -121,8 +121,8 @@ def main() -> int:
     print("suggested abilities:", ", ".join(
         f"{tier.name} = {a:.2f}" for tier, a in zip(policy.tiers, abilities, strict=True)))
     if args.apply:
-        policy = replace(policy, tiers=[replace(t, ability=round(a, 2)) for t, a in
-                                        zip(policy.tiers, abilities, strict=True)])
+        policy = replace(policy, tiers=tuple(replace(t, ability=round(a, 2)) for t, a in
+                                             zip(policy.tiers, abilities, strict=True)))
     print("routing with the abilities", "suggested" if args.apply else f"in {args.policy}",
           ":", ", ".join(f"{tier.name} = {tier.ability:.2f}" for tier in policy.tiers))
     split = Counter(decide(policy, s).tier for s in scores)
@@ -130,7 +130,7 @@ def main() -> int:
           {k: f"{v / len(scores):.0%}" for k, v in sorted(split.items())})
     tiers = [t.name for t in policy.tiers]
     for name, (items, dev_scores) in dev_splits(scorer).items():  # tier counts per label
-        by = {"easy": Counter(), "hard": Counter()}
+        by: dict[str, Counter[str]] = {"easy": Counter(), "hard": Counter()}
         for item, s in zip(items, dev_scores, strict=True):
             by[item["label"]][decide(policy, s).tier] += 1
         print(f"{name} dev: " + "; ".join(

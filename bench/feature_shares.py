@@ -43,7 +43,10 @@ MODEL = ROOT / "classifiers" / "model" / "model.onnx"
 
 def parts(convs: list) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarray]:
     """Each block's contribution to d per conversation, the sign of its weight, and d."""
-    w = read_linear_table(MODEL)[:, 0].astype(np.float64)
+    table = read_linear_table(MODEL)
+    if table is None:
+        raise SystemExit(f"{MODEL}: not the linear-table graph this script reads")
+    w = table[:, 0].astype(np.float64)
     X = to_csr(extract_many(convs)).astype(np.float64)
     words = X[:, HASH_OFF:DENSE_OFF] @ w[HASH_OFF:DENSE_OFF]
     short = X[:, SHORT_OFF:] @ w[SHORT_OFF:]

@@ -16,9 +16,13 @@ from policies.schema import Policy, Tier
 
 
 class ScoreLike(Protocol):
-    difficulty: float
-    uncertainty: float
-    n_tokens: int
+    # read-only members: classifiers.Score is a NamedTuple, whose fields cannot be assigned
+    @property
+    def difficulty(self) -> float: ...
+    @property
+    def uncertainty(self) -> float: ...
+    @property
+    def n_tokens(self) -> int: ...
 
 
 @dataclass(frozen=True)
