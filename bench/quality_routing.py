@@ -308,13 +308,11 @@ def main() -> int:
         texts = json.loads(Path(args.sentence + ".json").read_text())
         vecs = np.load(args.sentence + ".npy")
         EMBED.vectors.update(zip(texts, vecs, strict=True))
-    if args.word_prior is not None:
-        import classifiers.features as features
+    import classifiers.features as features
 
+    if args.word_prior is not None:
         features.WORD_PRIOR = args.word_prior
     if args.short_prior is not None:
-        import classifiers.features as features
-
         features.SHORT_PRIOR = args.short_prior
     t0 = time.time()
     bench = load_rows(ROOT / "data" / "routing-train.jsonl.gz")

@@ -172,23 +172,18 @@ def _word_values(w: np.ndarray | None, out: np.ndarray) -> float:
     return total
 
 
-def _with_short_block(ids: np.ndarray, vals: np.ndarray, n_words: int,
+def _with_short_block(ids: np.ndarray, vals: np.ndarray,
                       total: float) -> tuple[np.ndarray, np.ndarray]:
-    """Append the short-request block: a copy of the word and piece entries (the first
-    ``n_words`` entries of ``ids``/``vals`` and everything after the structure features: the
-    pieces) moved to SHORT_OFF, each value rescaled from the WORD_PRIOR mean to the SHORT_PRIOR
-    one ((total + WORD_PRIOR) / (total + SHORT_PRIOR), ``total`` the occurrence weights' sum).
-    Padding entries (id 0, words moved to pieces) are copied as padding."""
-    n_dense = len(DENSE_NAMES)
-    if ids.size == n_words + n_dense:
-        words_ids, words_vals = ids[:n_words], vals[:n_words]
-    else:
-        words_ids = np.concatenate((ids[:n_words], ids[n_words + n_dense:]))
-        words_vals = np.concatenate((vals[:n_words], vals[n_words + n_dense:]))
+    """Append the short-request block: a copy of the word and piece entries (every id below
+    DENSE_OFF) moved to SHORT_OFF, each value rescaled from the WORD_PRIOR mean to the
+    SHORT_PRIOR one ((total + WORD_PRIOR) / (total + SHORT_PRIOR), ``total`` the occurrence
+    weights' sum). Padding entries (id 0, words moved to pieces) are copied as padding."""
+    words = ids < DENSE_OFF
+    words_ids = ids[words]
     scale = np.float32((total + WORD_PRIOR) / (total + SHORT_PRIOR))
     short_ids = np.where(words_ids > 0, words_ids + (SHORT_OFF - HASH_OFF), 0)
     return (np.concatenate((ids, short_ids)),
-            np.concatenate((vals, words_vals * scale)))
+            np.concatenate((vals, vals[words] * scale)))
 
 
 def extract(messages: Any, bigrams: bool = False) -> Features:
@@ -256,7 +251,7 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     vals[n:] = dense
     whole = is_whole(hashes, ids[: hashes.size] - HASH_OFF)
     ids, vals = _with_pieces(ids, vals, whole, starts, raw)
-    ids, vals = _with_short_block(ids, vals, n, total)
+    ids, vals = _with_short_block(ids, vals, total)
     return Features(ids=ids, values=vals, n_tokens=n_tok)
 
 
@@ -348,7 +343,7 @@ def extract_many(conversations: list[Any]) -> list[Features]:
             vals[b - a :] = dense
             ids, vals = _with_pieces(np.concatenate((ids_all[a:b], _DENSE_IDS)), vals,
                                      whole_all[a:b], starts[a:b], raw_all)
-            ids, vals = _with_short_block(ids, vals, b - a, total)
+            ids, vals = _with_short_block(ids, vals, total)
             f = Features(ids=ids, values=vals, n_tokens=n_tok)
         else:
             f = Features(ids=_DENSE_IDS, values=dense, n_tokens=n_tok)
