@@ -33,7 +33,7 @@ from classifiers.features import (  # noqa: E402
     to_csr,
 )
 from classifiers.metrics import auc  # noqa: E402
-from classifiers.onnx_table import read_linear_table  # noqa: E402
+from classifiers.onnx_model import fit_weights  # noqa: E402
 from classifiers.train import semantic_table  # noqa: E402
 
 DATA = ("routing-train.jsonl.gz", "routing-chat.jsonl.gz", "anchors.jsonl")
@@ -52,10 +52,10 @@ def main() -> int:
     # the short-request block's pooling (features.SHORT_PRIOR), which the shipped head weighs
     pooled = np.asarray(X[anchors][:, SHORT_OFF:] @ emb)
     hard = np.asarray([is_hard(r) for r in rows if is_anchor(r)])
-    table = read_linear_table(Path(args.model) / "model.onnx")
-    if table is None:
-        raise SystemExit(f"{args.model}/model.onnx: not a linear table model")
-    weights = table[:, 0].astype(np.float64)
+    try:
+        weights = fit_weights(Path(args.model) / "model.onnx")
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     heads = {float(c): anchor_head(pooled, hard, float(c)) for c in args.c.split(",")}
     print(f"split {args.split}; AUC of the words alone (random 0.5)\n")
     print("| set | n | model's word block | " + " | ".join(

@@ -35,7 +35,7 @@ from classifiers.features import (  # noqa: E402
     to_csr,
 )
 from classifiers.metrics import auc  # noqa: E402
-from classifiers.onnx_table import read_linear_table  # noqa: E402
+from classifiers.onnx_model import fit_weights  # noqa: E402
 from classifiers.validation import pair_outcomes  # noqa: E402
 
 MODEL = ROOT / "classifiers" / "model" / "model.onnx"
@@ -43,10 +43,10 @@ MODEL = ROOT / "classifiers" / "model" / "model.onnx"
 
 def parts(convs: list) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarray]:
     """Each block's contribution to d per conversation, the sign of its weight, and d."""
-    table = read_linear_table(MODEL)
-    if table is None:
-        raise SystemExit(f"{MODEL}: not the linear-table graph this script reads")
-    w = table[:, 0].astype(np.float64)
+    try:
+        w = fit_weights(MODEL)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     X = to_csr(extract_many(convs)).astype(np.float64)
     words = X[:, HASH_OFF:DENSE_OFF] @ w[HASH_OFF:DENSE_OFF]
     short = X[:, SHORT_OFF:] @ w[SHORT_OFF:]

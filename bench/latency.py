@@ -88,7 +88,7 @@ def bench_single(scorer, prompts: list[str], repeat: int) -> dict:
         t1 = clock()
         f = extract(m)
         t2 = clock()
-        scorer.run_onnxruntime(f.ids.reshape(1, -1), f.values.reshape(1, -1))
+        scorer.run_onnxruntime([f])
         t3 = clock()
         tok.append(t1 - t0)
         feat.append(t2 - t1)

@@ -230,7 +230,8 @@ A router sends a request to the cheapest tier whose P clears the policy's qualit
   dev splits barely above chance by itself (AUC 0.52-0.63). A logistic regression of the
   anchors' hard/easy labels on their pooled embeddings alone (sklearn, L2 `C` = `anchor_head_c`)
   reads them far better (`python bench/anchor_head.py`). Since feature version 7 the head is
-  fitted on, and weighs, a second copy of the word block whose mean is shrunk by `SHORT_PRIOR`
+  fitted on, and weighs, a second copy of the word block (in the fit; model.onnx keeps it as a
+  third column of the word rows) whose mean is shrunk by `SHORT_PRIOR`
   = {meta.get("short_prior", "?")} extra words, not `WORD_PRIOR`: a ten-word request's words
   count 10/(10 + {meta.get("short_prior", "?")}) of their mean there. `anchor_head` times
   `E @ w` is that block's per-word table (no variance: a fixed prior), and the abilities move by
@@ -281,10 +282,13 @@ few of those are exact arithmetic, so the weight the labels give it is small (0.
 L-BFGS-B over {meta["nonzero_weights"]} non-zero weights, {meta["n_models"]} abilities and
 {len(offsets)} offsets, {meta["n_iter"]} iterations; L2 {params.get("l2")} on structure weights,
 {params.get("l2_semantic")} on the embedding weights, pair weights n(prompt)^-{params.get(
-"prompt_weight_power")}. ONNX graph: one Gather from a [features, 2] table of (weight, variance),
-times (x, x^2), summed: difficulty and its variance (uncertainty = approximate posterior std of
-d, diagonal Laplace). A single request is scored with numpy from the same table
-(`classifiers/onnx_table.py`); a test checks it agrees with onnxruntime.
+"prompt_weight_power")}. ONNX graph: one Gather from a [features, 3] table of (weight, variance,
+short-request weight), times (x, x^2, x * the request's short-request scale), summed, the first
+and third sums added: difficulty and its variance (uncertainty = approximate posterior std of
+d, diagonal Laplace). The short-request block is a column, not a copy of the word rows: its
+values are the word values times one number per request (feature version 8). A single request
+is scored with numpy from the same table (`classifiers/onnx_table.py`); a test checks it agrees
+with onnxruntime.
 Files: model.onnx + JSON tables, {size / 1e6:.2f} MB.
 
 {head_section(meta.get("sentence_head"))}

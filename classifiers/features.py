@@ -10,10 +10,14 @@ single ``Gather`` + ``ReduceSum`` (see :mod:`classifiers.onnx_model`):
 - ``[PIECE_OFF, DENSE_OFF)``: the WordPieces of every other word (:mod:`classifiers.wordpieces`),
   the word's value split evenly over its pieces
 - ``[DENSE_OFF, SHORT_OFF)``: structure features
-- ``[SHORT_OFF, N_FEATURES)``: the short-request word block, a copy of every word and piece
-  entry (id ``- HASH_OFF + SHORT_OFF``) whose mean is shrunk with SHORT_PRIOR extra words
-  instead of WORD_PRIOR: it carries the anchors' own reading of the words
-  (:func:`classifiers.anchors.anchor_head`), which should count in a one-line request too
+- ``[SHORT_OFF, N_FEATURES)``, training side only: the short-request word block, every word and
+  piece entry again (id ``- HASH_OFF + SHORT_OFF``) with its mean shrunk by SHORT_PRIOR extra
+  words instead of WORD_PRIOR: it carries the anchors' own reading of the words
+  (:func:`classifiers.anchors.anchor_head`), which should count in a one-line request too.
+  A request's features do not copy the entries: the copy's values are the word values times one
+  number per request (:attr:`Features.short_scale`), so model.onnx keeps the block's weights as a
+  third column of the word rows (:mod:`classifiers.onnx_model`) and :func:`to_csr` expands the
+  block for the fit
 
 Each word occurrence is weighted by its message weight (:mod:`classifiers.conversation`) and the
 block is a shrunk weighted mean (:func:`_word_values`); length itself is a structure feature.
@@ -61,7 +65,8 @@ DENSE_NAMES: tuple[str, ...] = (
 PIECE_OFF = HASH_OFF + (1 << HASH_BITS)
 DENSE_OFF = PIECE_OFF + N_PIECES
 SHORT_OFF = DENSE_OFF + len(DENSE_NAMES)
-N_FEATURES = SHORT_OFF + (DENSE_OFF - HASH_OFF)
+N_FEATURES = SHORT_OFF + (DENSE_OFF - HASH_OFF)  # columns of the fit's design matrix
+TABLE_ROWS = SHORT_OFF  # rows of model.onnx's table: every id a request's features carry
 _DENSE_IDS = np.arange(DENSE_OFF, SHORT_OFF, dtype=np.int64)
 SALT_WORD = 0
 SALT_BIGRAM = 2
@@ -72,9 +77,12 @@ _BI_MULT = np.uint64(0x1F3)
 class Features:
     """Sparse features of one conversation plus its token count."""
 
-    ids: np.ndarray  # int64
+    ids: np.ndarray  # int64, all below TABLE_ROWS
     values: np.ndarray  # float32
     n_tokens: int
+    # the short-request block's value of a word entry (id < DENSE_OFF) is its value times this
+    # (_short_scale); 0 when there are no words
+    short_scale: float = 0.0
 
 
 def _byte_classes() -> np.ndarray:
@@ -172,18 +180,22 @@ def _word_values(w: np.ndarray | None, out: np.ndarray) -> float:
     return total
 
 
-def _with_short_block(ids: np.ndarray, vals: np.ndarray,
-                      total: float) -> tuple[np.ndarray, np.ndarray]:
-    """Append the short-request block: a copy of the word and piece entries (every id below
-    DENSE_OFF) moved to SHORT_OFF, each value rescaled from the WORD_PRIOR mean to the
-    SHORT_PRIOR one ((total + WORD_PRIOR) / (total + SHORT_PRIOR), ``total`` the occurrence
-    weights' sum). Padding entries (id 0, words moved to pieces) are copied as padding."""
-    words = ids < DENSE_OFF
-    words_ids = ids[words]
-    scale = np.float32((total + WORD_PRIOR) / (total + SHORT_PRIOR))
+def _short_scale(total: float) -> float:
+    """The short-request block's value of a word entry over its main-block value: the mean's
+    denominator with WORD_PRIOR over the one with SHORT_PRIOR, ``total`` the occurrence
+    weights' sum (float32, the precision the fit's design matrix has always used)."""
+    return float(np.float32((total + WORD_PRIOR) / (total + SHORT_PRIOR)))
+
+
+def _with_short_block(f: Features) -> tuple[np.ndarray, np.ndarray]:
+    """Training side: ``f``'s ids and values with the short-request block appended, a copy of
+    the word and piece entries (every id below DENSE_OFF) moved to SHORT_OFF, each value times
+    ``f.short_scale``. Padding entries (id 0, words moved to pieces) are copied as padding."""
+    words = f.ids < DENSE_OFF
+    words_ids = f.ids[words]
     short_ids = np.where(words_ids > 0, words_ids + (SHORT_OFF - HASH_OFF), 0)
-    return (np.concatenate((ids, short_ids)),
-            np.concatenate((vals, vals[words] * scale)))
+    return (np.concatenate((f.ids, short_ids)),
+            np.concatenate((f.values, f.values[words] * np.float32(f.short_scale))))
 
 
 def extract(messages: Any, bigrams: bool = False) -> Features:
@@ -251,8 +263,7 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     vals[n:] = dense
     whole = is_whole(hashes, ids[: hashes.size] - HASH_OFF)
     ids, vals = _with_pieces(ids, vals, whole, starts, raw)
-    ids, vals = _with_short_block(ids, vals, total)
-    return Features(ids=ids, values=vals, n_tokens=n_tok)
+    return Features(ids=ids, values=vals, n_tokens=n_tok, short_scale=_short_scale(total))
 
 
 def _with_pieces(ids: np.ndarray, vals: np.ndarray, whole: np.ndarray, starts: np.ndarray,
@@ -343,8 +354,7 @@ def extract_many(conversations: list[Any]) -> list[Features]:
             vals[b - a :] = dense
             ids, vals = _with_pieces(np.concatenate((ids_all[a:b], _DENSE_IDS)), vals,
                                      whole_all[a:b], starts[a:b], raw_all)
-            ids, vals = _with_short_block(ids, vals, total)
-            f = Features(ids=ids, values=vals, n_tokens=n_tok)
+            f = Features(ids=ids, values=vals, n_tokens=n_tok, short_scale=_short_scale(total))
         else:
             f = Features(ids=_DENSE_IDS, values=dense, n_tokens=n_tok)
         out.append(f)
@@ -353,23 +363,30 @@ def extract_many(conversations: list[Any]) -> list[Features]:
 
 
 def pad_batch(feats: list[Features]) -> tuple[np.ndarray, np.ndarray]:
-    """Stack sparse features into padded ``[N, K]`` id/value matrices (pad id 0, value 0)."""
+    """model.onnx's inputs for many conversations: ``ids`` ``[N, K]`` (pad id 0) and ``x``
+    ``[N, K, 3]`` = (value, value**2, value * short_scale) per entry (pad 0): the three columns
+    the graph multiplies with the table's (weight, variance, short-request weight)."""
     k = max((f.ids.size for f in feats), default=0)
     k = max(k, 1)
     ids = np.zeros((len(feats), k), dtype=np.int64)
-    vals = np.zeros((len(feats), k), dtype=np.float32)
+    x = np.zeros((len(feats), k, 3), dtype=np.float32)
     for i, f in enumerate(feats):
-        ids[i, : f.ids.size] = f.ids
-        vals[i, : f.values.size] = f.values
-    return ids, vals
+        n = f.ids.size
+        ids[i, :n] = f.ids
+        x[i, :n, 0] = f.values
+        x[i, :n, 1] = f.values * f.values
+        x[i, :n, 2] = f.values * np.float32(f.short_scale)
+    return ids, x
 
 
 def to_csr(feats: list[Features]) -> Any:
-    """Training-side helper: a scipy CSR matrix ``[N, N_FEATURES]`` (scipy imported lazily)."""
+    """Training-side helper: a scipy CSR matrix ``[N, N_FEATURES]``, the short-request block
+    expanded (scipy imported lazily)."""
     from scipy import sparse
 
+    full = [_with_short_block(f) for f in feats]
     indptr = np.zeros(len(feats) + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum([f.ids.size for f in feats])
-    ids = np.concatenate([f.ids for f in feats]) if feats else np.zeros(0, np.int64)
-    vals = np.concatenate([f.values for f in feats]) if feats else np.zeros(0, np.float32)
+    indptr[1:] = np.cumsum([ids.size for ids, _ in full])
+    ids = np.concatenate([i for i, _ in full]) if feats else np.zeros(0, np.int64)
+    vals = np.concatenate([v for _, v in full]) if feats else np.zeros(0, np.float32)
     return sparse.csr_matrix((vals, ids, indptr), shape=(len(feats), N_FEATURES))

@@ -3,10 +3,11 @@
 Why: onnxruntime's fixed cost per ``run`` is ~20 us in a tight loop but ~50 us on a request path
 (measured in bench/latency.py: its code is cold between requests), half the 100 us budget, for a
 graph that is one Gather and a sum. The graph is linear, so numpy computes the same numbers from
-the same table in ~15 us. This module checks the graph is exactly that linear graph (node ops,
-inputs, outputs, initializer) and returns its table; anything else returns None and the scorer
-uses onnxruntime for everything. Reads the protobuf wire format directly (no ``onnx`` package at
-run time): only the few fields below are looked at.
+the same table in ~15 us (:meth:`classifiers.scorer.DifficultyScorer.score`). This module checks
+the graph is exactly that linear graph (node ops, inputs, the table's shape, the constant that
+combines its sums) and returns its table; anything else returns None and the scorer uses
+onnxruntime for everything. Reads the protobuf wire format directly (no ``onnx`` package at run
+time): only the few fields below are looked at.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 # the graph classifiers/onnx_model.py builds; any other graph is run by onnxruntime only
-LINEAR_GRAPH = ("Gather", "Mul", "Concat", "Mul", "ReduceSum")
+LINEAR_GRAPH = ("Gather", "Mul", "ReduceSum", "MatMul")
+# its last node's constant: scores = [sum of column 0 + sum of column 2, sum of column 1]
+COMBINE = np.asarray([[1, 0], [0, 1], [1, 0]], np.float32)
 _FLOAT = 1  # TensorProto.FLOAT
 
 
@@ -81,12 +84,13 @@ def _tensor(msg: memoryview) -> tuple[str, np.ndarray | None]:
 
 
 def read_linear_table(path: str | Path) -> np.ndarray | None:
-    """The [V, 2] (weight, variance) table of a model.onnx built by onnx_model.build, else None."""
+    """The [V, 3] (weight, variance, short-request weight) table of a model.onnx built by
+    onnx_model.build, else None."""
     data = memoryview(Path(path).read_bytes())
     graph = next((v for f, v in _fields(data) if f == 7 and isinstance(v, memoryview)), None)
     if graph is None:
         return None
-    ops, table = [], None
+    ops, table, combine = [], None, None
     for f, v in _fields(graph):
         if not isinstance(v, memoryview):
             continue
@@ -97,10 +101,14 @@ def read_linear_table(path: str | Path) -> np.ndarray | None:
             name, arr = _tensor(v)
             if name == "T":
                 table = arr
+            elif name == "C":
+                combine = arr
     inputs = [s for f, v in _fields(graph) if f == 11 and isinstance(v, memoryview)
               for s in _strings(v, 1)]
-    if tuple(ops) != LINEAR_GRAPH or inputs != ["ids", "values"] or table is None:
+    if tuple(ops) != LINEAR_GRAPH or inputs != ["ids", "x"] or table is None:
         return None
-    if table.ndim != 2 or table.shape[1] != 2:
+    if table.ndim != 2 or table.shape[1] != 3:
+        return None
+    if combine is None or combine.shape != COMBINE.shape or not np.array_equal(combine, COMBINE):
         return None
     return table

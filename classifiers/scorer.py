@@ -25,14 +25,15 @@ from typing import Any, Literal
 import numpy as np
 
 from . import SCORERS, Score, features
-from .features import N_FEATURES, extract, extract_many, pad_batch
+from .features import N_FEATURES, TABLE_ROWS, Features, extract, extract_many, pad_batch
 from .onnx_table import read_linear_table
 from .wordpieces import load_vocabulary
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-FEATURE_VERSION = 7  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
+FEATURE_VERSION = 8  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
 # 5: arithmetic_digits; 6: WordPieces for words outside the whole-word vocabulary; 7: the
-# short-request word block (features.SHORT_PRIOR)
+# short-request word block (features.SHORT_PRIOR); 8: that block as a third table column read
+# with one scale per request, not copied entries (the fit's features are version 7's)
 Engine = Literal["auto", "onnxruntime"]
 ScorerKind = Literal["fast", "accurate"]
 
@@ -76,10 +77,10 @@ class DifficultyScorer:
                 )
         self._bigrams = bool(self.meta.get("bigrams", False))
         self._table = read_linear_table(self.onnx_path) if engine == "auto" else None
-        if self._table is not None and self._table.shape[0] < N_FEATURES:
+        if self._table is not None and self._table.shape[0] < TABLE_ROWS:
             raise ValueError(
                 f"{self.onnx_path}: table has {self._table.shape[0]} rows, the features need "
-                f"{N_FEATURES}; retrain it with `tierwise train`."
+                f"{TABLE_ROWS}; retrain it with `tierwise train`."
             )
         # the vocabulary that splits words outside it into WordPieces (~50 ms): now, not on
         # the first request, and a missing file fails here with its name
@@ -142,21 +143,24 @@ class DifficultyScorer:
             self._session = self._load_session()
         return self._session
 
-    def run_onnxruntime(self, ids: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(difficulty, uncertainty) of ``[N, K]`` padded ids/values, through onnxruntime."""
-        (out,) = self.session.run(["scores"], {"ids": ids, "values": vals[..., None]})
+    def run_onnxruntime(self, feats: list[Features]) -> tuple[np.ndarray, np.ndarray]:
+        """(difficulty, uncertainty) of each conversation's features, through onnxruntime."""
+        ids, x = pad_batch(feats)
+        (out,) = self.session.run(["scores"], {"ids": ids, "x": x})
         return out[:, 0], np.sqrt(np.maximum(out[:, 1], 0.0))
 
     def score(self, messages: list[dict] | str) -> Score:
         """Difficulty of one conversation (a bare string is treated as one user turn)."""
         f = extract(messages, self._bigrams)
         if self._table is None:
-            d, u = self.run_onnxruntime(f.ids.reshape(1, -1), f.values.reshape(1, -1))
+            d, u = self.run_onnxruntime([f])
             d0, u0 = float(d[0]), float(u[0])
         else:
-            rows = self._table.take(f.ids, axis=0)  # [K, 2]: (weight, variance) per entry
+            # [K, 3]: (weight, variance, short-request weight) per entry; the last is 0 on the
+            # structure rows, so the short-request block needs no mask, only the one scale
+            rows = self._table.take(f.ids, axis=0)
             x = f.values
-            d0 = float(np.dot(x, rows[:, 0]))
+            d0 = float(np.dot(x, rows[:, 0])) + f.short_scale * float(np.dot(x, rows[:, 2]))
             u0 = math.sqrt(max(float(np.dot(x * x, rows[:, 1])), 0.0))
         if self._head is not None:
             d0 = self._offset + self._scale * (d0 + float(self.sentence_shift([messages])[0]))
@@ -173,15 +177,16 @@ class DifficultyScorer:
             else extract_many(conversations)
         )
         if self._table is None:
-            ids, vals = pad_batch(feats)
-            d, u = self.run_onnxruntime(ids, vals)
+            d, u = self.run_onnxruntime(feats)
             dl, ul = d.tolist(), u.tolist()
         else:  # flat: no padding; one gather, one segment sum per output
             flat_ids = np.concatenate([f.ids for f in feats])
             x = np.concatenate([f.values for f in feats])
             starts = np.cumsum([0] + [f.ids.size for f in feats[:-1]])
             rows = self._table.take(flat_ids, axis=0)
-            dl = np.add.reduceat(x * rows[:, 0], starts).tolist()
+            scale = np.asarray([f.short_scale for f in feats], np.float32)
+            dl = (np.add.reduceat(x * rows[:, 0], starts)
+                  + scale * np.add.reduceat(x * rows[:, 2], starts)).tolist()
             ul = np.sqrt(np.maximum(np.add.reduceat(x * x * rows[:, 1], starts), 0.0)).tolist()
         if self._head is not None:
             total = np.asarray(dl) + self.sentence_shift(list(conversations))

@@ -158,23 +158,23 @@ def test_other_graphs_run_on_onnxruntime(tmp_path):
     table = read_linear_table(MODEL_DIR / "model.onnx")
     t = numpy_helper.from_array(table, "T")
     axes = numpy_helper.from_array(np.asarray([1], np.int64), "axes")
+    combine = numpy_helper.from_array(np.asarray([[1, 0], [0, 1], [1, 0]], np.float32), "C")
     nodes = [  # same inputs/outputs, but difficulty doubled: not the graph onnx_table knows
         helper.make_node("Gather", ["T", "ids"], ["g"], axis=0),
-        helper.make_node("Mul", ["values", "values"], ["x2"]),
-        helper.make_node("Concat", ["values", "x2"], ["xx"], axis=2),
-        helper.make_node("Mul", ["g", "xx"], ["gx"]),
+        helper.make_node("Mul", ["g", "x"], ["gx"]),
         helper.make_node("ReduceSum", ["gx", "axes"], ["s"], keepdims=0),
-        helper.make_node("Add", ["s", "s"], ["scores"]),
+        helper.make_node("MatMul", ["s", "C"], ["m"]),
+        helper.make_node("Add", ["m", "m"], ["scores"]),
     ]
     graph = helper.make_graph(
         nodes,
         "other",
         [
             helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", "K"]),
-            helper.make_tensor_value_info("values", TensorProto.FLOAT, ["N", "K", 1]),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "K", 3]),
         ],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 2])],
-        initializer=[t, axes],
+        initializer=[t, axes, combine],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -298,9 +298,11 @@ def test_extract_many_equals_extract():
 
 
 def test_short_request_block_mirrors_the_words_with_a_smaller_prior():
-    """Feature version 7: every word and piece entry has a copy at SHORT_OFF whose values sum
-    to n / (n + SHORT_PRIOR): the same words, weighted more in a short request (3 words: 3/11
-    against 3/35 in the main block), no more than a mean in a long one; message weights too."""
+    """Feature version 7: the fit sees every word and piece entry again at SHORT_OFF with
+    values summing to n / (n + SHORT_PRIOR): the same words, weighted more in a short request
+    (3 words: 3/11 against 3/35 in the main block), no more than a mean in a long one; message
+    weights too. Version 8: a request's features carry the block as one scale, and to_csr
+    expands it for the fit."""
     import numpy as np
 
     from classifiers.features import (
@@ -308,34 +310,90 @@ def test_short_request_block_mirrors_the_words_with_a_smaller_prior():
         HASH_OFF,
         SHORT_OFF,
         SHORT_PRIOR,
+        TABLE_ROWS,
         WORD_PRIOR,
         extract,
         extract_many,
+        to_csr,
     )
     from classifiers.hashing import encode, word_hashes
 
+    def blocks(f):
+        row = to_csr([f])
+        cols, vals = row.indices, row.data
+        return cols, vals, (cols > 0) & (cols < DENSE_OFF), cols >= SHORT_OFF
+
     for text in ("is 7 prime", "word " * 100, "Prove that every integral domain is a field"):
         f = extract(text)
+        assert int(f.ids.max()) < TABLE_ROWS  # no copied entries on the request path
         n_words = word_hashes(encode(text))[0].size
-        main = (f.ids > 0) & (f.ids < DENSE_OFF)
-        short = f.ids >= SHORT_OFF
-        assert float(f.values[short].sum()) == pytest.approx(
-            n_words / (n_words + SHORT_PRIOR), rel=1e-4)
-        assert float(f.values[main].sum()) == pytest.approx(
-            n_words / (n_words + WORD_PRIOR), rel=1e-4)
-        np.testing.assert_array_equal(np.sort(f.ids[short] - SHORT_OFF + HASH_OFF),
-                                      np.sort(f.ids[main]))
+        assert f.short_scale == pytest.approx((n_words + WORD_PRIOR) / (n_words + SHORT_PRIOR),
+                                              rel=1e-6)
+        cols, vals, main, short = blocks(f)
+        assert float(vals[short].sum()) == pytest.approx(n_words / (n_words + SHORT_PRIOR),
+                                                         rel=1e-4)
+        assert float(vals[main].sum()) == pytest.approx(n_words / (n_words + WORD_PRIOR),
+                                                        rel=1e-4)
+        np.testing.assert_array_equal(np.sort(cols[short] - SHORT_OFF + HASH_OFF),
+                                      np.sort(cols[main]))
     chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"},
             {"role": "assistant", "content": "hello"}, {"role": "user", "content": "what is 2+2"}]
     one, many = extract(chat), extract_many([chat])[0]
     np.testing.assert_array_equal(one.ids, many.ids)
     np.testing.assert_array_equal(one.values, many.values)
-    main = (one.ids > 0) & (one.ids < DENSE_OFF)
-    short = one.ids >= SHORT_OFF
-    total_main = float(one.values[main].sum())
+    assert one.short_scale == many.short_scale
+    _, vals, main, short = blocks(one)
+    total_main = float(vals[main].sum())
     total = WORD_PRIOR * total_main / (1.0 - total_main)  # the occurrence weights' sum
-    assert float(one.values[short].sum()) == pytest.approx(total / (total + SHORT_PRIOR),
-                                                           rel=1e-4)
+    assert float(vals[short].sum()) == pytest.approx(total / (total + SHORT_PRIOR), rel=1e-4)
+
+
+def test_table_scores_the_short_block_as_the_fit_does():
+    """model.onnx's third column, read with one scale per request, gives the fit's d: the
+    shipped table's columns put back into the fit's N_FEATURES weights, times to_csr's
+    expanded row, equal the scorer's difficulty."""
+    import numpy as np
+
+    from classifiers.features import (
+        DENSE_OFF,
+        HASH_OFF,
+        N_FEATURES,
+        SHORT_OFF,
+        TABLE_ROWS,
+        extract,
+        to_csr,
+    )
+    from classifiers.onnx_table import read_linear_table
+    from classifiers.scorer import MODEL_DIR, DifficultyScorer
+
+    table = read_linear_table(MODEL_DIR / "model.onnx").astype(np.float64)
+    assert table.shape == (TABLE_ROWS, 3)
+    assert np.any(table[HASH_OFF:DENSE_OFF, 2] != 0)  # the anchors' head is there
+    assert np.all(table[DENSE_OFF:, 2] == 0) and table[0, 2] == 0
+    w = np.zeros(N_FEATURES)
+    w[:TABLE_ROWS] = table[:, 0]
+    w[SHORT_OFF:] = table[HASH_OFF:DENSE_OFF, 2]
+    scorer = DifficultyScorer()
+    for text in ("hi", "is 7 prime?", HARD, [{"role": "user", "content": "what is 2+2"},
+                                             {"role": "assistant", "content": "4"},
+                                             {"role": "user", "content": "and 3+3?"}]):
+        fit_d = float((to_csr([extract(text)]) @ w)[0])
+        assert scorer.score(text).difficulty == pytest.approx(fit_d, abs=1e-5)
+
+
+def test_table_refuses_a_short_block_with_variance():
+    import numpy as np
+
+    from classifiers.features import N_FEATURES, SHORT_OFF
+    from classifiers.onnx_model import table_of
+
+    w, v = np.ones(N_FEATURES), np.zeros(N_FEATURES)
+    assert table_of(w, v).shape[1] == 3
+    v[SHORT_OFF + 5] = 1.0
+    with pytest.raises(ValueError, match="variance"):
+        table_of(w, v)
+    with pytest.raises(ValueError, match=str(N_FEATURES)):
+        table_of(w[:-1], v[:-1])
 
 
 def test_word_block_stays_bounded_on_long_input(scorer):
