@@ -59,9 +59,10 @@ def main() -> None:
         ledger.flush(60)
 
         rs = routings(policy, args.n)
+        tiers = {t.name: t for t in policy.tiers}  # routings() names only the policy's tiers
         t0 = time.thread_time()
         for r in rs:
-            price(r, policy.tier(r.tier), policy.largest)
+            price(r, tiers[r.tier], policy.largest)
         priced = time.thread_time() - t0
         t0 = time.thread_time()
         for r in rs:  # what the event loop does: build the record, queue it

@@ -33,8 +33,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.commonsense import auc as pair_auc  # noqa: E402
-from bench.commonsense import length_matched  # noqa: E402
+# mypy resolves bench.commonsense to the data directory bench/commonsense/ (a namespace
+# package); Python imports the module bench/commonsense.py, which a regular module wins
+from bench.commonsense import auc as pair_auc  # type: ignore[attr-defined]  # noqa: E402
+from bench.commonsense import length_matched  # type: ignore[attr-defined]  # noqa: E402
 from classifiers.conversation import last_user_text  # noqa: E402
 from classifiers.data import load_rows, prompt_key, read_jsonl, row_messages  # noqa: E402
 from classifiers.features import DENSE_OFF, HASH_OFF, extract_many, to_csr  # noqa: E402
@@ -424,7 +426,8 @@ def markdown(results: dict[str, list], args: argparse.Namespace) -> str:
         f"{r[k]:.3f}" if k in r else "-" for fold, _ in HAND_WRITTEN for r in first
         if r["fold"] == fold for k in ("length_auc", "length_matched_auc")) + " |")
     for name, res in results.items():
-        sets = [next((r for r in res if r["fold"] == f), {}) for f, _ in HAND_WRITTEN]
+        sets: list[dict] = [next((r for r in res if r["fold"] == f), {})
+                            for f, _ in HAND_WRITTEN]
         lines.append(f"| {name} | " + " | ".join(cell(res, f, s, w, "apgr")
                                                 for f, s, w, _ in COLUMNS)
                      + "".join(f" | {cs.get('auc', float('nan')):.3f} | "

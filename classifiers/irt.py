@@ -73,6 +73,12 @@ class IRTDifficulty:
     model within .ci/retrain_check.py's tolerance on either machine.
     """
 
+    # learned state set after fit() by classifiers/train.py, absent until then (read them with
+    # getattr(model, name, None)): the sentence head it fits and distils into the word block,
+    # and the anchors' own head folded into the short-request block (classifiers/word_fold.py)
+    head_: Any
+    anchor_head_: np.ndarray
+
     def __init__(
         self,
         l2: float | np.ndarray = 3.0,

@@ -238,12 +238,12 @@ def fit(
     if embed is not None and has_selection_pools(rows):
         from .sentence_head import distilled_word_weights, fit_on_rows
 
-        irt.head_ = fit_on_rows(  # type: ignore[attr-defined]
+        irt.head_ = fit_on_rows(
             rows, log=lambda _: None, embed=embed, anchors=float(params["head_anchors"]))
         weight = float(params["distill"])
         if semantic and emb is not None and weight:
             delta, irt.distill_ = distilled_word_weights(  # type: ignore[attr-defined]
-                irt.head_, rows, X[:, HASH_OFF:DENSE_OFF], emb, embed,  # type: ignore[attr-defined]
+                irt.head_, rows, X[:, HASH_OFF:DENSE_OFF], emb, embed,
                 weight)
             irt.coef_[HASH_OFF:DENSE_OFF] += delta
     # A prior the labels cannot teach: in real traffic a longer request is a harder one. Added

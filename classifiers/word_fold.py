@@ -58,7 +58,7 @@ def fold_words(irt: IRTDifficulty, X: Any, rows: list[dict], params: dict[str, f
         coef[SHORT_OFF:] = emb @ (beta * w)
         # keep P(model does well) the fitted one on average over the training prompts
         irt.abilities_ = irt.abilities_ + beta * float((short @ w).mean())
-        irt.anchor_head_ = w  # type: ignore[attr-defined]
+        irt.anchor_head_ = w
     irt.coef_ = coef
     irt.semantic_u_ = u
     irt.var_ = (fisher_variance(X, irt, coef, pairs, 1.0) if not params["unigrams"]
