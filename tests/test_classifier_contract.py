@@ -418,3 +418,25 @@ def test_word_block_stays_bounded_on_long_input(scorer):
     ]
     typical = [scorer.score(t).difficulty for t in ("hi", HARD, "What is the capital of France?")]
     assert abs(scorer.score(chat).difficulty) < 2 * max(abs(d) for d in typical) + 1.0
+
+
+def test_dollar_amounts_are_not_math_markup():
+    """Feature version 9: "$" before an amount of money does not set math_markup (price lists
+    and word problems are not TeX); a "$" that opens or closes TeX math, or a TeX command,
+    still does."""
+    from classifiers.features import DENSE_NAMES, DENSE_OFF, extract
+
+    slot = DENSE_OFF + DENSE_NAMES.index("math_markup")
+
+    def markup(text: str) -> float:
+        f = extract(text)
+        return float(f.values[f.ids == slot][0])
+
+    for money in ("Sort these by price: apple $1.20, melon $3.50, banana $0.40",
+                  "I have $20 and spend $5. How much is left?", "It costs $1,200,000.",
+                  "Is $30 (plus tax) a fair price?"):
+        assert markup(money) == 0.0, money
+    for tex in ("Solve $2x+3=7$", "Let $n$ be odd", "Show that $10$ is even",
+                "Compute $2 + 3$ for me", r"Simplify \frac{1}{2} + \frac{1}{3}",
+                "Prove $$\\sum_{k=1}^n k = n(n+1)/2$$", "$2^{10}$ is how much?"):
+        assert markup(tex) == 1.0, tex
