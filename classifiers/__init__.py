@@ -19,17 +19,18 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     from .scorer import DifficultyScorer
 
-__all__ = ["SCORERS", "DifficultyScorer", "Score", "ability_for", "default_scorer",
-           "known_abilities"]
+__all__ = ["SCORERS", "DifficultyScorer", "Score", "ScorerKind", "ability_for",
+           "default_scorer", "known_abilities"]
 
 # The scorers a policy's `scorer` key, `--scorer` and DifficultyScorer accept; the first is the
 # default. Here, not in .scorer, so the policy schema and the CLI can name them without numpy.
-SCORERS = ("fast", "accurate")
+ScorerKind = Literal["fast", "accurate"]
+SCORERS: tuple[ScorerKind, ...] = get_args(ScorerKind)
 
 _MODEL_DIR = Path(__file__).resolve().parent / "model"
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import SCORERS, Score, features
+from . import SCORERS, Score, ScorerKind, features
 from .features import N_FEATURES, TABLE_ROWS, Features, extract, extract_many, pad_batch
 from .onnx_table import read_linear_table
 from .wordpieces import load_vocabulary
@@ -36,7 +36,6 @@ FEATURE_VERSION = 9  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shr
 # with one scale per request, not copied entries (the fit's features are version 7's); 9: a
 # dollar amount is not math markup
 Engine = Literal["auto", "onnxruntime"]
-ScorerKind = Literal["fast", "accurate"]
 
 
 class DifficultyScorer:
