@@ -33,6 +33,7 @@ class BadUpstream:
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
         self.open_connections = 0
+        self.hanging = 0  # "hang" calls whose caller has not closed its end yet
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
@@ -79,7 +80,7 @@ class BadUpstream:
                 mode = str(body.get("model", "ok"))
                 with self._lock:
                     self.hits[mode] += 1
-                keep = await self._answer(mode, body, writer)
+                keep = await self._answer(mode, body, reader, writer)
                 if not keep:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -89,12 +90,20 @@ class BadUpstream:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _answer(self, mode: str, body: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+    async def _answer(self, mode: str, body: dict[str, Any], reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
         stream = bool(body.get("stream"))
         if mode in ("slow", "slow3"):
             await asyncio.sleep(0.5 if mode == "slow" else 3.0)
         if mode == "hang":
-            await asyncio.sleep(3600)
+            # never answers, but reads on: the caller closing its end (EOF) ends the handler, so
+            # open_connections shows whether the proxy let go of a call it no longer needs
+            self.hanging += 1
+            try:
+                await asyncio.wait_for(reader.read(), 3600)
+            finally:
+                self.hanging -= 1
+            return False
         if mode == "reset":
             _reset(writer)
             return False

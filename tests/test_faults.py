@@ -123,10 +123,17 @@ async def test_5xx_storm_then_healthy(proxy: str, upstream: BadUpstream) -> None
 
 
 async def test_client_disconnects_release_the_upstream(proxy: str, upstream: BadUpstream) -> None:
-    base = upstream.open_connections
+    base, hangs = upstream.open_connections, upstream.count("hang")
     async with httpx.AsyncClient(base_url=proxy, timeout=0.5) as client:
         with pytest.raises(httpx.TimeoutException):
             await client.post("/v1/chat/completions", json=body("hang"))
+        left = time.monotonic()
+        assert upstream.count("hang") == hangs + 1  # the call reached the upstream
+        # released because the client left, not by the tier's timeout (TIMEOUT_S after the
+        # call began): the upstream's "hang" handler ends when the proxy closes its end
+        while upstream.hanging and time.monotonic() - left < TIMEOUT_S - 0.5:
+            await asyncio.sleep(0.02)
+        assert upstream.hanging == 0, "the proxy kept the hung call of a gone client"
         async with client.stream("POST", "/v1/chat/completions",
                                  json=body("trickle", stream=True), timeout=10) as r:
             assert r.status_code == 200
