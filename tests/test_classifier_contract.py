@@ -152,13 +152,13 @@ def test_other_graphs_run_on_onnxruntime(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from classifiers.onnx_table import read_linear_table
+    from classifiers.onnx_table import COMBINE, read_linear_table
     from classifiers.scorer import MODEL_DIR, DifficultyScorer
 
     table = read_linear_table(MODEL_DIR / "model.onnx")
     t = numpy_helper.from_array(table, "T")
     axes = numpy_helper.from_array(np.asarray([1], np.int64), "axes")
-    combine = numpy_helper.from_array(np.asarray([[1, 0], [0, 1], [1, 0]], np.float32), "C")
+    combine = numpy_helper.from_array(COMBINE, "C")
     nodes = [  # same inputs/outputs, but difficulty doubled: not the graph onnx_table knows
         helper.make_node("Gather", ["T", "ids"], ["g"], axis=0),
         helper.make_node("Mul", ["g", "x"], ["gx"]),
@@ -354,25 +354,16 @@ def test_table_scores_the_short_block_as_the_fit_does():
     expanded row, equal the scorer's difficulty."""
     import numpy as np
 
-    from classifiers.features import (
-        DENSE_OFF,
-        HASH_OFF,
-        N_FEATURES,
-        SHORT_OFF,
-        TABLE_ROWS,
-        extract,
-        to_csr,
-    )
+    from classifiers.features import DENSE_OFF, HASH_OFF, TABLE_ROWS, extract, to_csr
+    from classifiers.onnx_model import fit_weights
     from classifiers.onnx_table import read_linear_table
     from classifiers.scorer import MODEL_DIR, DifficultyScorer
 
-    table = read_linear_table(MODEL_DIR / "model.onnx").astype(np.float64)
+    table = read_linear_table(MODEL_DIR / "model.onnx")
     assert table.shape == (TABLE_ROWS, 3)
     assert np.any(table[HASH_OFF:DENSE_OFF, 2] != 0)  # the anchors' head is there
     assert np.all(table[DENSE_OFF:, 2] == 0) and table[0, 2] == 0
-    w = np.zeros(N_FEATURES)
-    w[:TABLE_ROWS] = table[:, 0]
-    w[SHORT_OFF:] = table[HASH_OFF:DENSE_OFF, 2]
+    w = fit_weights(MODEL_DIR / "model.onnx")  # the table's columns as the fit's weights
     scorer = DifficultyScorer()
     for text in ("hi", "is 7 prime?", HARD, [{"role": "user", "content": "what is 2+2"},
                                              {"role": "assistant", "content": "4"},
