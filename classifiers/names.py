@@ -10,6 +10,7 @@ Light: no third-party imports.
 
 from __future__ import annotations
 
+import functools
 import re
 
 # data spelling -> canonical name (lower case, litellm spelling where litellm has the model)
@@ -196,8 +197,14 @@ def candidates(name: str) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical(data_name: str) -> str:
-    """Canonical name of a model as spelled in the training data."""
+    """Canonical name of a model as spelled in the training data.
+
+    Cached: training calls it for every label of every row, once per leave-one-source-out fold
+    (about 9 million calls over a few hundred distinct names, 70 s of a 5-minute `tierwise
+    train` uncached); CANONICAL and ALIASES are constants, so the answer never changes.
+    """
     if data_name in CANONICAL:
         return CANONICAL[data_name]
     for key in candidates(data_name):
