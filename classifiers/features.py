@@ -27,7 +27,6 @@ numpy only: this module is on the request path.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +35,7 @@ import numpy as np
 from .arithmetic import arithmetic_digits
 from .conversation import W_LAST_USER, Conversation, flatten
 from .hashing import buckets, encode, word_at, word_hashes
+from .math_markup import has_math_markup
 from .wordpieces import N_PIECES, is_whole, pieces
 
 HASH_BITS = 19
@@ -88,7 +88,7 @@ class Features:
 
 def _byte_classes() -> np.ndarray:
     cols = (b"0123456789", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"{};=()[]", b"+-*/^=<>", b"\n", b"?",
-            b"$\\")
+            b"$", b"\\")
     table = np.zeros((256, len(cols)), dtype=np.float64)
     for col, chars in enumerate(cols):
         table[list(chars), col] = 1.0
@@ -97,13 +97,9 @@ def _byte_classes() -> np.ndarray:
 
 _CLASSES = _byte_classes()
 _DENSITY_PRIOR_BYTES = 32
-# A dollar sign that starts an amount of money ("$3.50,", "$1,200 "): digits, then anything but
-# a letter, digit, "$" or a TeX character, so "$2x$", "$10$" and "$2^{n}$" stay math. Since
-# feature version 9 such a sign does not count as math markup: "$" was the feature's most
-# frequent byte in word problems and price lists, where it says nothing about TeX, and in
-# GSM8K-like problems the feature ranked at random (bench/FEATURE_SHARES.md) while adding 0.1 of
-# spread to d.
-_CURRENCY = re.compile(rb"\$\d[\d,]*(?:\.\d+)?(?![\w$^_{}\\])")
+# Question marks of other scripts (full-width "？" of Chinese and Japanese, Arabic "؟") count
+# as "?" since feature version 10.
+_OTHER_QUESTION_MARKS = ("\uff1f", "\u061f")
 
 
 def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float]:
@@ -113,10 +109,12 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
     # densities are shrunk towards 0 for short texts: one capital in "Hello!" is not a signal
     smooth = n_bytes + _DENSITY_PRIOR_BYTES
     arr = np.frombuffer(raw, np.uint8)
-    digits, upper, punct, maths, lines, questions, markup = (
+    digits, upper, punct, maths, lines, questions, dollars, backslashes = (
         np.bincount(arr, minlength=256) @ _CLASSES
     ).tolist()
     non_ascii = n_bytes - len(text) if len(raw) != len(text) else 0
+    if non_ascii:
+        questions += sum(text.count(mark) for mark in _OTHER_QUESTION_MARKS)
     return [
         math.log1p(n_tok) / 8.0,
         math.log1p(n_last) / 8.0,
@@ -129,8 +127,7 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
         float(conv.wants_json),
         float("```" in text),
         min(punct / smooth * 10.0, 1.0),
-        # the regex only where a "$" is (a backslash alone is markup): ~5 us per 2 KB of text
-        float(markup > 0 and (b"$" not in raw or markup > len(_CURRENCY.findall(raw)))),
+        float(has_math_markup(raw, text, int(dollars), int(backslashes), non_ascii > 0)),
         min(maths / smooth * 10.0, 1.0),
         min(digits / smooth * 5.0, 1.0),
         math.log1p(lines) / 5.0,

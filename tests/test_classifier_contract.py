@@ -431,3 +431,48 @@ def test_dollar_amounts_are_not_math_markup():
                 "Compute $2 + 3$ for me", r"Simplify \frac{1}{2} + \frac{1}{3}",
                 "Prove $$\\sum_{k=1}^n k = n(n+1)/2$$", "$2^{10}$ is how much?"):
         assert markup(tex) == 1.0, tex
+
+
+def test_unicode_math_is_math_markup_and_other_scripts_ask_questions():
+    """Feature version 10: math written in Unicode ("Σ", "∫", "≤", a Greek letter on its own)
+    sets math_markup as TeX does, while Greek prose, a typeset minus and a bullet do not; "？"
+    and "؟" count as question marks."""
+    from classifiers.features import DENSE_NAMES, DENSE_OFF, extract
+
+    def dense(text: str, name: str) -> float:
+        f = extract(text)
+        return float(f.values[f.ids == DENSE_OFF + DENSE_NAMES.index(name)][0])
+
+    for maths in ("Does Σ sin(n)/n converge?", "Evaluate ∫_0^∞ ln(x)/(1+x^2) dx",
+                  "How many n ≤ 1000 are squares?", "Show that ∀ε > 0 ∃δ", "area is π r^2",
+                  "Let 𝑥 be real", "Cost is $5 and ∑ of them?"):
+        assert dense(maths, "math_markup") == 1.0, maths
+    for prose in ("Καλημέρα, τι κάνεις;", "It was −5 °C outside", "∙ eggs ∙ milk",
+                  "Café au lait, s'il vous plaît", "水の沸点は何度ですか？", "Price: $4.50"):
+        assert dense(prose, "math_markup") == 0.0, prose
+    assert dense("水の沸点は何度ですか？", "log_questions") == dense("What is it?", "log_questions")
+    assert dense("ما هذا؟", "log_questions") > 0.0
+    assert dense("什么是负载均衡。", "log_questions") == 0.0
+
+
+def test_a_backslash_is_math_markup_only_as_a_tex_command():
+    """Feature version 10: pasted code's escapes, regexes and Windows paths are not TeX, even
+    where an escape is glued to a word that starts like a command ("\\nuser", "\\tname")."""
+    from classifiers.features import DENSE_NAMES, DENSE_OFF, extract
+
+    slot = DENSE_OFF + DENSE_NAMES.index("math_markup")
+
+    def markup(text: str) -> float:
+        f = extract(text)
+        return float(f.values[f.ids == slot][0])
+
+    for code in ('print("a\\nb\\tc")', 'Why does re.match(r"\\d+\\s", s) fail?',
+                 "Open C:\\Users\\bob\\Docker\\app.json", 'split on "\\nuser" and "\\tname"',
+                 "cd C:\\logs\\internal\\details", 'printf("%d\\t%s\\n", a, b)',
+                 'json.dumps(x).replace("\\\\", "/")'):
+        assert markup(code) == 0.0, code
+    for tex in (r"Simplify \frac{1}{2}", r"Show x \le y", r"Let \alpha be a root",
+                r"\[ x^2 \] where \mathbb{R}", r"Compute \sqrt{2} to 3 places",
+                'print("\\n") and prove \\sum_k k^2', r"Find \DeltaH of the reaction",
+                r"10 \textcent a mile", r"A \rightleftarrows B"):
+        assert markup(tex) == 1.0, tex
