@@ -268,6 +268,9 @@ WORST_CASES = {
     "English prose": "the quick brown fox jumps over the lazy dog " * 2300,
     "\"1*1*1*...\" (an operator every 2 bytes: arithmetic_digits)": "1*1*" * 25000,
     "\"12 x 34 \" repeated (a product every 8 bytes)": "12 x 34 " * 12500,
+    # a backslash every 4 bytes, none a TeX command: math_markup scans every one
+    "code string escapes, \"a\\nb\\tc\\\\d\" (math_markup's TeX command scan)":
+        'x = "a\\nb\\tc\\\\d"\n' * 6000,
     "Chinese, no whitespace (the encoder's tokenizer cut)": "负载均衡是把请求分给多台服务器，"
     * 2200,
     # words outside the vocabulary, each seen once: WordPiece in Python up to features.PIECE_BYTES
