@@ -614,6 +614,7 @@ def main() -> int:
             s = servers[name]
             if name != "upstream":
                 s.start()
+            assert s.proc is not None
             rss_ready = rss_mb(s.proc.pid)
             s.check()
             warm = s.wait_warm() if name.startswith("tierwise") else None

@@ -59,7 +59,8 @@ def time_serve(policy: list[str], env: dict) -> tuple[float, float, str, float |
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() - t0 > 60:
-                raise RuntimeError(f"serve did not come up: {proc.stderr.read()[-500:]!r}")
+                tail = proc.stderr.read()[-500:] if proc.stderr else b""
+                raise RuntimeError(f"serve did not come up: {tail!r}")
             time.sleep(0.005)
         ready = time.monotonic() - t0
         status, raw, _ = bench.http("POST", f"http://127.0.0.1:{PORT}/v1/chat/completions",
@@ -165,12 +166,12 @@ def route_only(args: argparse.Namespace, env: dict) -> int:
     steps: dict[str, list[float]] = {}
     heavy: list[str] = []
     for _ in range(args.repeats):
-        proc = subprocess.run([sys.executable, "-c", ROUTE_STEPS], cwd="/",
-                              env={**os.environ, **env}, capture_output=True, text=True,
-                              timeout=60)
-        m = re.search(r"^STEPS (.*)$", proc.stdout, re.M)
+        steps_proc = subprocess.run([sys.executable, "-c", ROUTE_STEPS], cwd="/",
+                                    env={**os.environ, **env}, capture_output=True, text=True,
+                                    timeout=60)
+        m = re.search(r"^STEPS (.*)$", steps_proc.stdout, re.M)
         if not m:
-            raise RuntimeError(f"route steps failed: {proc.stderr[-800:]}")
+            raise RuntimeError(f"route steps failed: {steps_proc.stderr[-800:]}")
         rows, heavy = json.loads(m.group(1))
         for name, ms in rows:
             steps.setdefault(name, []).append(ms)
@@ -226,30 +227,31 @@ def main() -> int:
         upstream.start()
         for label, policy in (("bench policy", ["--policy", str(HERE / "bench-policy.toml")]),
                               ("embedded demo", [])):
-            runs = [time_serve(policy, env) for _ in range(args.repeats)]
+            serve_runs = [time_serve(policy, env) for _ in range(args.repeats)]
+            readyz = [r[3] for r in serve_runs if r[3] is not None]
             out[f"serve {label}"] = {
-                "ready_s": statistics.median(r[0] for r in runs),
-                "first_answer_s": statistics.median(r[1] for r in runs),
-                "readyz_s": (statistics.median(r[3] for r in runs)
-                             if all(r[3] is not None for r in runs) else None),
-                "scorer": runs[0][2]}
+                "ready_s": statistics.median(r[0] for r in serve_runs),
+                "first_answer_s": statistics.median(r[1] for r in serve_runs),
+                "readyz_s": (statistics.median(readyz)
+                             if len(readyz) == len(serve_runs) else None),
+                "scorer": serve_runs[0][2]}
             print(f"serve ({label}): ready {out[f'serve {label}']['ready_s']:.2f} s, first "
                   f"answer {out[f'serve {label}']['first_answer_s']:.2f} s, /readyz "
                   f"{out[f'serve {label}']['readyz_s']} s "
-                  f"[scorer {runs[0][2]}]", flush=True)
+                  f"[scorer {serve_runs[0][2]}]", flush=True)
     finally:
         upstream.stop()
-    runs = []
+    floor_runs = []
     for _ in range(args.repeats):
         t0 = time.monotonic()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
-        runs.append(time.monotonic() - t0)
-    out["python -c pass"] = {"wall_s": statistics.median(runs)}
+        floor_runs.append(time.monotonic() - t0)
+    out["python -c pass"] = {"wall_s": statistics.median(floor_runs)}
     print(f"python -c pass: {out['python -c pass']['wall_s']:.3f} s (interpreter floor)")
     for label, real in (("tierwise route (CLI)", True), ("route via bench wrapper", False)):
-        runs = [time_route(env, real) for _ in range(args.repeats)]
-        out[label] = {"wall_s": statistics.median(r[0] for r in runs),
-                      "exit_codes": sorted({r[1] for r in runs})}
+        route_runs = [time_route(env, real) for _ in range(args.repeats)]
+        out[label] = {"wall_s": statistics.median(r[0] for r in route_runs),
+                      "exit_codes": sorted({r[1] for r in route_runs})}
         print(f"{label}: {out[label]['wall_s']:.2f} s (exit {out[label]['exit_codes']})",
               flush=True)
     out["imports"] = {

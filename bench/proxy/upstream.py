@@ -208,21 +208,18 @@ class RawHttp(asyncio.Protocol):
 
 
 def serve_raw(upstream: Upstream, host: str, port: int) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        uvloop = None
-
     async def forever() -> None:
         server = await asyncio.get_running_loop().create_server(
             lambda: RawHttp(upstream), host, port, backlog=2048)
         async with server:
             await server.serve_forever()
 
-    if uvloop is not None:
-        uvloop.run(forever())
-    else:
+    try:
+        import uvloop
+    except ImportError:
         asyncio.run(forever())
+    else:
+        uvloop.run(forever())
 
 
 def main() -> None:
