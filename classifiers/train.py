@@ -21,7 +21,6 @@ from .anchors import ANCHOR_SOURCE, is_anchor
 from .data import (
     build_labels,
     excluded,
-    label_group,
     load_rows,
     prompt_key,
     read_jsonl,
@@ -38,7 +37,7 @@ from .features import (
     extract_many,
     to_csr,
 )
-from .fit_design import feature_bounds
+from .fit_design import design_matrix, offset_groups
 from .irt import IRTDifficulty
 from .model_files import save
 from .selection import has_selection_pools, is_judged_chat, with_selection_labels
@@ -151,8 +150,6 @@ def fit(
     ``l2_sentence`` (10), the sentence-encoder block's L2, and ``within_penalty`` (0: none), a
     penalty of 0.5 * it * sum over benchmark rows of (the row's embedding term - its cell's
     mean)^2 (:func:`within_scatter`; a negative result, bench/QUALITY_ROUTING.md)."""
-    from scipy import sparse
-
     params = {**DEFAULT_PARAMS, **params}
     pairs, comparisons = build_labels(rows)
     no_offset = label_weight = None
@@ -163,68 +160,35 @@ def fit(
         l2_ability=float(params["l2_ability"]),
         prompt_weight_power=float(params["prompt_weight_power"]),
     )
-    l2, lower, upper, keep = feature_bounds(params)
+    if not params["semantic"]:
+        emb = None
+    elif emb is None:
+        emb = semantic_table(rows)
     is_chat = np.asarray([is_judged_chat(r) for r in rows], np.float64)
     anchor = np.asarray([is_anchor(r) for r in rows], bool)
-    base = (X @ sparse.diags(keep)).tocsr()
-    base.eliminate_zeros()
-    semantic = bool(params["semantic"])
-    if semantic:
-        if emb is None:
-            emb = semantic_table(rows)
-        sem = sparse.csr_matrix(X[:, HASH_OFF:DENSE_OFF] @ emb)
-        blocks = [base, sem]
-        head = int(params["chat_head"])
-        if head == 1:  # separate heads; the chat one ships
-            blocks = [base, sparse.diags(is_chat) @ sem, sparse.diags(1.0 - is_chat) @ sem]
-        elif head == 2:  # a shared head plus a chat correction; shared + correction ships
-            blocks = [base, sem, sparse.diags(is_chat) @ sem]
-        full = sparse.hstack(blocks).tocsr()
-        n_sem = emb.shape[1] * (len(blocks) - 1)
-        l2 = np.concatenate([l2, np.full(n_sem, float(params["l2_semantic"]))])
-        lower = np.concatenate([lower, np.full(n_sem, -np.inf)])
-        upper = np.concatenate([upper, np.full(n_sem, np.inf)])
-    else:
-        full = base
+    design = design_matrix(X, params, emb, is_chat, sentence)
     penalty = None
-    if semantic and emb is not None and float(params.get("within_penalty", 0.0)):
+    if emb is not None and float(params.get("within_penalty", 0.0)):
         penalty = (np.arange(N_FEATURES, N_FEATURES + emb.shape[1]),
                    float(params["within_penalty"]) * within_scatter(
-                       sem, rows, _row_weights(rows), is_chat > 0, anchor))
-    if sentence is not None:
-        full = sparse.hstack([full, sparse.csr_matrix(sentence)]).tocsr()
-        k = sentence.shape[1]
-        l2 = np.concatenate([l2, np.full(k, float(params.get("l2_sentence", 10.0)))])
-        lower = np.concatenate([lower, np.full(k, -np.inf)])
-        upper = np.concatenate([upper, np.full(k, np.inf)])
-    groups = None
-    if params["offsets"]:
-        pooled = not params["chat_offsets"]
-
-        def group(r: dict) -> str:
-            pairwise = "pairs" in (r.get("meta") or {})
-            if int(params["offsets"]) == 2:  # one offset per label type, not per source
-                return "pairwise" if pairwise else "outcome"
-            return "judged-chat" if pooled and pairwise else label_group(r)
-
-        names = sorted({group(r) for r in rows})
-        index = {g: i for i, g in enumerate(names)}
-        groups = np.asarray([index[group(r)] for r in rows], np.int64)
-    irt.l2 = l2
+                       design.semantic, rows, _row_weights(rows), is_chat > 0, anchor))
+    groups, names = offset_groups(rows, params)
+    irt.l2 = design.l2
     row_weight = _row_weights(rows) * np.where(
         is_chat > 0, float(params["chat_weight"]), 1.0)
+    lower, upper = design.lower, design.upper
     anchor_weight = float(params["anchor_weight"])
     if anchor.any() and anchor_weight and int(params["anchor_scope"]) == 1:
         # the anchors may move only the embedding's weights: fit without them, then fix every
         # other weight at that fit's value and fit again with them
-        irt.fit(full, pairs.prompt, pairs.model, pairs.y, len(pairs.models),
+        irt.fit(design.matrix, pairs.prompt, pairs.model, pairs.y, len(pairs.models),
                 comparisons=comparisons, groups=groups, lower=lower, upper=upper,
                 row_weight=row_weight * np.where(anchor, 0.0, 1.0), no_offset=no_offset,
                 label_weight=label_weight, penalty=penalty)
         lower, upper = lower.copy(), upper.copy()
         lower[:N_FEATURES] = upper[:N_FEATURES] = irt.coef_[:N_FEATURES]
-    irt.fit(full, pairs.prompt, pairs.model, pairs.y, len(pairs.models), comparisons=comparisons,
-            groups=groups, lower=lower, upper=upper,
+    irt.fit(design.matrix, pairs.prompt, pairs.model, pairs.y, len(pairs.models),
+            comparisons=comparisons, groups=groups, lower=lower, upper=upper,
             row_weight=row_weight * np.where(anchor, anchor_weight, 1.0),
             no_offset=no_offset, label_weight=label_weight, penalty=penalty)
     if groups is not None:
@@ -233,29 +197,38 @@ def fit(
         irt.sentence_u_ = irt.coef_[-sentence.shape[1]:].copy()  # type: ignore[attr-defined]
         irt.coef_ = irt.coef_[: -sentence.shape[1]]
         irt.var_ = irt.var_[: -sentence.shape[1]]
-    if semantic and emb is not None:
+    if emb is not None:
         fold_words(irt, X, rows, params, emb, anchor, pairs)
     if embed is not None and has_selection_pools(rows):
-        from .sentence_head import distilled_word_weights, fit_on_rows
+        _fit_sentence_head(irt, X, rows, params, emb, embed)
+    _add_length_prior(irt, X, float(params["length_prior"]))
+    return irt, pairs.models
 
-        irt.head_ = fit_on_rows(
-            rows, log=lambda _: None, embed=embed, anchors=float(params["head_anchors"]))
-        weight = float(params["distill"])
-        if semantic and emb is not None and weight:
-            delta, irt.distill_ = distilled_word_weights(  # type: ignore[attr-defined]
-                irt.head_, rows, X[:, HASH_OFF:DENSE_OFF], emb, embed,
-                weight)
-            irt.coef_[HASH_OFF:DENSE_OFF] += delta
-    # A prior the labels cannot teach: in real traffic a longer request is a harder one. Added
-    # after the fit, so the features that go with length inside the training sources (lines,
-    # questions) cannot take it back, as they partly do with the fixed weight on the last turn.
-    # The abilities move by its mean over the training prompts: P(model does well) stays the
-    # fitted one on average, lower for longer requests and higher for shorter ones.
-    prior = float(params["length_prior"])
+
+def _fit_sentence_head(irt: IRTDifficulty, X: Any, rows: list[dict], params: dict[str, float],
+                       emb: np.ndarray | None, embed: Any) -> None:
+    """The accurate scorer's sentence head (``irt.head_``), and with train's ``distill`` its
+    distillation into the word weights (off in the shipped model)."""
+    from .sentence_head import distilled_word_weights, fit_on_rows
+
+    irt.head_ = fit_on_rows(
+        rows, log=lambda _: None, embed=embed, anchors=float(params["head_anchors"]))
+    weight = float(params["distill"])
+    if emb is not None and weight:
+        delta, irt.distill_ = distilled_word_weights(  # type: ignore[attr-defined]
+            irt.head_, rows, X[:, HASH_OFF:DENSE_OFF], emb, embed, weight)
+        irt.coef_[HASH_OFF:DENSE_OFF] += delta
+
+
+def _add_length_prior(irt: IRTDifficulty, X: Any, prior: float) -> None:
+    """A prior the labels cannot teach: in real traffic a longer request is a harder one. Added
+    after the fit, so the features that go with length inside the training sources (lines,
+    questions) cannot take it back, as they partly do with the fixed weight on the last turn.
+    The abilities move by its mean over the training prompts: P(model does well) stays the
+    fitted one on average, lower for longer requests and higher for shorter ones."""
     if prior:
         irt.coef_[DENSE_OFF + DENSE_NAMES.index("log_tokens")] += prior
         irt.abilities_ = irt.abilities_ + prior * float(length_baseline(X).mean())
-    return irt, pairs.models
 
 
 def _level_head(head: Any, model: IRTDifficulty, X: Any, rows: list[dict], embed: Any) -> None:

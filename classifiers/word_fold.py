@@ -18,9 +18,11 @@ from .irt import IRTDifficulty
 
 
 def fisher_variance(
-    X: Any, irt: IRTDifficulty, coef: np.ndarray, pairs: Any, l2: float
+    X: Any, irt: IRTDifficulty, coef: np.ndarray, pairs: Any, l2: float,
+    columns: int | None = None,
 ) -> np.ndarray:
-    """Diagonal-Laplace variance 1 / (H_jj + l2) of every feature as if its weight were free.
+    """Diagonal-Laplace variance 1 / (H_jj + l2) of every feature as if its weight were free;
+    with ``columns``, of the first ``columns`` features only (d still uses all of ``coef``).
 
     For features the fit did not weigh freely (folded unigrams) this is a coverage measure: the
     posterior variance a free weight would have, large for tokens the data rarely saw.
@@ -31,7 +33,10 @@ def fisher_variance(
     counts = np.bincount(pairs.prompt, minlength=n).astype(np.float64)
     w = np.power(np.maximum(counts[pairs.prompt], 1.0), -irt.prompt_weight_power)
     h = np.bincount(pairs.prompt, weights=w * p * (1 - p), minlength=n)
-    X = X.tocsr().astype(np.float64)
+    X = X.tocsr()
+    if columns is not None:
+        X = X[:, :columns]
+    X = X.astype(np.float64)
     X.sum_duplicates()
     return 1.0 / (np.asarray(X.multiply(X).T @ h).ravel() + l2)
 
@@ -61,7 +66,11 @@ def fold_words(irt: IRTDifficulty, X: Any, rows: list[dict], params: dict[str, f
         irt.anchor_head_ = w
     irt.coef_ = coef
     irt.semantic_u_ = u
-    irt.var_ = (fisher_variance(X, irt, coef, pairs, 1.0) if not params["unigrams"]
-                else irt.var_[:N_FEATURES].copy())
-    # a fixed prior, not a weight the labels estimate: no variance of its own
+    # the short-request block is a fixed prior, not a weight the labels estimate: no variance
+    # of its own (and none computed)
+    if params["unigrams"]:
+        irt.var_ = irt.var_[:N_FEATURES].copy()
+    else:
+        irt.var_ = np.zeros(N_FEATURES)
+        irt.var_[:SHORT_OFF] = fisher_variance(X, irt, coef, pairs, 1.0, columns=SHORT_OFF)
     irt.var_[SHORT_OFF:] = 0.0
