@@ -103,7 +103,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     try:
         handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
     except OSError as exc:
-        raise TierwiseError(f"cannot read {args.file}: {exc.strerror}") from None
+        hint = ""
+        if any(ch.isspace() for ch in args.file.strip()) and os.sep not in args.file:
+            # a prompt typed where the file goes: the command that takes one is `route`
+            hint = (". Fix: score one prompt with `tierwise route \"...\"` (add --json for "
+                    "the numbers); `tierwise score` reads a JSONL file, or - for stdin")
+        raise TierwiseError(f"cannot read {args.file}: {exc.strerror}{hint}") from None
     with handle:
         lines = [line for line in handle]
     items: list[tuple[int, list[dict[str, Any]] | None, str | None]] = []
