@@ -128,3 +128,12 @@ def test_serve_errors_are_openai_shaped(served: str) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="auto", messages=[{"role": "nobody", "content": ""}])
     assert info.value.body["param"] == "messages[0].role"  # type: ignore[index]
+
+
+def test_score_given_a_prompt_points_to_route() -> None:
+    """A prompt typed where the file goes gets the command that scores one prompt."""
+    out = run("score", "What is 2.5 squared?")
+    assert out.returncode == 2 and "tierwise route" in out.stderr
+    assert "Traceback" not in out.stderr
+    # a missing file that looks like a path gets no such hint
+    assert "tierwise route" not in run("score", "/nonexistent/x.jsonl").stderr
