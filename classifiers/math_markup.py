@@ -35,11 +35,11 @@ _LAYOUT = ("mathrm mathbf mathbb mathcal mathit mathsf mathfrak boldsymbol opera
 _ARROWS = ("uparrow downarrow nearrow searrow swarrow nwarrow rightleftarrows leftrightarrows "
            "rightleftharpoons rightharpoonup leftharpoonup longleftarrow hookrightarrow")
 TEX_COMMANDS = frozenset(f"{_GREEK} {_OPERATORS} {_LAYOUT} {_ARROWS} ding AA".split())
-# Sloppy TeX glues the next symbol onto a command ("\\DeltaH", "\\omegat", "\\textcent", 2,000
-# rows of MMLU-Pro's chemistry and physics): these commands also count as a prefix. Only ones
-# of three letters or more whose first letter is not a C escape (n t r b f v a e u x), so
-# "\\nabla" must be exact and "\\nuser" or "\\tname" in code stay escapes; "text" is the
-# exception that TeX's text-mode symbols need.
+# Sloppy TeX glues the next symbol onto a command ("\\DeltaH", "\\omegat", "\\textcent": 141
+# rows of MMLU-Pro's chemistry and physics have no other math markup): these commands also
+# count as a prefix. Only ones of three letters or more whose first letter is not a C escape
+# (n t r b f v a e u x U), so "\\nabla" must be exact and "\\nuser" or "\\tname" in code stay
+# escapes; "text" is the exception that TeX's text-mode symbols need.
 _ESCAPES = frozenset("ntrbfvaeuxU")
 GLUED_PREFIXES = tuple(sorted(
     {c for c in _GREEK.split() if len(c) >= 3 and c[0] not in _ESCAPES} | {"math", "text"}))

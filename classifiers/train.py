@@ -167,15 +167,15 @@ def fit(
     is_chat = np.asarray([is_judged_chat(r) for r in rows], np.float64)
     anchor = np.asarray([is_anchor(r) for r in rows], bool)
     design = design_matrix(X, params, emb, is_chat, sentence)
+    prompt_weight = _row_weights(rows)
     penalty = None
     if emb is not None and float(params.get("within_penalty", 0.0)):
         penalty = (np.arange(N_FEATURES, N_FEATURES + emb.shape[1]),
                    float(params["within_penalty"]) * within_scatter(
-                       design.semantic, rows, _row_weights(rows), is_chat > 0, anchor))
+                       design.semantic, rows, prompt_weight, is_chat > 0, anchor))
     groups, names = offset_groups(rows, params)
     irt.l2 = design.l2
-    row_weight = _row_weights(rows) * np.where(
-        is_chat > 0, float(params["chat_weight"]), 1.0)
+    row_weight = prompt_weight * np.where(is_chat > 0, float(params["chat_weight"]), 1.0)
     lower, upper = design.lower, design.upper
     anchor_weight = float(params["anchor_weight"])
     if anchor.any() and anchor_weight and int(params["anchor_scope"]) == 1:
