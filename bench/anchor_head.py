@@ -22,7 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.quality_routing import HAND_WRITTEN  # noqa: E402
+from bench.hand_written import DIR as HAND_WRITTEN_DIR  # noqa: E402
+from bench.hand_written import SETS as HAND_WRITTEN  # noqa: E402
 from classifiers.anchors import anchor_head, is_anchor, is_hard  # noqa: E402
 from classifiers.data import load_rows, read_jsonl, row_messages  # noqa: E402
 from classifiers.features import (  # noqa: E402
@@ -61,8 +62,8 @@ def main() -> int:
     print("| set | n | model's word block | " + " | ".join(
         f"anchors' head, C {c:g}" for c in heads) + " |")
     print("|---|---|---|" + "---|" * len(heads))
-    for _, name in HAND_WRITTEN:
-        items = [i for i in read_jsonl(ROOT / "bench" / "commonsense" / name)
+    for name in HAND_WRITTEN:
+        items = [i for i in read_jsonl(HAND_WRITTEN_DIR / name)
                  if i["split"] == args.split]
         Xs = to_csr(extract_many([i["messages"] for i in items]))
         y = np.asarray([i["label"] == "hard" for i in items])

@@ -22,11 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 import commonsense  # noqa: E402
+from hand_written import DIR as HAND_WRITTEN_DIR  # noqa: E402
+from hand_written import FRESH, NATURAL, REQUESTS  # noqa: E402
 
-SETS = (  # (file in bench/commonsense, label in the summary)
-    ("natural.jsonl", "natural phrasing (natural.jsonl)"),
-    ("fresh.jsonl", "written apart (fresh.jsonl)"),
-    ("requests.jsonl", "length uninformative (requests.jsonl)"),
+SETS = (  # (file in bench/commonsense, named in bench/hand_written.py; label in the summary)
+    (NATURAL, f"natural phrasing ({NATURAL})"),
+    (FRESH, f"written apart ({FRESH})"),
+    (REQUESTS, f"length uninformative ({REQUESTS})"),
 )
 SUMMARY = "## Summary (the ALL rows below)"
 EVERY_RUN = "## Every run"
@@ -40,7 +42,7 @@ def run(data: str, split: str, scorer: str) -> tuple[dict, str]:
         out = Path(tmp) / "m.json"
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            commonsense.main(["--data", str(ROOT / "bench" / "commonsense" / data),
+            commonsense.main(["--data", str(HAND_WRITTEN_DIR / data),
                               "--split", split, "--scorer", scorer, "--json", str(out)])
         return json.loads(out.read_text()), printed.getvalue().rstrip() + "\n"
 

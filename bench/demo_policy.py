@@ -32,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.hand_written import DIR as HAND_WRITTEN_DIR  # noqa: E402
+from bench.hand_written import FRESH, NATURAL, REQUESTS  # noqa: E402
 from classifiers import SCORERS  # noqa: E402
 from classifiers.data import (  # noqa: E402
     distinct_conversations,
@@ -43,7 +45,7 @@ from policies.decide import decide  # noqa: E402
 from policies.loader import load_policy  # noqa: E402
 from policies.schema import Policy  # noqa: E402
 
-DEV_SETS = ("natural.jsonl", "requests.jsonl", "fresh.jsonl")  # bench/commonsense
+DEV_SETS = (NATURAL, REQUESTS, FRESH)  # bench/hand_written.py, in this script's order
 MAX_HARD_ON_SMALL = 0.05  # issue 13's bar for hard requests on the smallest tier
 
 
@@ -60,7 +62,7 @@ def dev_splits(scorer: DifficultyScorer) -> dict[str, tuple[list[dict], list]]:
     """Each hand-written dev split (bench/commonsense): its items and their scores."""
     out = {}
     for name in DEV_SETS:
-        items = [i for i in read_jsonl(ROOT / "bench" / "commonsense" / name)
+        items = [i for i in read_jsonl(HAND_WRITTEN_DIR / name)
                  if i["split"] == "dev"]
         out[name] = (items, scorer.score_batch([i["messages"] for i in items]))
     return out

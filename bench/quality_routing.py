@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 # package); Python imports the module bench/commonsense.py, which a regular module wins
 from bench.commonsense import auc as pair_auc  # type: ignore[attr-defined]  # noqa: E402
 from bench.commonsense import length_matched  # type: ignore[attr-defined]  # noqa: E402
+from bench.hand_written import DIR as HAND_WRITTEN_DIR  # noqa: E402
+from bench.hand_written import FRESH, NATURAL, REQUESTS  # noqa: E402
 from classifiers.conversation import last_user_text  # noqa: E402
 from classifiers.data import load_rows, prompt_key, read_jsonl, row_messages  # noqa: E402
 from classifiers.features import DENSE_OFF, HASH_OFF, extract_many, to_csr  # noqa: E402
@@ -167,9 +169,8 @@ PAIRS["arenahard_baseline"] = [("gpt-4-0613", "gpt-3.5-turbo-0125"),  # judge gp
                                ("gpt-4o", "Meta-Llama-3.1-8B-Instruct")]
 ARENA_BASELINE = "gpt-4-0314"
 
-# the hand-written sets scored in fold "all" (bench/commonsense): (fold name, file)
-HAND_WRITTEN = (("commonsense", "requests.jsonl"), ("natural", "natural.jsonl"),
-                ("fresh", "fresh.jsonl"))
+# the hand-written sets scored in fold "all" (bench/hand_written.py): (fold name, file)
+HAND_WRITTEN = (("commonsense", REQUESTS), ("natural", NATURAL), ("fresh", FRESH))
 
 
 def baseline_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray, ...]:
@@ -364,7 +365,7 @@ def main() -> int:
                 d_gsm = predict(m, X_gsm, [row_messages(r) for r in gsm], dense)
                 res += score_pairs("gsm8k", gsm, d_gsm, length_baseline(X_gsm))
                 for fold_name, file in HAND_WRITTEN:
-                    path = ROOT / "bench" / "commonsense" / file
+                    path = HAND_WRITTEN_DIR / file
                     cs = commonsense(m, path, args.split, dense) if path.is_file() else {}
                     res.append({"fold": fold_name, **cs})
             else:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.hand_written import DIR as HAND_WRITTEN_DIR
+from bench.hand_written import FRESH, NATURAL, REQUESTS
 from classifiers.metrics import auc
 from policies.loader import load_policy
 from router import Router
@@ -81,7 +83,7 @@ def test_hard_requests_score_harder_than_easy_ones(router):
 
 def test_common_sense_dev_split_clearly_beats_random(router):
     """AUC of difficulty for hard vs easy on the set's dev split: clearly better than random."""
-    items = [json.loads(line) for line in (ROOT / "bench" / "commonsense" / "requests.jsonl")
+    items = [json.loads(line) for line in (HAND_WRITTEN_DIR / REQUESTS)
              .read_text().splitlines() if line.strip()]
     dev = [i for i in items if i["split"] == "dev"]
     d = np.array([router.route(i["messages"]).difficulty for i in dev])
@@ -91,14 +93,14 @@ def test_common_sense_dev_split_clearly_beats_random(router):
 
 
 def _split(name: str, split: str) -> list[dict]:
-    lines = (ROOT / "bench" / "commonsense" / name).read_text().splitlines()
+    lines = (HAND_WRITTEN_DIR / name).read_text().splitlines()
     return [i for i in (json.loads(line) for line in lines if line.strip()) if i["split"] == split]
 
 
 def test_naturally_phrased_requests_rank_about_as_well_as_length_or_better(router):
     """bench/commonsense/natural.jsonl's dev split (phrased the way users write, so length is
     informative): difficulty ranks hard above easy about as well as prompt length does."""
-    dev = _split("natural.jsonl", "dev")
+    dev = _split(NATURAL, "dev")
     d = np.array([router.route(i["messages"]).difficulty for i in dev])
     n_chars = np.array([sum(len(m["content"]) for m in i["messages"]) for i in dev], float)
     hard = np.array([i["label"] == "hard" for i in dev])
@@ -111,8 +113,7 @@ def test_demo_tiers_keep_dev_mis_tier_rates_low(router):
     hand-written dev split go to `small` (natural 1 of 36, requests 1 of 48, fresh 0 of 34 when
     chosen, policies/demo.toml); few easy ones go to `large` (natural 1 of 36, fresh 0 of 35;
     requests.jsonl has long easy requests by design)."""
-    for name, easy_large in (("natural.jsonl", 0.06), ("requests.jsonl", 0.25),
-                             ("fresh.jsonl", 0.06)):
+    for name, easy_large in ((NATURAL, 0.06), (REQUESTS, 0.25), (FRESH, 0.06)):
         dev = _split(name, "dev")
         tiers = [(i["label"], router.route(i["messages"]).tier) for i in dev]
         hard = [t for label, t in tiers if label == "hard"]

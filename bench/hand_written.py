@@ -1,0 +1,18 @@
+"""The hand-written evaluation sets of bench/commonsense (never trained on), named once.
+
+The bench scripts and the tests import these names (``from bench.hand_written import ...`` with
+the repository root on sys.path; pyproject.toml puts it there for pytest), so a set is added or
+renamed here. Each script keeps its own order and labels. Standard library only: cheap to import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DIR = Path(__file__).resolve().parent / "commonsense"
+
+REQUESTS = "requests.jsonl"  # length deliberately uninformative (commonsense/README.md)
+NATURAL = "natural.jsonl"  # phrased the way users write: length informative (NATURAL.md)
+FRESH = "fresh.jsonl"  # written later, apart from the other two and the anchors (FRESH.md)
+
+SETS = (REQUESTS, NATURAL, FRESH)  # in the order they were written
