@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.hand_written import DIR as HAND_WRITTEN_DIR  # noqa: E402
 from bench.hand_written import SETS as HAND_WRITTEN  # noqa: E402
+from bench.model_weights import fit_weights_or_exit  # noqa: E402
 from classifiers.anchors import anchor_head, is_anchor, is_hard  # noqa: E402
 from classifiers.data import load_rows, read_jsonl, row_messages  # noqa: E402
 from classifiers.features import (  # noqa: E402
@@ -34,7 +35,6 @@ from classifiers.features import (  # noqa: E402
     to_csr,
 )
 from classifiers.metrics import auc  # noqa: E402
-from classifiers.onnx_model import fit_weights  # noqa: E402
 from classifiers.train import semantic_table  # noqa: E402
 
 DATA = ("routing-train.jsonl.gz", "routing-chat.jsonl.gz", "anchors.jsonl")
@@ -53,10 +53,7 @@ def main() -> int:
     # the short-request block's pooling (features.SHORT_PRIOR), which the shipped head weighs
     pooled = np.asarray(X[anchors][:, SHORT_OFF:] @ emb)
     hard = np.asarray([is_hard(r) for r in rows if is_anchor(r)])
-    try:
-        weights = fit_weights(Path(args.model) / "model.onnx")
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    weights = fit_weights_or_exit(Path(args.model) / "model.onnx")
     heads = {float(c): anchor_head(pooled, hard, float(c)) for c in args.c.split(",")}
     print(f"split {args.split}; AUC of the words alone (random 0.5)\n")
     print("| set | n | model's word block | " + " | ".join(

@@ -20,6 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.model_weights import fit_weights_or_exit  # noqa: E402
 from classifiers.data import (  # noqa: E402
     distinct_conversations,
     load_rows,
@@ -35,7 +36,6 @@ from classifiers.features import (  # noqa: E402
     to_csr,
 )
 from classifiers.metrics import auc  # noqa: E402
-from classifiers.onnx_model import fit_weights  # noqa: E402
 from classifiers.validation import pair_outcomes  # noqa: E402
 
 MODEL = ROOT / "classifiers" / "model" / "model.onnx"
@@ -43,10 +43,7 @@ MODEL = ROOT / "classifiers" / "model" / "model.onnx"
 
 def parts(convs: list) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarray]:
     """Each block's contribution to d per conversation, the sign of its weight, and d."""
-    try:
-        w = fit_weights(MODEL)
-    except ValueError as e:
-        raise SystemExit(str(e)) from None
+    w = fit_weights_or_exit(MODEL)
     X = to_csr(extract_many(convs)).astype(np.float64)
     words = X[:, HASH_OFF:DENSE_OFF] @ w[HASH_OFF:DENSE_OFF]
     short = X[:, SHORT_OFF:] @ w[SHORT_OFF:]
