@@ -74,9 +74,13 @@ class IRTDifficulty:
     """
 
     # learned state set after fit() by classifiers/train.py, absent until then (read them with
-    # getattr(model, name, None)): the sentence head it fits and distils into the word block,
-    # and the anchors' own head folded into the short-request block (classifiers/word_fold.py)
+    # getattr(model, name, None)): the sentence-encoder block's own weights (train.fit's
+    # ``sentence``, bench/quality_routing.py's variants), the sentence head it fits and its
+    # distillation into the word block (a summary for model.json), and the anchors' own head
+    # folded into the short-request block (classifiers/word_fold.py)
+    sentence_u_: np.ndarray
     head_: Any
+    distill_: dict[str, Any]
     anchor_head_: np.ndarray
 
     def __init__(

@@ -194,7 +194,7 @@ def fit(
     if groups is not None:
         irt.group_offsets_ = dict(zip(names, irt.offsets_.tolist(), strict=True))
     if sentence is not None:
-        irt.sentence_u_ = irt.coef_[-sentence.shape[1]:].copy()  # type: ignore[attr-defined]
+        irt.sentence_u_ = irt.coef_[-sentence.shape[1]:].copy()
         irt.coef_ = irt.coef_[: -sentence.shape[1]]
         irt.var_ = irt.var_[: -sentence.shape[1]]
     if emb is not None:
@@ -215,7 +215,7 @@ def _fit_sentence_head(irt: IRTDifficulty, X: Any, rows: list[dict], params: dic
         rows, log=lambda _: None, embed=embed, anchors=float(params["head_anchors"]))
     weight = float(params["distill"])
     if emb is not None and weight:
-        delta, irt.distill_ = distilled_word_weights(  # type: ignore[attr-defined]
+        delta, irt.distill_ = distilled_word_weights(
             irt.head_, rows, X[:, HASH_OFF:DENSE_OFF], emb, embed, weight)
         irt.coef_[HASH_OFF:DENSE_OFF] += delta
 
@@ -370,7 +370,7 @@ def _train(
     if head is not None:
         info["sentence_head"] = head.info()
     if getattr(model, "distill_", None):
-        info["distilled_head"] = model.distill_  # type: ignore[attr-defined]
+        info["distilled_head"] = model.distill_
     result = TrainResult(model=model, models=models, folds=folds, extra=extra, info=info,
                          head=head)
     if out_dir is not None:
