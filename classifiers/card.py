@@ -104,6 +104,9 @@ LIMITATIONS = """## Limitations (read before trusting the numbers)
 - Abilities are on one scale only through models shared between sources; set abilities in the
   policy, or run `tierwise calibrate ability`, for models that matter.
 - Uncertainty is a coverage measure (diagonal Laplace), not calibrated item-level noise.
+  Structure the training data never carried (images, audio, tools, an empty request) adds the
+  prior's variance, 1 logit^2, and so often one tier more; a system prompt and a JSON response
+  format do not, as their content is read as text (`features.READ_FLAGS`).
 """
 
 

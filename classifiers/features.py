@@ -69,6 +69,15 @@ SHORT_OFF = DENSE_OFF + len(DENSE_NAMES)
 N_FEATURES = SHORT_OFF + (DENSE_OFF - HASH_OFF)  # columns of the fit's design matrix
 TABLE_ROWS = SHORT_OFF  # rows of model.onnx's table: every id a request's features carry
 _DENSE_IDS = np.arange(DENSE_OFF, SHORT_OFF, dtype=np.int64)
+# Structure flags whose content the scorer reads anyway: a system (or developer) prompt's words
+# and length are in the features like any turn's, and a JSON response_format only asks for a
+# format the response check verifies. When the training data never carried such a flag, its
+# weight stays at the prior's 0 and it carries no variance either (classifiers/word_fold.py):
+# the prior's variance would only say that the fit has no data on it, which, added to every
+# request with a system prompt, moved 18% of real chat requests one tier up for "low
+# confidence" (bench/QUALITY_ROUTING.md, "A system prompt is not uncertainty"). Images, audio,
+# tool schemas and an empty request keep theirs: what they hold is invisible to the scorer.
+READ_FLAGS: tuple[str, ...] = ("has_system", "wants_json")
 SALT_WORD = 0
 SALT_BIGRAM = 2
 _BI_MULT = np.uint64(0x1F3)
