@@ -106,7 +106,12 @@ LIMITATIONS = """## Limitations (read before trusting the numbers)
 - Uncertainty is a coverage measure (diagonal Laplace), not calibrated item-level noise.
   Structure the training data never carried (images, audio, tools, an empty request) adds the
   prior's variance, 1 logit^2, and so often one tier more; a system prompt and a JSON response
-  format do not, as their content is read as text (`features.READ_FLAGS`).
+  format do not (`features.READ_FLAGS`).
+- The training data has no system prompts, so a system (or developer) prompt is not scored:
+  it is flagged and counted in `n_tokens`, and d is that of the conversation without it
+  (feature version 11). A system prompt that holds the task while the user turn holds only the
+  material ("Translate everything into Latin" + a paragraph) is scored on the material; a
+  request made only of a system prompt is scored on it.
 """
 
 
@@ -250,7 +255,8 @@ Words of every message, hashed straight from the lower-cased UTF-8 bytes in nump
 outside MiniLM's whole-word vocabulary is split into its WordPieces (MiniLM's tokenizer, only
 for those words, cached; `classifiers/wordpieces.py`), the word's value shared evenly by its
 pieces, so its embedding is their mean as in the static model. Each occurrence is weighted by
-its message (last user turn 1.0, other turns 0.5, system 0.3); the word block is a weighted
+its message (last user turn 1.0, other turns 0.5; a system prompt is not scored, feature
+version 11); the word block is a weighted
 mean shrunk towards the typical request by `WORD_PRIOR` = {meta.get("word_prior", "?")} extra
 zero words (a three-word request's words weigh 3/(3 + prior) of a full mean). Each word's (or
 piece's) value is its static MiniLM embedding (all-MiniLM-L6-v2 distilled with model2vec, 128

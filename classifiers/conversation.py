@@ -1,10 +1,15 @@
 """Flatten an OpenAI chat ``messages`` list into weighted text segments.
 
-The whole conversation counts. Each message becomes one segment with a weight used for the
-bag-of-token features: the last user turn weighs 1.0 (it is what must be answered), earlier
-user/assistant/tool turns 0.5, system prompts 0.3 (often boilerplate). Tool calls contribute
-their function name and JSON arguments as text. Non-text parts (images, audio, files) contribute
-no text but are counted as structure. Never raises on odd content.
+The conversation counts, its system prompt does not. Each user, assistant or tool message becomes
+one segment with a weight used for the bag-of-token features: the last user turn weighs 1.0 (it
+is what must be answered), earlier turns 0.5. A system (or developer) prompt is kept apart
+(``Conversation.system``): it is the app's, mostly the same on each of its requests, so it could
+only shift them all alike or drown the user's words (a 1,500-token one sent 27 of 36 hard
+requests to the smallest demo tier), and the training data has none (feature version 11). It
+still counts as structure (``has_system``) and in the request's token count; a request with no
+other text is scored on it. Tool calls contribute their function name and JSON arguments as
+text. Non-text parts (images, audio, files) contribute no text but are counted as structure.
+Never raises on odd content.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from typing import Any
 
 W_LAST_USER = 1.0
 W_CONTEXT = 0.5
-W_SYSTEM = 0.3
 
 
 @dataclass
@@ -23,6 +27,7 @@ class Conversation:
     """Text segments (text, weight) plus structure counts of one conversation."""
 
     segments: list[tuple[str, float]] = field(default_factory=list)
+    system: list[str] = field(default_factory=list)  # system/developer texts, not in segments
     n_messages: int = 0
     n_user: int = 0
     n_images: int = 0
@@ -99,7 +104,6 @@ def flatten(messages: Any, tools: Any = None, response_format: Any = None) -> Co
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             continue
-        conv.n_messages += 1
         role = msg.get("role")
         text = _content_text(msg.get("content"), conv)
         calls = msg.get("tool_calls")
@@ -112,13 +116,20 @@ def flatten(messages: Any, tools: Any = None, response_format: Any = None) -> Co
             weight = W_LAST_USER if i == last_user else W_CONTEXT
         elif role in ("system", "developer"):
             conv.has_system = True
-            weight = W_SYSTEM
+            if text:
+                conv.system.append(text)
+            continue  # not a turn of the conversation: not in n_messages either
         else:
             if role in ("tool", "function"):
                 conv.n_tool_msgs += 1
             weight = W_CONTEXT
+        conv.n_messages += 1
         if text:
             conv.segments.append((text, weight))
+    if conv.system and not conv.segments:  # instructions alone are the request
+        conv.segments.append(("\n".join(conv.system), W_LAST_USER))
+        conv.system = []
+        conv.n_messages += 1
     conv.has_tools = bool(tools) or conv.n_tool_calls > 0 or conv.n_tool_msgs > 0
     if isinstance(response_format, dict) and response_format.get("type") in (
         "json_object",

@@ -69,14 +69,15 @@ SHORT_OFF = DENSE_OFF + len(DENSE_NAMES)
 N_FEATURES = SHORT_OFF + (DENSE_OFF - HASH_OFF)  # columns of the fit's design matrix
 TABLE_ROWS = SHORT_OFF  # rows of model.onnx's table: every id a request's features carry
 _DENSE_IDS = np.arange(DENSE_OFF, SHORT_OFF, dtype=np.int64)
-# Structure flags whose content the scorer reads anyway: a system (or developer) prompt's words
-# and length are in the features like any turn's, and a JSON response_format only asks for a
-# format the response check verifies. When the training data never carried such a flag, its
-# weight stays at the prior's 0 and it carries no variance either (classifiers/word_fold.py):
-# the prior's variance would only say that the fit has no data on it, which, added to every
-# request with a system prompt, moved 18% of real chat requests one tier up for "low
-# confidence" (bench/QUALITY_ROUTING.md, "A system prompt is not uncertainty"). Images, audio,
-# tool schemas and an empty request keep theirs: what they hold is invisible to the scorer.
+# Structure flags that say nothing the scorer cannot read or deliberately leaves out: a system
+# (or developer) prompt is the app's, not the request's, and is not scored at all (feature
+# version 11, classifiers/conversation.py); a JSON response_format only asks for a format the
+# response check verifies. When the training data never carried such a flag, its weight stays
+# at the prior's 0 and it carries no variance either (classifiers/word_fold.py): the prior's
+# variance would only say that the fit has no data on it, which, added to every request with a
+# system prompt, moved 18% of real chat requests one tier up for "low confidence"
+# (bench/QUALITY_ROUTING.md, "A system prompt is not the request"). Images, audio, tool schemas
+# and an empty request keep theirs: what they hold is invisible to the scorer.
 READ_FLAGS: tuple[str, ...] = ("has_system", "wants_json")
 SALT_WORD = 0
 SALT_BIGRAM = 2
@@ -159,6 +160,12 @@ def estimate_tokens(n_words: int, n_bytes: int, n_chars: int) -> int:
     ~4 characters per token counting each extra UTF-8 byte as half a character.
     """
     return max(int(n_words * 1.1 + 0.5), (n_bytes + n_chars) // 8)
+
+
+def system_tokens(conv: Conversation) -> int:
+    """Estimated tokens of the system prompt(s): the features leave them out (conversation.py),
+    the request's token count keeps them, as a context window holds them too."""
+    return sum(estimate_tokens(len(t.split()), len(encode(t)), len(t)) for t in conv.system)
 
 
 # the budget of words outside the whole-word vocabulary split into WordPieces (_with_pieces)
@@ -257,8 +264,9 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     # np.nonzero saves more than the few extra gathered entries cost
     dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
     n_dense = len(DENSE_NAMES)
+    n_all = n_tok + system_tokens(conv) if conv.system else n_tok
     if not hashes.size:
-        return Features(ids=_DENSE_IDS, values=dense, n_tokens=n_tok)
+        return Features(ids=_DENSE_IDS, values=dense, n_tokens=n_all)
     if bigrams and hashes.size > 1:
         pair = hashes[:-1] * _BI_MULT + hashes[1:]
         ids = np.concatenate(
@@ -278,7 +286,7 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     vals[n:] = dense
     whole = is_whole(hashes, ids[: hashes.size] - HASH_OFF)
     ids, vals = _with_pieces(ids, vals, whole, starts, raw)
-    return Features(ids=ids, values=vals, n_tokens=n_tok, short_scale=_short_scale(total))
+    return Features(ids=ids, values=vals, n_tokens=n_all, short_scale=_short_scale(total))
 
 
 def _with_pieces(ids: np.ndarray, vals: np.ndarray, whole: np.ndarray, starts: np.ndarray,
@@ -363,6 +371,8 @@ def extract_many(conversations: list[Any]) -> list[Features]:
             else 0
         )
         dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
+        if conv.system:
+            n_tok += system_tokens(conv)
         if b > a:
             vals = np.empty(b - a + len(DENSE_NAMES), np.float32)
             total = _word_values(None if len(segs) == 1 else w_all[a:b], vals[: b - a])

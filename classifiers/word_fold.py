@@ -74,7 +74,7 @@ def fold_words(irt: IRTDifficulty, X: Any, rows: list[dict], params: dict[str, f
         irt.var_ = np.zeros(N_FEATURES)
         irt.var_[:SHORT_OFF] = fisher_variance(X, irt, coef, pairs, 1.0, columns=SHORT_OFF)
     irt.var_[SHORT_OFF:] = 0.0
-    # flags whose content is read as text (features.READ_FLAGS): none if no training row has one
+    # flags that hide nothing from the scorer (features.READ_FLAGS): none if no row has one
     flags = np.asarray([DENSE_OFF + DENSE_NAMES.index(name) for name in READ_FLAGS])
     unseen = np.asarray((X[:, flags] != 0).sum(axis=0)).ravel() == 0
     irt.var_[flags[unseen]] = 0.0

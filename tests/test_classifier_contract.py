@@ -297,6 +297,37 @@ def test_extract_many_equals_extract():
     assert extract_many([]) == []
 
 
+def test_a_system_prompt_is_flagged_and_counted_not_scored():
+    """Feature version 11: a system (or developer) prompt sets `has_system` and adds its tokens
+    to n_tokens; every other feature is the conversation's without it. With no other text, the
+    system prompt is the request."""
+    import numpy as np
+
+    from classifiers.features import DENSE_NAMES, DENSE_OFF, extract, extract_many
+
+    flag = DENSE_OFF + DENSE_NAMES.index("has_system")
+
+    def without_flag(f):
+        keep = f.ids != flag
+        return f.ids[keep], f.values[keep]
+
+    chat = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "what is 2+2"}]
+    for role in ("system", "developer"):
+        framed = [{"role": role, "content": "You are a terse assistant. " * 50}, *chat]
+        for one, plain in ((extract(framed), extract(chat)),
+                           (extract_many([framed])[0], extract_many([chat])[0])):
+            for a, b in zip(without_flag(one), without_flag(plain), strict=True):
+                np.testing.assert_array_equal(a, b)
+            assert one.values[one.ids == flag].tolist() == [1.0]
+            assert one.n_tokens >= plain.n_tokens + 250
+    alone, asked = extract([{"role": "system", "content": "Prove Fermat's little theorem."}]), \
+        extract("Prove Fermat's little theorem.")
+    for a, b in zip(without_flag(alone), without_flag(asked), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert alone.n_tokens == asked.n_tokens
+
+
 def test_short_request_block_mirrors_the_words_with_a_smaller_prior():
     """Feature version 7: the fit sees every word and piece entry again at SHORT_OFF with
     values summing to n / (n + SHORT_PRIOR): the same words, weighted more in a short request

@@ -159,24 +159,22 @@ def test_language_is_not_difficulty(router):
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 
 
-def test_a_system_prompt_is_not_uncertainty(router):
-    """Most apps send a system prompt. One that says nothing about the task keeps a request's
-    tier and its uncertainty: the training data has no system prompts, and the flag's prior
-    variance is not added to d's (features.READ_FLAGS). Before, every such request gained ~1.0
-    of uncertainty and 18% of real chat requests went one tier up for low confidence. An image
-    keeps its variance: the scorer cannot see what a picture shows."""
+def test_a_system_prompt_is_not_the_request(router):
+    """Most apps send a system prompt, the same on each request. It neither moves a request's
+    tier nor adds uncertainty (feature version 11: it is flagged and counted in the token count,
+    not scored; before, a 1,500-token one sent 27 of 36 hard natural dev requests to `small`,
+    and even "You are a helpful assistant." added ~1.0 of uncertainty, which moved 18% of real
+    chat requests one tier up). An image keeps its uncertainty: the scorer cannot see it."""
+    long_system = {"role": "system", "content": (ROOT / "README.md").read_text()[:6000]}
     items = _split(NATURAL, "dev") + _split(FRESH, "dev")
-    moved = []
     for i in items:
         plain = router.route(i["messages"])
-        framed = router.route([SYSTEM, *i["messages"]])
-        assert framed.uncertainty < plain.uncertainty + 0.05, (plain, framed)
-        if framed.tier != plain.tier:
-            moved.append((plain.tier, framed.tier, round(plain.difficulty, 2),
-                          round(framed.difficulty, 2)))
-    assert len(moved) <= 0.05 * len(items), moved
+        for system in (SYSTEM, long_system):
+            framed = router.route([system, *i["messages"]])
+            assert (framed.tier, framed.difficulty, framed.uncertainty) == pytest.approx(
+                (plain.tier, plain.difficulty, plain.uncertainty)), (i["id"], plain, framed)
+            assert framed.n_tokens > plain.n_tokens  # the context window holds it all the same
     picture = router.route([{"role": "user", "content": [
         {"type": "text", "text": "What is in this picture?"},
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}])
     assert picture.uncertainty >= 0.9, picture
-
