@@ -111,6 +111,10 @@ def flatten(messages: Any, tools: Any = None, response_format: Any = None) -> Co
             conv.n_tool_calls += len(calls) if isinstance(calls, (list, tuple)) else 1
             extra = _tool_calls_text(calls)
             text = f"{text}\n{extra}" if text else extra
+        # leading and trailing whitespace is how a client sent the text, not what it says: a
+        # trailing newline counted as a line of structure and lowered d by ~0.25 (feature
+        # version 12; 800 of 3,184 chat requests went one tier down for it)
+        text = text.strip()
         if role == "user":
             conv.n_user += 1
             weight = W_LAST_USER if i == last_user else W_CONTEXT

@@ -328,6 +328,26 @@ def test_a_system_prompt_is_flagged_and_counted_not_scored():
     assert alone.n_tokens == asked.n_tokens
 
 
+def test_whitespace_around_a_message_is_not_content():
+    """Feature version 12: a message's leading and trailing whitespace is stripped; a trailing
+    newline counted as a line and lowered d by ~0.25 before."""
+    import numpy as np
+
+    from classifiers.features import extract, extract_many
+
+    chat = [{"role": "user", "content": "Prove that sqrt(2) is irrational."},
+            {"role": "assistant", "content": "Suppose sqrt(2) = p/q in lowest terms."},
+            {"role": "user", "content": "Go on.\nAnd why lowest terms?"}]
+    padded = [{**m, "content": f"\n  {m['content']}\r\n\n"} for m in chat]
+    for one, other in ((extract(chat), extract(padded)),
+                       *zip(extract_many([chat, chat[:1]]), extract_many([padded, padded[:1]]),
+                            strict=True)):
+        np.testing.assert_array_equal(one.ids, other.ids)
+        np.testing.assert_array_equal(one.values, other.values)
+        assert one.n_tokens == other.n_tokens
+    assert extract("  \n ").values.tolist() == extract("").values.tolist()
+
+
 def test_short_request_block_mirrors_the_words_with_a_smaller_prior():
     """Feature version 7: the fit sees every word and piece entry again at SHORT_OFF with
     values summing to n / (n + SHORT_PRIOR): the same words, weighted more in a short request
