@@ -1,0 +1,109 @@
+"""Does the tier change when only the way a request is sent changes?
+
+Each transformation below leaves what a request asks as it is (a trailing newline, a task-neutral
+system prompt, the text as a content part, other spaces or line endings). Every distinct real
+chat request of data/routing-chat.jsonl.gz is routed through the public path (router.Router, the
+embedded demo policy) as sent and transformed; the table says how many changed tier and by how
+much d moved. A router whose tier follows such things is routing on noise: feature version 11
+(the system prompt) and 12 (whitespace around a message) came from two of these rows.
+
+    python bench/invariance.py > bench/INVARIANCE.md
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from classifiers.data import distinct_conversations, load_rows  # noqa: E402
+from router import Router  # noqa: E402
+
+Messages = list[dict[str, Any]]
+LONG_SYSTEM = (ROOT / "README.md").read_text(encoding="utf-8")[:6000]  # ~1,500 tokens
+
+
+def _last_user(messages: Messages, edit: Callable[[str], Any]) -> Messages:
+    """A copy of ``messages`` with the last user turn's text content replaced by ``edit(text)``."""
+    out = [dict(m) for m in messages]
+    for m in reversed(out):
+        if m.get("role") == "user" and isinstance(m.get("content"), str):
+            m["content"] = edit(m["content"])
+            break
+    return out
+
+
+def _each_turn(messages: Messages, edit: Callable[[str], str]) -> Messages:
+    return [{**m, "content": edit(m["content"])} if isinstance(m.get("content"), str) else m
+            for m in messages]
+
+
+def _two_parts(text: str) -> list[dict[str, str]]:
+    cut = text.find(". ")
+    if cut < 0:
+        return [{"type": "text", "text": text}]
+    return [{"type": "text", "text": text[: cut + 1]}, {"type": "text", "text": text[cut + 2:]}]
+
+
+TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
+    "a trailing newline": lambda m: _last_user(m, lambda t: t + "\n"),
+    "blank lines before and after": lambda m: _last_user(m, lambda t: f"\n\n{t}\n\n"),
+    "trailing spaces": lambda m: _last_user(m, lambda t: t + "   "),
+    'system prompt "You are a helpful assistant."':
+        lambda m: [{"role": "system", "content": "You are a helpful assistant."}, *m],
+    "a ~1,500-token system prompt": lambda m: [{"role": "system", "content": LONG_SYSTEM}, *m],
+    "content as one text part": lambda m: _last_user(m, lambda t: [{"type": "text", "text": t}]),
+    "content as two text parts (cut after the first sentence)": lambda m: _last_user(m, _two_parts),
+    "CRLF line endings": lambda m: _each_turn(m, lambda t: t.replace("\n", "\r\n")),
+    "double spaces": lambda m: _each_turn(m, lambda t: t.replace(" ", "  ")),
+    "no-break spaces (U+00A0) for spaces":
+        lambda m: _each_turn(m, lambda t: t.replace(" ", "\u00a0")),
+}
+
+
+def main() -> int:
+    router = Router()
+    convs = distinct_conversations(load_rows(ROOT / "data" / "routing-chat.jsonl.gz"))
+    sent: list[Messages] = [[{"role": "user", "content": c}] if isinstance(c, str) else c
+                            for c in convs]
+    t0 = time.perf_counter()
+    base = [router.route(m) for m in sent]
+    print("# Invariance of the routing decision (bench/invariance.py)\n")
+    print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: "
+          f"{platform.machine()}, Python {platform.python_version()}; command: "
+          "`python bench/invariance.py`")
+    print(f"- {len(sent)} distinct real chat requests (data/routing-chat.jsonl.gz), the embedded "
+          f"demo policy ({router.policy.scorer} scorer), each routed as sent and transformed; "
+          "d moves are in logits (d's sd over these requests: "
+          f"{np.std([b.difficulty for b in base]):.2f})\n")
+    print("| sent as | changed tier | down / up | mean abs d move | largest |")
+    print("|---|---|---|---|---|")
+    for name, transform in TRANSFORMS.items():
+        moved: Counter[str] = Counter()
+        shift = []
+        for messages, before in zip(sent, base, strict=True):
+            after = router.route(transform(messages))
+            shift.append(after.difficulty - before.difficulty)
+            if after.tier != before.tier:
+                order = [t.name for t in router.policy.tiers]
+                up = order.index(after.tier) > order.index(before.tier)
+                moved["up" if up else "down"] += 1
+        n, changed = len(sent), sum(moved.values())
+        a = np.abs(shift)
+        print(f"| {name} | {changed} ({changed / n:.1%}) | {moved['down']} / {moved['up']} | "
+              f"{a.mean():.3f} | {a.max():.3f} |")
+    print(f"\n{(time.perf_counter() - t0):.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
