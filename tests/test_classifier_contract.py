@@ -348,6 +348,22 @@ def test_whitespace_around_a_message_is_not_content():
     assert extract("  \n ").values.tolist() == extract("").values.tolist()
 
 
+def test_unicode_spaces_are_spaces():
+    """Feature version 13: a no-break or other Unicode space reads as " " and an invisible format
+    character (zero-width space, word joiner, BOM) as nothing; a no-break space glued two words
+    into one unknown word before."""
+    import numpy as np
+
+    from classifiers.features import extract
+
+    plain = "Prove that the square root of 2 is irrational, then explain why."
+    for sent in (plain.replace(" ", "\u00a0"), plain.replace(" ", "\u202f"),
+                 plain.replace(" ", "\u3000"), "\ufeff" + plain.replace("that", "th\u200bat")):
+        a, b = extract(plain), extract(sent)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.values, b.values)
+
+
 def test_short_request_block_mirrors_the_words_with_a_smaller_prior():
     """Feature version 7: the fit sees every word and piece entry again at SHORT_OFF with
     values summing to n / (n + SHORT_PRIOR): the same words, weighted more in a short request
