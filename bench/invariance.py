@@ -1,7 +1,8 @@
 """Does the tier change when only the way a request is sent changes?
 
 Each transformation below leaves what a request asks as it is (a trailing newline, a task-neutral
-system prompt, the text as a content part, other spaces or line endings). Every distinct real
+system prompt, the text as a content part, other spaces or line endings; the last four change the
+text a little too: case, a greeting, a thank-you, markdown). Every distinct real
 chat request of data/routing-chat.jsonl.gz is routed through the public path (router.Router, the
 embedded demo policy) as sent and transformed; the table says how many changed tier and by how
 much d moved. A router whose tier follows such things is routing on noise: feature version 11
@@ -54,6 +55,11 @@ def _two_parts(text: str) -> list[dict[str, str]]:
     return [{"type": "text", "text": text[: cut + 1]}, {"type": "text", "text": text[cut + 2:]}]
 
 
+def _bold_first_line(text: str) -> str:
+    first, newline, rest = text.partition("\n")
+    return f"**{first}**{newline}{rest}"
+
+
 TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "a trailing newline": lambda m: _last_user(m, lambda t: t + "\n"),
     "blank lines before and after": lambda m: _last_user(m, lambda t: f"\n\n{t}\n\n"),
@@ -67,6 +73,11 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "double spaces": lambda m: _each_turn(m, lambda t: t.replace(" ", "  ")),
     "no-break spaces (U+00A0) for spaces":
         lambda m: _each_turn(m, lambda t: t.replace(" ", "\u00a0")),
+    # what a request asks is the same, but its text is not: pleasantries and formatting
+    "lower-cased": lambda m: _last_user(m, str.lower),
+    '"Hi! " before it': lambda m: _last_user(m, lambda t: "Hi! " + t),
+    '" Thanks!" after it': lambda m: _last_user(m, lambda t: t + " Thanks!"),
+    "its first line in markdown bold": lambda m: _last_user(m, _bold_first_line),
 }
 
 
