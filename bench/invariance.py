@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from classifiers.data import distinct_conversations, load_rows  # noqa: E402
 from router import Router  # noqa: E402
+from router.messages import as_messages  # noqa: E402
 
 Messages = list[dict[str, Any]]
 LONG_SYSTEM = (ROOT / "README.md").read_text(encoding="utf-8")[:6000]  # ~1,500 tokens
@@ -84,8 +85,7 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
 def main() -> int:
     router = Router()
     convs = distinct_conversations(load_rows(ROOT / "data" / "routing-chat.jsonl.gz"))
-    sent: list[Messages] = [[{"role": "user", "content": c}] if isinstance(c, str) else c
-                            for c in convs]
+    sent: list[Messages] = [as_messages(c) for c in convs]
     t0 = time.perf_counter()
     base = [router.route(m) for m in sent]
     print("# Invariance of the routing decision (bench/invariance.py)\n")

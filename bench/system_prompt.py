@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from classifiers.data import distinct_conversations, load_rows  # noqa: E402
 from router import Router  # noqa: E402
+from router.messages import as_messages  # noqa: E402
 
 
 def main() -> int:
@@ -35,7 +36,7 @@ def main() -> int:
     low: Counter[str] = Counter()
     moved = Counter[tuple[str, str]]()
     for conv in convs:
-        messages = [{"role": "user", "content": conv}] if isinstance(conv, str) else conv
+        messages = as_messages(conv)
         plain, framed = router.route(messages), router.route([system, *messages])
         for name, decision in (("as sent", plain), ("with system", framed)):
             tiers[name][decision.tier] += 1

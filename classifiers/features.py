@@ -264,7 +264,7 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     # np.nonzero saves more than the few extra gathered entries cost
     dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
     n_dense = len(DENSE_NAMES)
-    n_all = n_tok + system_tokens(conv) if conv.system else n_tok
+    n_all = n_tok + system_tokens(conv)  # the context window holds the system prompt too
     if not hashes.size:
         return Features(ids=_DENSE_IDS, values=dense, n_tokens=n_all)
     if bigrams and hashes.size > 1:
@@ -371,17 +371,16 @@ def extract_many(conversations: list[Any]) -> list[Features]:
             else 0
         )
         dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
-        if conv.system:
-            n_tok += system_tokens(conv)
+        n_all = n_tok + system_tokens(conv)  # the context window holds the system prompt too
         if b > a:
             vals = np.empty(b - a + len(DENSE_NAMES), np.float32)
             total = _word_values(None if len(segs) == 1 else w_all[a:b], vals[: b - a])
             vals[b - a :] = dense
             ids, vals = _with_pieces(np.concatenate((ids_all[a:b], _DENSE_IDS)), vals,
                                      whole_all[a:b], starts[a:b], raw_all)
-            f = Features(ids=ids, values=vals, n_tokens=n_tok, short_scale=_short_scale(total))
+            f = Features(ids=ids, values=vals, n_tokens=n_all, short_scale=_short_scale(total))
         else:
-            f = Features(ids=_DENSE_IDS, values=dense, n_tokens=n_tok)
+            f = Features(ids=_DENSE_IDS, values=dense, n_tokens=n_all)
         out.append(f)
         s = e
     return out
