@@ -478,17 +478,20 @@ def test_word_block_stays_bounded_on_long_input(scorer):
     assert abs(scorer.score(chat).difficulty) < 2 * max(abs(d) for d in typical) + 1.0
 
 
+def _dense_value(text: str, name: str) -> float:
+    """The value of structure feature ``name`` in ``text``'s features."""
+    from classifiers.features import DENSE_NAMES, DENSE_OFF, extract
+
+    f = extract(text)
+    return float(f.values[f.ids == DENSE_OFF + DENSE_NAMES.index(name)][0])
+
+
 def test_dollar_amounts_are_not_math_markup():
     """Feature version 9: "$" before an amount of money does not set math_markup (price lists
     and word problems are not TeX); a "$" that opens or closes TeX math, or a TeX command,
     still does."""
-    from classifiers.features import DENSE_NAMES, DENSE_OFF, extract
-
-    slot = DENSE_OFF + DENSE_NAMES.index("math_markup")
-
     def markup(text: str) -> float:
-        f = extract(text)
-        return float(f.values[f.ids == slot][0])
+        return _dense_value(text, "math_markup")
 
     for money in ("Sort these by price: apple $1.20, melon $3.50, banana $0.40",
                   "I have $20 and spend $5. How much is left?", "It costs $1,200,000.",
@@ -504,12 +507,7 @@ def test_unicode_math_is_math_markup_and_other_scripts_ask_questions():
     """Feature version 10: math written in Unicode ("Σ", "∫", "≤", a Greek letter on its own)
     sets math_markup as TeX does, while Greek prose, a typeset minus and a bullet do not; "？"
     and "؟" count as question marks."""
-    from classifiers.features import DENSE_NAMES, DENSE_OFF, extract
-
-    def dense(text: str, name: str) -> float:
-        f = extract(text)
-        return float(f.values[f.ids == DENSE_OFF + DENSE_NAMES.index(name)][0])
-
+    dense = _dense_value
     for maths in ("Does Σ sin(n)/n converge?", "Evaluate ∫_0^∞ ln(x)/(1+x^2) dx",
                   "How many n ≤ 1000 are squares?", "Show that ∀ε > 0 ∃δ", "area is π r^2",
                   "Let 𝑥 be real", "Cost is $5 and ∑ of them?"):
@@ -525,13 +523,8 @@ def test_unicode_math_is_math_markup_and_other_scripts_ask_questions():
 def test_a_backslash_is_math_markup_only_as_a_tex_command():
     """Feature version 10: pasted code's escapes, regexes and Windows paths are not TeX, even
     where an escape is glued to a word that starts like a command ("\\nuser", "\\tname")."""
-    from classifiers.features import DENSE_NAMES, DENSE_OFF, extract
-
-    slot = DENSE_OFF + DENSE_NAMES.index("math_markup")
-
     def markup(text: str) -> float:
-        f = extract(text)
-        return float(f.values[f.ids == slot][0])
+        return _dense_value(text, "math_markup")
 
     for code in ('print("a\\nb\\tc")', 'Why does re.match(r"\\d+\\s", s) fail?',
                  "Open C:\\Users\\bob\\Docker\\app.json", 'split on "\\nuser" and "\\tname"',
