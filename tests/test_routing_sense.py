@@ -83,9 +83,7 @@ def test_hard_requests_score_harder_than_easy_ones(router):
 
 def test_common_sense_dev_split_clearly_beats_random(router):
     """AUC of difficulty for hard vs easy on the set's dev split: clearly better than random."""
-    items = [json.loads(line) for line in (HAND_WRITTEN_DIR / REQUESTS)
-             .read_text().splitlines() if line.strip()]
-    dev = [i for i in items if i["split"] == "dev"]
+    dev = _split(REQUESTS, "dev")
     d = np.array([router.route(i["messages"]).difficulty for i in dev])
     hard = np.array([i["label"] == "hard" for i in dev])
     score = auc(d, hard)
