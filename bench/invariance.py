@@ -72,6 +72,8 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "content as two text parts (cut after the first sentence)": lambda m: _last_user(m, _two_parts),
     "CRLF line endings": lambda m: _each_turn(m, lambda t: t.replace("\n", "\r\n")),
     "double spaces": lambda m: _each_turn(m, lambda t: t.replace(" ", "  ")),
+    "two spaces after each sentence": lambda m: _each_turn(m, lambda t: t.replace(". ", ".  ")),
+    "lines indented by four spaces": lambda m: _last_user(m, lambda t: t.replace("\n", "\n    ")),
     "no-break spaces (U+00A0) for spaces":
         lambda m: _each_turn(m, lambda t: t.replace(" ", "\u00a0")),
     # what a request asks is the same, but its text is not: pleasantries and formatting

@@ -364,6 +364,33 @@ def test_unicode_spaces_are_spaces():
         np.testing.assert_array_equal(a.values, b.values)
 
 
+def test_layout_is_not_content():
+    """Feature version 14: a run of spaces or a tab inside a line reads as one space and
+    markdown bold as its text; doubled spaces and a bold first line each moved 7-9% of real chat
+    requests a tier up before. Indentation stays (it is how code reads), and so does a "**"
+    that is arithmetic or Python (`2**10`, `f(**kw)`)."""
+    import numpy as np
+
+    from classifiers.features import extract
+
+    plain = "Task: prove that the square root of 2 is irrational.\nThen explain why."
+    for sent in (plain.replace(" ", "  "), plain.replace(". ", ".  "), plain.replace(" ", "\t"),
+                 "**Task:** prove that the square root of 2 is irrational.\nThen explain why.",
+                 "**Task: prove that the square root of 2 is irrational.**\nThen explain why."):
+        a, b = extract(plain), extract(sent)
+        np.testing.assert_array_equal(a.ids, b.ids, err_msg=sent)
+        np.testing.assert_array_equal(a.values, b.values, err_msg=sent)
+        assert a.n_tokens == b.n_tokens
+    for code, read_as in (("What is 2**10 - 3**4?", "What is 210 - 34?"),
+                          ("def f(*a, **kw): return g(**kw)", "def f(*a, kw): return g(kw)"),
+                          ("x**2 + y**2 = 1", "x2 + y2 = 1"), ("** not bold **", "not bold"),
+                          ("def __init__(self): pass", "def init(self): pass"),
+                          ("def f():\n    return 1", "def f():\n return 1")):
+        kept, stripped = extract(code), extract(read_as)
+        assert (kept.ids.tolist(), kept.values.tolist()) != \
+            (stripped.ids.tolist(), stripped.values.tolist()), code
+
+
 def test_short_request_block_mirrors_the_words_with_a_smaller_prior():
     """Feature version 7: the fit sees every word and piece entry again at SHORT_OFF with
     values summing to n / (n + SHORT_PRIOR): the same words, weighted more in a short request
