@@ -14,6 +14,7 @@ much d moved. A router whose tier follows such things is routing on noise: featu
 from __future__ import annotations
 
 import platform
+import re
 import sys
 import time
 from collections import Counter
@@ -61,6 +62,12 @@ def _bold_first_line(text: str) -> str:
     return f"**{first}**{newline}{rest}"
 
 
+def _typographic(text: str) -> str:
+    """Quotes and apostrophes as a phone or a word processor types them: ’ for ', “ ” for "."""
+    text = text.replace("'", "\u2019")
+    return re.sub(r'"([^"]*)"', "\u201c\\1\u201d", text)
+
+
 TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "a trailing newline": lambda m: _last_user(m, lambda t: t + "\n"),
     "blank lines before and after": lambda m: _last_user(m, lambda t: f"\n\n{t}\n\n"),
@@ -77,6 +84,8 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "no-break spaces (U+00A0) for spaces":
         lambda m: _each_turn(m, lambda t: t.replace(" ", "\u00a0")),
     # what a request asks is the same, but its text is not: pleasantries and formatting
+    "typographic quotes and apostrophes": lambda m: _each_turn(m, _typographic),
+    'an ellipsis character for "..."': lambda m: _each_turn(m, lambda t: t.replace("...", "\u2026")),
     "lower-cased": lambda m: _last_user(m, str.lower),
     '"Hi! " before it': lambda m: _last_user(m, lambda t: "Hi! " + t),
     '" Thanks!" after it': lambda m: _last_user(m, lambda t: t + " Thanks!"),
