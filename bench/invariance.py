@@ -85,7 +85,8 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
         lambda m: _each_turn(m, lambda t: t.replace(" ", "\u00a0")),
     # what a request asks is the same, but its text is not: pleasantries and formatting
     "typographic quotes and apostrophes": lambda m: _each_turn(m, _typographic),
-    'an ellipsis character for "..."': lambda m: _each_turn(m, lambda t: t.replace("...", "\u2026")),
+    'an ellipsis character for "..."':
+        lambda m: _each_turn(m, lambda t: t.replace("...", "\u2026")),
     "lower-cased": lambda m: _last_user(m, str.lower),
     '"Hi! " before it': lambda m: _last_user(m, lambda t: "Hi! " + t),
     '" Thanks!" after it': lambda m: _last_user(m, lambda t: t + " Thanks!"),
