@@ -30,7 +30,7 @@ from .onnx_table import read_linear_table
 from .wordpieces import load_vocabulary
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-FEATURE_VERSION = 14  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
+FEATURE_VERSION = 15  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
 # 5: arithmetic_digits; 6: WordPieces for words outside the whole-word vocabulary; 7: the
 # short-request word block (features.SHORT_PRIOR); 8: that block as a third table column read
 # with one scale per request, not copied entries (the fit's features are version 7's); 9: a
@@ -38,7 +38,8 @@ FEATURE_VERSION = 14  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: sh
 # question marks; 11: a system prompt is not scored, only flagged and counted in n_tokens (no
 # training row has one: the same weights as version 10's); 12: a message's leading and trailing
 # whitespace is stripped; 13: Unicode spaces read as spaces, invisible format characters dropped;
-# 14: a run of spaces or a tab reads as one space, markdown bold markers are dropped
+# 14: a run of spaces or a tab reads as one space, markdown bold markers are dropped; 15:
+# typographic quotes and the ellipsis read as ASCII
 Engine = Literal["auto", "onnxruntime"]
 
 

@@ -191,7 +191,8 @@ def test_a_trailing_newline_is_not_structure(router):
 
 def test_layout_does_not_move_a_request(router):
     """Two spaces after each sentence (a typing habit), doubled spaces and a bold first line
-    route as the plain text does (feature version 14)."""
+    (feature version 14) and a phone's apostrophes (’, version 15) route as the plain text
+    does."""
     def bold_first_line(text: str) -> str:
         first, newline, rest = text.partition("\n")
         return f"**{first}**{newline}{rest}"
@@ -199,7 +200,7 @@ def test_layout_does_not_move_a_request(router):
     for i in _split(NATURAL, "dev") + _split(FRESH, "dev"):
         plain = router.route(i["messages"])
         for edit in (lambda t: t.replace(". ", ".  "), lambda t: re.sub(r"(?<=\S) ", "  ", t),
-                     bold_first_line):
+                     bold_first_line, lambda t: t.replace("'", "\u2019")):
             sent = router.route([{**m, "content": edit(m["content"])} for m in i["messages"]])
             assert (sent.tier, sent.difficulty) == pytest.approx(
                 (plain.tier, plain.difficulty)), i["id"]
