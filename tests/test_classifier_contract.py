@@ -374,7 +374,8 @@ def test_typographic_quotes_are_quotes():
     plain = 'What\'s "idempotent" mean... and why doesn\'t my retry loop need it?'
     for sent in ("What\u2019s \u201cidempotent\u201d mean\u2026 and why doesn\u2019t my retry loop "
                  "need it?",
-                 "What\u2018s \u201eidempotent\u201f mean... and why doesn\u201bt my retry loop need it?"):
+                 "What\u2018s \u201eidempotent\u201f mean... and why doesn\u201bt my retry loop "
+                 "need it?"):
         a, b = extract(plain), extract(sent)
         np.testing.assert_array_equal(a.ids, b.ids, err_msg=sent)
         np.testing.assert_array_equal(a.values, b.values, err_msg=sent)
