@@ -2,17 +2,20 @@
 
 Each transformation below leaves what a request asks as it is (a trailing newline, a task-neutral
 system prompt, the text as a content part, other spaces or line endings; the last four change the
-text a little too: case, a greeting, a thank-you, markdown). Every distinct real
+text a little too: typography, case, a greeting, a thank-you, markdown). Every distinct real
 chat request of data/routing-chat.jsonl.gz is routed through the public path (router.Router, the
 embedded demo policy) as sent and transformed; the table says how many changed tier and by how
 much d moved. A router whose tier follows such things is routing on noise: feature version 11
-(the system prompt) and 12 (whitespace around a message) came from two of these rows.
+(the system prompt) and 12 (whitespace around a message) came from two of these rows, 13-15
+(Unicode spaces, layout, typographic quotes) from others.
 
     python bench/invariance.py > bench/INVARIANCE.md
+    python bench/invariance.py --scorer accurate   (the sentence encoder too: ~10 minutes)
 """
 
 from __future__ import annotations
 
+import argparse
 import platform
 import re
 import sys
@@ -27,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from classifiers import default_scorer  # noqa: E402
 from classifiers.data import distinct_conversations, load_rows  # noqa: E402
 from router import Router  # noqa: E402
 from router.messages import as_messages  # noqa: E402
@@ -95,7 +99,11 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
 
 
 def main() -> int:
-    router = Router()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scorer", choices=("fast", "accurate"), default=None,
+                        help="difficulty scorer (default: the demo policy's)")
+    args = parser.parse_args()
+    router = Router(scorer=default_scorer(args.scorer) if args.scorer else None)
     convs = distinct_conversations(load_rows(ROOT / "data" / "routing-chat.jsonl.gz"))
     sent: list[Messages] = [as_messages(c) for c in convs]
     t0 = time.perf_counter()
@@ -103,9 +111,10 @@ def main() -> int:
     print("# Invariance of the routing decision (bench/invariance.py)\n")
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: "
           f"{platform.machine()}, Python {platform.python_version()}; command: "
-          "`python bench/invariance.py`")
+          f"`python bench/invariance.py{' --scorer ' + args.scorer if args.scorer else ''}`")
     print(f"- {len(sent)} distinct real chat requests (data/routing-chat.jsonl.gz), the embedded "
-          f"demo policy ({router.policy.scorer} scorer), each routed as sent and transformed; "
+          f"demo policy ({args.scorer or router.policy.scorer} scorer), each routed as sent and "
+          "transformed; "
           "d moves are in logits (d's sd over these requests: "
           f"{np.std([b.difficulty for b in base]):.2f})\n")
     print("| sent as | changed tier | down / up | mean abs d move | largest |")
