@@ -23,7 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from classifiers.encoder import ENCODER_DIR, open_session  # noqa: E402
+from classifiers.encoder import ENCODER_DIR  # noqa: E402
+from classifiers.onnx_session import open_session  # noqa: E402
 
 LAYERS = 6  # all-MiniLM-L6-v2
 NORMS_PER_LAYER = 2  # the fused graph ends each layer's attention and its FFN in one

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import unicodedata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from .onnx_session import open_session
 
 ENCODER_DIR = Path(__file__).resolve().parent / "minilm_encoder"
 DIMS = 384
@@ -161,19 +162,6 @@ def _boundary_before(text: str, limit: int) -> int:
         if _is_cjk(ord(ch)) or unicodedata.category(ch).startswith("P"):
             return pos
     return -1
-
-
-def open_session(path: Path, threads: int = 1) -> Any:
-    """An onnxruntime CPU session for an encoder graph as :class:`SentenceEncoder` runs it:
-    ``threads`` intra-op threads, one inter-op, sequential (bench/encoder_layers.py times cuts
-    of the graph through this too, so they are measured as the shipped one would run)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 class SentenceEncoder:

@@ -130,16 +130,9 @@ class DifficultyScorer:
         return self._head.shift(self._encoder.encode([last_user_text(c) for c in conversations]))
 
     def _load_session(self) -> Any:
-        import onnxruntime as ort
+        from .onnx_session import open_session
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(
-            str(self.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        return open_session(self.onnx_path)
 
     @property
     def session(self) -> Any:

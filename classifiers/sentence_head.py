@@ -232,12 +232,9 @@ class HeadRunner:
     """Runs a saved ``sentence_head.onnx`` (onnxruntime, one thread)."""
 
     def __init__(self, path: str | Path) -> None:
-        import onnxruntime as ort
+        from .onnx_session import open_session
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.session = open_session(path)
 
     def shift(self, embeddings: np.ndarray) -> np.ndarray:
         (out,) = self.session.run(["shift"], {"embedding": np.asarray(embeddings, np.float32)})
