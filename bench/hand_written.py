@@ -16,3 +16,5 @@ NATURAL = "natural.jsonl"  # phrased the way users write: length informative (NA
 FRESH = "fresh.jsonl"  # written later, apart from the other two and the anchors (FRESH.md)
 
 SETS = (REQUESTS, NATURAL, FRESH)  # in the order they were written
+# easy and hard instructions over the same pasted material (bench/material_pairs.py)
+MATERIAL_PAIRS = Path(__file__).resolve().parent / "material" / "pairs.jsonl"

@@ -24,7 +24,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "bench" / "material" / "pairs.jsonl"
+sys.path.insert(0, str(ROOT))
+
+from bench.hand_written import MATERIAL_PAIRS  # noqa: E402
+
+DATA = MATERIAL_PAIRS
 
 
 def score(scorer: str) -> dict[str, dict]:
