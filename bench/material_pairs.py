@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,20 +25,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# mypy resolves bench.commonsense to the data directory bench/commonsense/ (a namespace
+# package); Python imports the module bench/commonsense.py, which a regular module wins
+from bench.commonsense import run_scorer  # type: ignore[attr-defined]  # noqa: E402
 from bench.hand_written import MATERIAL_PAIRS  # noqa: E402
-
-DATA = MATERIAL_PAIRS
 
 
 def score(scorer: str) -> dict[str, dict]:
     """Each request's id -> the CLI's JSON line (difficulty, tier, ...) for ``scorer``."""
-    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
-    out = subprocess.run(
-        [sys.executable, "-m", "router.cli", "score", "--scorer", scorer, str(DATA)],
-        cwd=ROOT, capture_output=True, text=True, check=True)
-    scored = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
-    if len(scored) != len(rows):
-        raise SystemExit(f"material_pairs: {len(rows)} requests but {len(scored)} scores")
+    rows = [json.loads(line) for line in MATERIAL_PAIRS.read_text(encoding="utf-8").splitlines()]
+    scored = run_scorer(rows, None, ROOT, scorer)
     return {r["id"]: {**s, "chars": len(r["messages"][-1]["content"]),
                       "text": r["messages"][-1]["content"]}
             for r, s in zip(rows, scored, strict=True)}
