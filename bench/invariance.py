@@ -36,7 +36,8 @@ from router import Router  # noqa: E402
 from router.messages import as_messages  # noqa: E402
 
 Messages = list[dict[str, Any]]
-LONG_SYSTEM = (ROOT / "README.md").read_text(encoding="utf-8")[:6000]  # ~1,500 tokens
+# ~1,500 tokens of an app's system prompt (also tests/test_routing_sense.py)
+LONG_SYSTEM = (ROOT / "README.md").read_text(encoding="utf-8")[:6000]
 
 
 def _last_user(messages: Messages, edit: Callable[[str], Any]) -> Messages:
@@ -61,7 +62,8 @@ def _two_parts(text: str) -> list[dict[str, str]]:
     return [{"type": "text", "text": text[: cut + 1]}, {"type": "text", "text": text[cut + 2:]}]
 
 
-def _bold_first_line(text: str) -> str:
+def bold_first_line(text: str) -> str:
+    """``text`` with its first line in markdown bold (also tests/test_routing_sense.py)."""
     first, newline, rest = text.partition("\n")
     return f"**{first}**{newline}{rest}"
 
@@ -94,7 +96,7 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "lower-cased": lambda m: _last_user(m, str.lower),
     '"Hi! " before it': lambda m: _last_user(m, lambda t: "Hi! " + t),
     '" Thanks!" after it': lambda m: _last_user(m, lambda t: t + " Thanks!"),
-    "its first line in markdown bold": lambda m: _last_user(m, _bold_first_line),
+    "its first line in markdown bold": lambda m: _last_user(m, bold_first_line),
 }
 
 

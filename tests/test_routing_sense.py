@@ -20,6 +20,7 @@ import pytest
 
 from bench.hand_written import DIR as HAND_WRITTEN_DIR
 from bench.hand_written import FRESH, NATURAL, REQUESTS
+from bench.invariance import LONG_SYSTEM, bold_first_line
 from classifiers.metrics import auc
 from policies.loader import load_policy
 from router import Router
@@ -163,7 +164,7 @@ def test_a_system_prompt_is_not_the_request(router):
     not scored; before, a 1,500-token one sent 27 of 36 hard natural dev requests to `small`,
     and even "You are a helpful assistant." added ~1.0 of uncertainty, which moved 18% of real
     chat requests one tier up). An image keeps its uncertainty: the scorer cannot see it."""
-    long_system = {"role": "system", "content": (ROOT / "README.md").read_text()[:6000]}
+    long_system = {"role": "system", "content": LONG_SYSTEM}
     items = _split(NATURAL, "dev") + _split(FRESH, "dev")
     for i in items:
         plain = router.route(i["messages"])
@@ -193,10 +194,6 @@ def test_layout_does_not_move_a_request(router):
     """Two spaces after each sentence (a typing habit), doubled spaces and a bold first line
     (feature version 14) and a phone's apostrophes (’, version 15) route as the plain text
     does."""
-    def bold_first_line(text: str) -> str:
-        first, newline, rest = text.partition("\n")
-        return f"**{first}**{newline}{rest}"
-
     for i in _split(NATURAL, "dev") + _split(FRESH, "dev"):
         plain = router.route(i["messages"])
         for edit in (lambda t: t.replace(". ", ".  "), lambda t: re.sub(r"(?<=\S) ", "  ", t),
