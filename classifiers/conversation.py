@@ -61,16 +61,12 @@ def _without_layout(text: str) -> str:
     """``text`` with each run of spaces/tabs after a line's indentation as one space and
     markdown bold markers dropped."""
     if "  " in text or "\t" in text:
-        if "\n" not in text:  # the text is stripped: no indentation
-            text = _one_space(text)
-        else:
-            lines = text.split("\n")
-            for i, line in enumerate(lines):
-                if "  " in line or "\t" in line:
-                    body = line.lstrip(" \t")
-                    if "  " in body or "\t" in body:
-                        lines[i] = line[: len(line) - len(body)] + _one_space(body)
-            text = "\n".join(lines)
+        lines = text.split("\n")
+        for i, line in enumerate(lines):
+            body = line.lstrip(" \t")  # the indentation stays
+            if "  " in body or "\t" in body:
+                lines[i] = line[: len(line) - len(body)] + _one_space(body)
+        text = "\n".join(lines)
     if "**" in text:
         text = _EMPHASIS.sub(r"\1", text)
     return text
