@@ -121,6 +121,7 @@ def main() -> int:
           f"{np.std([b.difficulty for b in base]):.2f})\n")
     print("| sent as | changed tier | down / up | mean abs d move | largest |")
     print("|---|---|---|---|---|")
+    order = [t.name for t in router.policy.tiers]  # cheapest first
     for name, transform in TRANSFORMS.items():
         moved: Counter[str] = Counter()
         shift = []
@@ -128,7 +129,6 @@ def main() -> int:
             after = router.route(transform(messages))
             shift.append(after.difficulty - before.difficulty)
             if after.tier != before.tier:
-                order = [t.name for t in router.policy.tiers]
                 up = order.index(after.tier) > order.index(before.tier)
                 moved["up" if up else "down"] += 1
         n, changed = len(sent), sum(moved.values())
