@@ -299,6 +299,9 @@ def main() -> int:
     ap.add_argument("--short-prior", type=float, default=None,
                     help="features.SHORT_PRIOR (32: the anchors' head weighs words as the "
                          "main block does, as before feature version 7)")
+    ap.add_argument("--short-window", type=int, default=None,
+                    help="features.SHORT_WINDOW (0: the short-request block holds every word "
+                         "of the request, as before feature version 16)")
     ap.add_argument("--anchors", default="data/anchors.jsonl",
                     help="hand-labeled anchor files to train on, comma-separated, relative to "
                          "the repo ('' for none), e.g. "
@@ -317,6 +320,8 @@ def main() -> int:
         features.WORD_PRIOR = args.word_prior
     if args.short_prior is not None:
         features.SHORT_PRIOR = args.short_prior
+    if args.short_window is not None:
+        features.SHORT_WINDOW = args.short_window
     t0 = time.time()
     bench = load_rows(ROOT / "data" / "routing-train.jsonl.gz")
     chat = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")

@@ -14,10 +14,13 @@ single ``Gather`` + ``ReduceSum`` (see :mod:`classifiers.onnx_model`):
   piece entry again (id ``- HASH_OFF + SHORT_OFF``) with its mean shrunk by SHORT_PRIOR extra
   words instead of WORD_PRIOR: it carries the anchors' own reading of the words
   (:func:`classifiers.anchors.anchor_head`), which should count in a one-line request too.
+  In a long request it holds only the two ends of the last user turn (its first and last
+  SHORT_WINDOW words), where people say what they want: before pasted material, or after it
+  or after the story that sets a question up.
   A request's features do not copy the entries: the copy's values are the word values times one
-  number per request (:attr:`Features.short_scale`), so model.onnx keeps the block's weights as a
-  third column of the word rows (:mod:`classifiers.onnx_model`) and :func:`to_csr` expands the
-  block for the fit
+  number per request (:attr:`Features.short_scale`), the words between the ends masked out
+  (:attr:`Features.short_keep`), so model.onnx keeps the block's weights as a third column of
+  the word rows (:mod:`classifiers.onnx_model`) and :func:`to_csr` expands the block for the fit
 
 Each word occurrence is weighted by its message weight (:mod:`classifiers.conversation`) and the
 block is a shrunk weighted mean (:func:`_word_values`); length itself is a structure feature.
@@ -94,6 +97,15 @@ class Features:
     # the short-request block's value of a word entry (id < DENSE_OFF) is its value times this
     # (_short_scale); 0 when there are no words
     short_scale: float = 0.0
+    # which entries the short-request block holds (bool, one per entry): None = all of them;
+    # else the words between the last user turn's two ends (SHORT_WINDOW) are out
+    short_keep: np.ndarray | None = None
+
+    def short_values(self) -> np.ndarray:
+        """The short-request block's value of every entry (float32; the table's third column
+        is 0 on the structure rows, so theirs do not matter)."""
+        short = self.values * np.float32(self.short_scale)
+        return short if self.short_keep is None else np.where(self.short_keep, short, 0.0)
 
 
 def _byte_classes() -> np.ndarray:
@@ -184,6 +196,16 @@ WORD_PRIOR = 32.0
 # 8 of 4 / 8 / 16 / 32, measured in bench/quality_routing.py (--short-prior; QUALITY_ROUTING.md,
 # "A short-request block for the anchors' head").
 SHORT_PRIOR = 8.0
+# The short-request block holds the first and the last SHORT_WINDOW words of the last user
+# turn (0: all of them; a turn of up to 2 * SHORT_WINDOW words is read whole): the two ends,
+# where a request says what it wants. In a long request the instruction's few words were
+# outweighed by the material it pastes or the story around it ("Summarize this in one
+# sentence: <80 words of news>", bench/MATERIAL_PAIRS.md); the anchors' head should read the
+# instruction as it reads a one-line request. The opening alone (16, 32 or 64 words) cost
+# GSM8K-like and the fresh dev split, whose questions come last. Earlier turns keep all their
+# words (they are context, weighted W_CONTEXT). 16 of 16 / 32, chosen on the dev splits and
+# held-out folds (bench/QUALITY_ROUTING.md, "The anchors' head reads both ends of a request").
+SHORT_WINDOW = 16
 
 
 def _word_values(w: np.ndarray | None, out: np.ndarray) -> float:
@@ -209,15 +231,36 @@ def _short_scale(total: float) -> float:
     return float(np.float32((total + WORD_PRIOR) / (total + SHORT_PRIOR)))
 
 
+def _two_ends(n_words: int, begin: int, end: int) -> np.ndarray | None:
+    """Which of ``n_words`` word occurrences the short-request block holds: all but those of
+    the last user turn (occurrences ``[begin, end)``) between its first and its last
+    SHORT_WINDOW; None: all."""
+    if not SHORT_WINDOW or end - begin <= 2 * SHORT_WINDOW:
+        return None
+    keep = np.ones(n_words, bool)
+    keep[begin + SHORT_WINDOW : end - SHORT_WINDOW] = False
+    return keep
+
+
+def _short_scale_kept(total: float, w: np.ndarray | None, keep: np.ndarray | None) -> float:
+    """:func:`_short_scale` for a block that holds only the ``keep`` occurrences (weights
+    ``w``, None: all 1): their shrunk mean, over the main block's value of a word entry."""
+    if keep is None:
+        return _short_scale(total)
+    kept = float(keep.sum()) if w is None else float(np.sum(w[keep], dtype=np.float64))
+    return float(np.float32((total + WORD_PRIOR) / (kept + SHORT_PRIOR)))
+
+
 def _with_short_block(f: Features) -> tuple[np.ndarray, np.ndarray]:
     """Training side: ``f``'s ids and values with the short-request block appended, a copy of
     the word and piece entries (every id below DENSE_OFF) moved to SHORT_OFF, each value times
-    ``f.short_scale``. Padding entries (id 0, words moved to pieces) are copied as padding."""
+    ``f.short_scale`` (0 between the ends). Padding entries (id 0, words moved to pieces) are
+    copied as padding."""
     words = f.ids < DENSE_OFF
     words_ids = f.ids[words]
     short_ids = np.where(words_ids > 0, words_ids + (SHORT_OFF - HASH_OFF), 0)
     return (np.concatenate((f.ids, short_ids)),
-            np.concatenate((f.values, f.values[words] * np.float32(f.short_scale))))
+            np.concatenate((f.values, f.short_values()[words])))
 
 
 def extract(messages: Any, bigrams: bool = False) -> Features:
@@ -237,6 +280,7 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
         hashes, starts = word_hashes(raw)
         n_tok = estimate_tokens(hashes.size, len(raw), len(text))
         n_last = n_tok if segs[0][1] == W_LAST_USER else 0
+        span = (0, hashes.size) if n_last else (0, 0)  # the last user turn's occurrences
     else:
         text = "\n".join([t for t, _ in segs])
         parts = [encode(t) for t, _ in segs]
@@ -255,11 +299,12 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
         last = next((i for i, (_, wt) in enumerate(segs) if wt == W_LAST_USER), None)
         if last is None:
             n_last = 0
+            span = (0, 0)
         else:
             begin = bounds[last - 1] if last else 0
             end = bounds[last] if last < len(bounds) else len(raw) + 1
-            words = int(starts.searchsorted(end) - starts.searchsorted(begin))
-            n_last = estimate_tokens(words, len(parts[last]), len(segs[last][0]))
+            span = (int(starts.searchsorted(begin)), int(starts.searchsorted(end)))
+            n_last = estimate_tokens(span[1] - span[0], len(parts[last]), len(segs[last][0]))
     # all structure features go in, zeros too: a zero adds nothing to the sum and skipping
     # np.nonzero saves more than the few extra gathered entries cost
     dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
@@ -267,6 +312,7 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     n_all = n_tok + system_tokens(conv)  # the context window holds the system prompt too
     if not hashes.size:
         return Features(ids=_DENSE_IDS, values=dense, n_tokens=n_all)
+    keep = _two_ends(hashes.size, *span)
     if bigrams and hashes.size > 1:
         pair = hashes[:-1] * _BI_MULT + hashes[1:]
         ids = np.concatenate(
@@ -275,6 +321,8 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
         )
         if w is not None:
             w = np.concatenate([w, np.minimum(w[:-1], w[1:])])
+        if keep is not None:  # a word pair is held when both its words are
+            keep = np.concatenate([keep, keep[:-1] & keep[1:]])
     else:  # the request path: write the buckets straight into the output array
         ids = np.empty(hashes.size + n_dense, np.int64)
         buckets(hashes, SALT_WORD, HASH_BITS, out=ids[: hashes.size])
@@ -285,18 +333,22 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     total = _word_values(w, vals[:n])
     vals[n:] = dense
     whole = is_whole(hashes, ids[: hashes.size] - HASH_OFF)
-    ids, vals = _with_pieces(ids, vals, whole, starts, raw)
-    return Features(ids=ids, values=vals, n_tokens=n_all, short_scale=_short_scale(total))
+    short = _short_scale_kept(total, w, keep)
+    if keep is not None:
+        keep = np.concatenate((keep, np.ones(n_dense, bool)))
+    ids, vals, keep = _with_pieces(ids, vals, whole, starts, raw, keep)
+    return Features(ids=ids, values=vals, n_tokens=n_all, short_scale=short, short_keep=keep)
 
 
 def _with_pieces(ids: np.ndarray, vals: np.ndarray, whole: np.ndarray, starts: np.ndarray,
-                 raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+                 raw: bytes, keep: np.ndarray | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Move each word outside the whole-word vocabulary (``~whole``, one flag per word: the
     first ``whole.size`` entries of ``ids``/``vals``, which this changes in place; ``starts``
     their offsets in ``raw``) to one entry per WordPiece of it, appended, each with the word's
-    value over its number of pieces; its own entry becomes padding (id 0, value 0). A word with
-    no known piece drops out (its value stays in the mean's denominator, as an unknown word's
-    did before).
+    value over its number of pieces (and its ``keep`` flag, if any); its own entry becomes
+    padding (id 0, value 0). A word with no known piece drops out (its value stays in the
+    mean's denominator, as an unknown word's did before).
 
     Python runs only for those words (a few in a hundred, cached), within a budget: a word of
     more than PIECE_WORD_BYTES (a hash, a blob: WordPiece's cost grows with the square of the
@@ -306,8 +358,9 @@ def _with_pieces(ids: np.ndarray, vals: np.ndarray, whole: np.ndarray, starts: n
     words, where numpy's per-call cost would be most of the work."""
     miss = np.flatnonzero(~whole)
     if not miss.size:
-        return ids, vals
+        return ids, vals, keep
     moved: list[int] = []
+    n_pieces: list[int] = []  # per moved word
     piece_ids: list[int] = []
     piece_vals: list[float] = []
     budget = PIECE_BYTES
@@ -321,15 +374,18 @@ def _with_pieces(ids: np.ndarray, vals: np.ndarray, whole: np.ndarray, starts: n
             break
         moved.append(i)
         p = pieces(word)
+        n_pieces.append(len(p))
         if p:
             piece_ids += p
             piece_vals += [value / len(p)] * len(p)
     if not moved:
-        return ids, vals
+        return ids, vals, keep
     ids[moved] = 0
     vals[moved] = 0.0
+    if keep is not None:
+        keep = np.concatenate((keep, np.repeat(keep[moved], n_pieces)))
     return (np.concatenate((ids, np.asarray(piece_ids, np.int64) + PIECE_OFF)),
-            np.concatenate((vals, np.asarray(piece_vals, np.float32))))
+            np.concatenate((vals, np.asarray(piece_vals, np.float32))), keep)
 
 
 def extract_many(conversations: list[Any]) -> list[Features]:
@@ -374,11 +430,18 @@ def extract_many(conversations: list[Any]) -> list[Features]:
         n_all = n_tok + system_tokens(conv)  # the context window holds the system prompt too
         if b > a:
             vals = np.empty(b - a + len(DENSE_NAMES), np.float32)
-            total = _word_values(None if len(segs) == 1 else w_all[a:b], vals[: b - a])
+            w = None if len(segs) == 1 else w_all[a:b]
+            total = _word_values(w, vals[: b - a])
             vals[b - a :] = dense
-            ids, vals = _with_pieces(np.concatenate((ids_all[a:b], _DENSE_IDS)), vals,
-                                     whole_all[a:b], starts[a:b], raw_all)
-            f = Features(ids=ids, values=vals, n_tokens=n_all, short_scale=_short_scale(total))
+            span = (seg_first[last[0]] - a, seg_first[last[0] + 1] - a) if last else (0, 0)
+            keep = _two_ends(b - a, *span)
+            short = _short_scale_kept(total, w, keep)
+            if keep is not None:
+                keep = np.concatenate((keep, np.ones(len(DENSE_NAMES), bool)))
+            ids, vals, keep = _with_pieces(np.concatenate((ids_all[a:b], _DENSE_IDS)), vals,
+                                           whole_all[a:b], starts[a:b], raw_all, keep)
+            f = Features(ids=ids, values=vals, n_tokens=n_all, short_scale=short,
+                         short_keep=keep)
         else:
             f = Features(ids=_DENSE_IDS, values=dense, n_tokens=n_all)
         out.append(f)
@@ -388,7 +451,7 @@ def extract_many(conversations: list[Any]) -> list[Features]:
 
 def pad_batch(feats: list[Features]) -> tuple[np.ndarray, np.ndarray]:
     """model.onnx's inputs for many conversations: ``ids`` ``[N, K]`` (pad id 0) and ``x``
-    ``[N, K, 3]`` = (value, value**2, value * short_scale) per entry (pad 0): the three columns
+    ``[N, K, 3]`` = (value, value**2, short-request value) per entry (pad 0): the three columns
     the graph multiplies with the table's (weight, variance, short-request weight)."""
     k = max((f.ids.size for f in feats), default=0)
     k = max(k, 1)
@@ -399,7 +462,7 @@ def pad_batch(feats: list[Features]) -> tuple[np.ndarray, np.ndarray]:
         ids[i, :n] = f.ids
         x[i, :n, 0] = f.values
         x[i, :n, 1] = f.values * f.values
-        x[i, :n, 2] = f.values * np.float32(f.short_scale)
+        x[i, :n, 2] = f.short_values()
     return ids, x
 
 

@@ -30,7 +30,7 @@ from .onnx_table import read_linear_table
 from .wordpieces import load_vocabulary
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-FEATURE_VERSION = 15  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
+FEATURE_VERSION = 16  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
 # 5: arithmetic_digits; 6: WordPieces for words outside the whole-word vocabulary; 7: the
 # short-request word block (features.SHORT_PRIOR); 8: that block as a third table column read
 # with one scale per request, not copied entries (the fit's features are version 7's); 9: a
@@ -39,7 +39,8 @@ FEATURE_VERSION = 15  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: sh
 # training row has one: the same weights as version 10's); 12: a message's leading and trailing
 # whitespace is stripped; 13: Unicode spaces read as spaces, invisible format characters dropped;
 # 14: a run of spaces or a tab reads as one space, markdown bold markers are dropped; 15:
-# typographic quotes and the ellipsis read as ASCII
+# typographic quotes and the ellipsis read as ASCII; 16: the short-request block holds the
+# last user turn's first and last SHORT_WINDOW words (the whole turn when it is no longer)
 Engine = Literal["auto", "onnxruntime"]
 
 
@@ -71,7 +72,8 @@ class DifficultyScorer:
                 f"{meta_path}: model was trained with another feature layout; retrain it with "
                 "`tierwise train` from this version of tierwise."
             )
-        for key, name in (("word_prior", "WORD_PRIOR"), ("short_prior", "SHORT_PRIOR")):
+        for key, name in (("word_prior", "WORD_PRIOR"), ("short_prior", "SHORT_PRIOR"),
+                          ("short_window", "SHORT_WINDOW")):
             # the word values are shrunk at extraction time: a model fitted on other priors
             # would score every request a little wrong, silently
             trained, here = self.meta.get(key), getattr(features, name)
@@ -155,10 +157,12 @@ class DifficultyScorer:
             d0, u0 = float(d[0]), float(u[0])
         else:
             # [K, 3]: (weight, variance, short-request weight) per entry; the last is 0 on the
-            # structure rows, so the short-request block needs no mask, only the one scale
+            # structure rows, so the short-request block needs no mask there, only the one
+            # scale (and, in a long request, the mask of the words between its two ends)
             rows = self._table.take(f.ids, axis=0)
             x = f.values
-            d0 = float(np.dot(x, rows[:, 0])) + f.short_scale * float(np.dot(x, rows[:, 2]))
+            xs = x if f.short_keep is None else np.where(f.short_keep, x, np.float32(0.0))
+            d0 = float(np.dot(x, rows[:, 0])) + f.short_scale * float(np.dot(xs, rows[:, 2]))
             u0 = math.sqrt(max(float(np.dot(x * x, rows[:, 1])), 0.0))
         if self._head is not None:
             d0 = self._offset + self._scale * (d0 + float(self.sentence_shift([messages])[0]))
@@ -180,11 +184,14 @@ class DifficultyScorer:
         else:  # flat: no padding; one gather, one segment sum per output
             flat_ids = np.concatenate([f.ids for f in feats])
             x = np.concatenate([f.values for f in feats])
+            xs = np.concatenate([f.values if f.short_keep is None
+                                 else np.where(f.short_keep, f.values, np.float32(0.0))
+                                 for f in feats])
             starts = np.cumsum([0] + [f.ids.size for f in feats[:-1]])
             rows = self._table.take(flat_ids, axis=0)
             scale = np.asarray([f.short_scale for f in feats], np.float32)
             dl = (np.add.reduceat(x * rows[:, 0], starts)
-                  + scale * np.add.reduceat(x * rows[:, 2], starts)).tolist()
+                  + scale * np.add.reduceat(xs * rows[:, 2], starts)).tolist()
             ul = np.sqrt(np.maximum(np.add.reduceat(x * x * rows[:, 1], starts), 0.0)).tolist()
         if self._head is not None:
             total = np.asarray(dl) + self.sentence_shift(list(conversations))

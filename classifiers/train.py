@@ -366,6 +366,7 @@ def _train(
         "python": platform.python_version(),
         "word_prior": features.WORD_PRIOR,
         "short_prior": features.SHORT_PRIOR,
+        "short_window": features.SHORT_WINDOW,
     }
     if head is not None:
         info["sentence_head"] = head.info()

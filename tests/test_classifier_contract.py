@@ -106,7 +106,9 @@ def test_whole_conversation_counts(scorer):
 
 
 def test_batch_matches_single(scorer):
-    convs = [SHAPES[k] for k in sorted(SHAPES)] + [[{"role": "user", "content": HARD}]]
+    long = [{"role": "user", "content": HARD}, {"role": "assistant", "content": "Why?"},
+            {"role": "user", "content": "Explain this proof to me, step by step: " + HARD * 3}]
+    convs = [SHAPES[k] for k in sorted(SHAPES)] + [[{"role": "user", "content": HARD}], long]
     batch = scorer.score_batch(convs)
     assert len(batch) == len(convs)
     for conv, b in zip(convs, batch, strict=True):
@@ -435,7 +437,7 @@ def test_short_request_block_mirrors_the_words_with_a_smaller_prior():
         cols, vals = row.indices, row.data
         return cols, vals, (cols > 0) & (cols < DENSE_OFF), cols >= SHORT_OFF
 
-    for text in ("is 7 prime", "word " * 100, "Prove that every integral domain is a field"):
+    for text in ("is 7 prime", "word " * 30, "Prove that every integral domain is a field"):
         f = extract(text)
         assert int(f.ids.max()) < TABLE_ROWS  # no copied entries on the request path
         n_words = word_hashes(encode(text))[0].size
@@ -460,6 +462,72 @@ def test_short_request_block_mirrors_the_words_with_a_smaller_prior():
     assert float(vals[short].sum()) == pytest.approx(total / (total + SHORT_PRIOR), rel=1e-4)
 
 
+def test_short_block_holds_the_two_ends_of_a_long_request():
+    """Feature version 16: the short-request block holds the first and the last SHORT_WINDOW
+    words of the last user turn (where the instruction sits, before or after pasted material
+    or a story), shrunk over those words; earlier turns keep all theirs; a request of no more
+    than twice the window is read whole; extract and extract_many agree; the main block does
+    not change."""
+    import numpy as np
+
+    from classifiers.features import (
+        DENSE_OFF,
+        SHORT_OFF,
+        SHORT_PRIOR,
+        SHORT_WINDOW,
+        WORD_PRIOR,
+        extract,
+        extract_many,
+        to_csr,
+    )
+    from classifiers.hashing import encode, word_hashes
+
+    assert SHORT_WINDOW > 0
+
+    def n_words(text):  # words and punctuation marks, as the block counts them
+        return word_hashes(encode(text))[0].size
+
+    def block_sums(f):
+        row = to_csr([f])
+        cols, vals = row.indices, row.data
+        return (float(vals[(cols > 0) & (cols < DENSE_OFF)].sum()),
+                float(vals[cols >= SHORT_OFF].sum()))
+
+    n = SHORT_WINDOW
+    fits = " ".join(["cat"] * (2 * n))
+    assert extract(fits).short_keep is None
+    instruction = "Summarize this in one sentence:"
+    material = " ".join(["The council voted to build the park."] * 12)
+    total = n_words(f"{instruction} {material}")
+    assert total > 2 * n
+    f = extract(f"{instruction} {material}")
+    main, short = block_sums(f)
+    assert main == pytest.approx(total / (total + WORD_PRIOR), rel=1e-4)  # all words
+    assert short == pytest.approx(2 * n / (2 * n + SHORT_PRIOR), rel=1e-4)  # both ends' only
+    # the words between the ends are not in the block: more of them change nothing there
+    longer = extract(f"{instruction} {material} zebra quokka {material}")
+
+    def short_words(g):
+        held = (g.short_values() != 0) & (g.ids < DENSE_OFF)
+        order = np.argsort(g.ids[held], kind="stable")
+        return g.ids[held][order], g.short_values()[held][order]
+
+    (ids_a, vals_a), (ids_b, vals_b) = short_words(longer), short_words(f)
+    np.testing.assert_array_equal(ids_a, ids_b)
+    np.testing.assert_allclose(vals_a, vals_b, rtol=1e-6)
+    # an earlier turn (weight 0.5) keeps all its words; the last user turn only its ends
+    chat = [{"role": "user", "content": "tell me about parks " * 10},
+            {"role": "assistant", "content": "Parks are nice."},
+            {"role": "user", "content": f"{instruction} {material}"}]
+    one, many = extract(chat), extract_many([chat])[0]
+    for a, b in ((one.ids, many.ids), (one.values, many.values),
+                 (one.short_keep, many.short_keep)):
+        np.testing.assert_array_equal(a, b)
+    assert one.short_scale == many.short_scale
+    kept = 0.5 * (n_words(chat[0]["content"]) + n_words(chat[1]["content"])) + 2 * n
+    assert block_sums(one)[1] == pytest.approx(kept / (kept + SHORT_PRIOR), rel=1e-4)
+
+
 def test_table_scores_the_short_block_as_the_fit_does():
     """model.onnx's third column, read with one scale per request, gives the fit's d: the
     shipped table's columns put back into the fit's N_FEATURES weights, times to_csr's
@@ -477,9 +545,10 @@ def test_table_scores_the_short_block_as_the_fit_does():
     assert np.all(table[DENSE_OFF:, 2] == 0) and table[0, 2] == 0
     w = fit_weights(MODEL_DIR / "model.onnx")  # the table's columns as the fit's weights
     scorer = DifficultyScorer()
-    for text in ("hi", "is 7 prime?", HARD, [{"role": "user", "content": "what is 2+2"},
-                                             {"role": "assistant", "content": "4"},
-                                             {"role": "user", "content": "and 3+3?"}]):
+    long = "Sort these numbers from smallest to largest: " + ", ".join(map(str, range(90)))
+    for text in ("hi", "is 7 prime?", HARD, long, [{"role": "user", "content": "what is 2+2"},
+                                                   {"role": "assistant", "content": "4"},
+                                                   {"role": "user", "content": "and 3+3?"}]):
         fit_d = float((to_csr([extract(text)]) @ w)[0])
         assert scorer.score(text).difficulty == pytest.approx(fit_d, abs=1e-5)
 
