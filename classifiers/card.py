@@ -247,11 +247,15 @@ A router sends a request to the cheapest tier whose P clears the policy's qualit
   fitted on, and weighs, a second copy of the word block (in the fit; model.onnx keeps it as a
   third column of the word rows) whose mean is shrunk by `SHORT_PRIOR`
   = {meta.get("short_prior", "?")} extra words, not `WORD_PRIOR`: a ten-word request's words
-  count 10/(10 + {meta.get("short_prior", "?")}) of their mean there. `anchor_head` times
+  count 10/(10 + {meta.get("short_prior", "?")}) of their mean there. Since feature version
+  16 that block holds only the first and the last `SHORT_WINDOW` =
+  {meta.get("short_window", "?")} words of a longer last user turn (where a request says what
+  it wants, not the material or story between), so the anchors' head reads a long request's
+  instruction as it reads a one-line request. `anchor_head` times
   `E @ w` is that block's per-word table (no variance: a fixed prior), and the abilities move by
   the head's mean over the training prompts. Chosen on the dev splits and held-out folds
-  (bench/QUALITY_ROUTING.md, "The anchors' own head" and "A short-request block for the
-  anchors' head").
+  (bench/QUALITY_ROUTING.md, "The anchors' own head", "A short-request block for the
+  anchors' head" and "The anchors' head reads both ends of a request").
 - Convergence: L-BFGS-B to ftol 1e-10 / gtol 1e-8, so another CPU's BLAS kernels move d by
   under 0.001, not 0.03 (`trained_with` in model.json names this model's numeric stack).
 
