@@ -18,9 +18,10 @@ single ``Gather`` + ``ReduceSum`` (see :mod:`classifiers.onnx_model`):
   SHORT_WINDOW words), where people say what they want: before pasted material, or after it
   or after the story that sets a question up.
   A request's features do not copy the entries: the copy's values are the word values times one
-  number per request (:attr:`Features.short_scale`), the words between the ends masked out
-  (:attr:`Features.short_keep`), so model.onnx keeps the block's weights as a third column of
-  the word rows (:mod:`classifiers.onnx_model`) and :func:`to_csr` expands the block for the fit
+  number per request (:attr:`Features.short_scale`; in a long request, those values with the
+  words between the ends zeroed, :attr:`Features.short`), so model.onnx keeps the block's
+  weights as a third column of the word rows (:mod:`classifiers.onnx_model`) and :func:`to_csr`
+  expands the block for the fit
 
 Each word occurrence is weighted by its message weight (:mod:`classifiers.conversation`) and the
 block is a shrunk weighted mean (:func:`_word_values`); length itself is a structure feature.
@@ -30,6 +31,7 @@ numpy only: this module is on the request path.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,15 +99,15 @@ class Features:
     # the short-request block's value of a word entry (id < DENSE_OFF) is its value times this
     # (_short_scale); 0 when there are no words
     short_scale: float = 0.0
-    # which entries the short-request block holds (bool, one per entry): None = all of them;
-    # else the words between the last user turn's two ends (SHORT_WINDOW) are out
-    short_keep: np.ndarray | None = None
+    # None: the short-request block holds every word entry (values times short_scale); else
+    # its value of every entry (float32), 0 for the words between the last user turn's two
+    # ends (SHORT_WINDOW) and their pieces
+    short: np.ndarray | None = None
 
     def short_values(self) -> np.ndarray:
         """The short-request block's value of every entry (float32; the table's third column
         is 0 on the structure rows, so theirs do not matter)."""
-        short = self.values * np.float32(self.short_scale)
-        return short if self.short_keep is None else np.where(self.short_keep, short, 0.0)
+        return self.values * np.float32(self.short_scale) if self.short is None else self.short
 
 
 def _byte_classes() -> np.ndarray:
@@ -231,24 +233,33 @@ def _short_scale(total: float) -> float:
     return float(np.float32((total + WORD_PRIOR) / (total + SHORT_PRIOR)))
 
 
-def _two_ends(n_words: int, begin: int, end: int) -> np.ndarray | None:
-    """Which of ``n_words`` word occurrences the short-request block holds: all but those of
-    the last user turn (occurrences ``[begin, end)``) between its first and its last
-    SHORT_WINDOW; None: all."""
+def _middle(begin: int, end: int) -> tuple[int, int] | None:
+    """The word occurrences ``[lo, hi)`` the short-request block leaves out: those of the last
+    user turn (occurrences ``[begin, end)``) between its first and its last SHORT_WINDOW;
+    None: none (a turn of up to twice the window is read whole)."""
     if not SHORT_WINDOW or end - begin <= 2 * SHORT_WINDOW:
         return None
-    keep = np.ones(n_words, bool)
-    keep[begin + SHORT_WINDOW : end - SHORT_WINDOW] = False
-    return keep
+    return begin + SHORT_WINDOW, end - SHORT_WINDOW
 
 
-def _short_scale_kept(total: float, w: np.ndarray | None, keep: np.ndarray | None) -> float:
-    """:func:`_short_scale` for a block that holds only the ``keep`` occurrences (weights
-    ``w``, None: all 1): their shrunk mean, over the main block's value of a word entry."""
-    if keep is None:
-        return _short_scale(total)
-    kept = float(keep.sum()) if w is None else float(np.sum(w[keep], dtype=np.float64))
-    return float(np.float32((total + WORD_PRIOR) / (kept + SHORT_PRIOR)))
+def _short_without(f: Features, total: float, w: np.ndarray | None, n: int,
+                   cut: list[tuple[int, int]], out: tuple[int, int]) -> Features:
+    """``f`` with its short-request block leaving out the entry ranges ``cut`` (sorted, within
+    the ``n`` word or word-pair entries before the structure entries) and the pieces in the
+    range ``out``: the mean of the other occurrences (weights ``w``, None: all 1) shrunk by
+    SHORT_PRIOR, those entries 0. Slices, not a mask: this runs on every long request."""
+    if w is None:
+        kept = float(n - sum(stop - start for start, stop in cut))
+    else:  # the held weights in order, summed as one array (the fit's design matrix did so)
+        bounds = [0, *(x for c in cut for x in c), n]
+        held = [w[bounds[i] : bounds[i + 1]] for i in range(0, len(bounds), 2)]
+        kept = float(np.sum(np.concatenate(held), dtype=np.float64))
+    f.short_scale = float(np.float32((total + WORD_PRIOR) / (kept + SHORT_PRIOR)))
+    short = f.values * np.float32(f.short_scale)
+    for start, stop in (*cut, out):
+        short[start:stop] = 0.0
+    f.short = short
+    return f
 
 
 def _with_short_block(f: Features) -> tuple[np.ndarray, np.ndarray]:
@@ -312,7 +323,8 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     n_all = n_tok + system_tokens(conv)  # the context window holds the system prompt too
     if not hashes.size:
         return Features(ids=_DENSE_IDS, values=dense, n_tokens=n_all)
-    keep = _two_ends(hashes.size, *span)
+    mid = _middle(*span)
+    cut = [] if mid is None else [mid]
     if bigrams and hashes.size > 1:
         pair = hashes[:-1] * _BI_MULT + hashes[1:]
         ids = np.concatenate(
@@ -321,8 +333,8 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
         )
         if w is not None:
             w = np.concatenate([w, np.minimum(w[:-1], w[1:])])
-        if keep is not None:  # a word pair is held when both its words are
-            keep = np.concatenate([keep, keep[:-1] & keep[1:]])
+        if mid is not None:  # a word pair is held when both its words are
+            cut.append((hashes.size + mid[0] - 1, hashes.size + mid[1]))
     else:  # the request path: write the buckets straight into the output array
         ids = np.empty(hashes.size + n_dense, np.int64)
         buckets(hashes, SALT_WORD, HASH_BITS, out=ids[: hashes.size])
@@ -333,22 +345,22 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     total = _word_values(w, vals[:n])
     vals[n:] = dense
     whole = is_whole(hashes, ids[: hashes.size] - HASH_OFF)
-    short = _short_scale_kept(total, w, keep)
-    if keep is not None:
-        keep = np.concatenate((keep, np.ones(n_dense, bool)))
-    ids, vals, keep = _with_pieces(ids, vals, whole, starts, raw, keep)
-    return Features(ids=ids, values=vals, n_tokens=n_all, short_scale=short, short_keep=keep)
+    ids, vals, out = _with_pieces(ids, vals, whole, starts, raw, mid)
+    f = Features(ids=ids, values=vals, n_tokens=n_all, short_scale=_short_scale(total))
+    return f if mid is None else _short_without(f, total, w, n, cut, out)
 
 
 def _with_pieces(ids: np.ndarray, vals: np.ndarray, whole: np.ndarray, starts: np.ndarray,
-                 raw: bytes, keep: np.ndarray | None = None,
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                 raw: bytes, mid: tuple[int, int] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Move each word outside the whole-word vocabulary (``~whole``, one flag per word: the
     first ``whole.size`` entries of ``ids``/``vals``, which this changes in place; ``starts``
     their offsets in ``raw``) to one entry per WordPiece of it, appended, each with the word's
-    value over its number of pieces (and its ``keep`` flag, if any); its own entry becomes
-    padding (id 0, value 0). A word with no known piece drops out (its value stays in the
-    mean's denominator, as an unknown word's did before).
+    value over its number of pieces; its own entry becomes padding (id 0, value 0). A word with
+    no known piece drops out (its value stays in the mean's denominator, as an unknown word's
+    did before). Also returns the range of positions of the pieces of the words ``i`` with
+    ``mid[0] <= i < mid[1]`` (the words the short-request block leaves out): one run, as the
+    words are moved in order.
 
     Python runs only for those words (a few in a hundred, cached), within a budget: a word of
     more than PIECE_WORD_BYTES (a hash, a blob: WordPiece's cost grows with the square of the
@@ -358,9 +370,9 @@ def _with_pieces(ids: np.ndarray, vals: np.ndarray, whole: np.ndarray, starts: n
     words, where numpy's per-call cost would be most of the work."""
     miss = np.flatnonzero(~whole)
     if not miss.size:
-        return ids, vals, keep
+        return ids, vals, (0, 0)
     moved: list[int] = []
-    n_pieces: list[int] = []  # per moved word
+    at: list[int] = []  # where each moved word's pieces start in piece_ids
     piece_ids: list[int] = []
     piece_vals: list[float] = []
     budget = PIECE_BYTES
@@ -373,19 +385,22 @@ def _with_pieces(ids: np.ndarray, vals: np.ndarray, whole: np.ndarray, starts: n
         if budget < 0:
             break
         moved.append(i)
+        at.append(len(piece_ids))
         p = pieces(word)
-        n_pieces.append(len(p))
         if p:
             piece_ids += p
             piece_vals += [value / len(p)] * len(p)
     if not moved:
-        return ids, vals, keep
+        return ids, vals, (0, 0)
+    out = (0, 0)
+    if mid is not None:  # the pieces of the moved words in [lo, hi): one run, words in order
+        at.append(len(piece_ids))
+        first, last = bisect_left(moved, mid[0]), bisect_left(moved, mid[1])
+        out = (ids.size + at[first], ids.size + at[last])
     ids[moved] = 0
     vals[moved] = 0.0
-    if keep is not None:
-        keep = np.concatenate((keep, np.repeat(keep[moved], n_pieces)))
     return (np.concatenate((ids, np.asarray(piece_ids, np.int64) + PIECE_OFF)),
-            np.concatenate((vals, np.asarray(piece_vals, np.float32))), keep)
+            np.concatenate((vals, np.asarray(piece_vals, np.float32))), out)
 
 
 def extract_many(conversations: list[Any]) -> list[Features]:
@@ -433,15 +448,12 @@ def extract_many(conversations: list[Any]) -> list[Features]:
             w = None if len(segs) == 1 else w_all[a:b]
             total = _word_values(w, vals[: b - a])
             vals[b - a :] = dense
-            span = (seg_first[last[0]] - a, seg_first[last[0] + 1] - a) if last else (0, 0)
-            keep = _two_ends(b - a, *span)
-            short = _short_scale_kept(total, w, keep)
-            if keep is not None:
-                keep = np.concatenate((keep, np.ones(len(DENSE_NAMES), bool)))
-            ids, vals, keep = _with_pieces(np.concatenate((ids_all[a:b], _DENSE_IDS)), vals,
-                                           whole_all[a:b], starts[a:b], raw_all, keep)
-            f = Features(ids=ids, values=vals, n_tokens=n_all, short_scale=short,
-                         short_keep=keep)
+            mid = _middle(seg_first[last[0]] - a, seg_first[last[0] + 1] - a) if last else None
+            ids, vals, out_pieces = _with_pieces(np.concatenate((ids_all[a:b], _DENSE_IDS)),
+                                                 vals, whole_all[a:b], starts[a:b], raw_all, mid)
+            f = Features(ids=ids, values=vals, n_tokens=n_all, short_scale=_short_scale(total))
+            if mid is not None:
+                f = _short_without(f, total, w, b - a, [mid], out_pieces)
         else:
             f = Features(ids=_DENSE_IDS, values=dense, n_tokens=n_all)
         out.append(f)

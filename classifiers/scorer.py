@@ -158,11 +158,12 @@ class DifficultyScorer:
         else:
             # [K, 3]: (weight, variance, short-request weight) per entry; the last is 0 on the
             # structure rows, so the short-request block needs no mask there, only the one
-            # scale (and, in a long request, the mask of the words between its two ends)
+            # scale (in a long request, its own values: the words between the ends are 0)
             rows = self._table.take(f.ids, axis=0)
             x = f.values
-            xs = x if f.short_keep is None else np.where(f.short_keep, x, np.float32(0.0))
-            d0 = float(np.dot(x, rows[:, 0])) + f.short_scale * float(np.dot(xs, rows[:, 2]))
+            d0 = float(np.dot(x, rows[:, 0])) + (
+                f.short_scale * float(np.dot(x, rows[:, 2])) if f.short is None
+                else float(np.dot(f.short, rows[:, 2])))
             u0 = math.sqrt(max(float(np.dot(x * x, rows[:, 1])), 0.0))
         if self._head is not None:
             d0 = self._offset + self._scale * (d0 + float(self.sentence_shift([messages])[0]))
@@ -184,14 +185,11 @@ class DifficultyScorer:
         else:  # flat: no padding; one gather, one segment sum per output
             flat_ids = np.concatenate([f.ids for f in feats])
             x = np.concatenate([f.values for f in feats])
-            xs = np.concatenate([f.values if f.short_keep is None
-                                 else np.where(f.short_keep, f.values, np.float32(0.0))
-                                 for f in feats])
+            short = np.concatenate([f.short_values() for f in feats])
             starts = np.cumsum([0] + [f.ids.size for f in feats[:-1]])
             rows = self._table.take(flat_ids, axis=0)
-            scale = np.asarray([f.short_scale for f in feats], np.float32)
             dl = (np.add.reduceat(x * rows[:, 0], starts)
-                  + scale * np.add.reduceat(xs * rows[:, 2], starts)).tolist()
+                  + np.add.reduceat(short * rows[:, 2], starts)).tolist()
             ul = np.sqrt(np.maximum(np.add.reduceat(x * x * rows[:, 1], starts), 0.0)).tolist()
         if self._head is not None:
             total = np.asarray(dl) + self.sentence_shift(list(conversations))

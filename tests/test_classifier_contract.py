@@ -495,7 +495,7 @@ def test_short_block_holds_the_two_ends_of_a_long_request():
 
     n = SHORT_WINDOW
     fits = " ".join(["cat"] * (2 * n))
-    assert extract(fits).short_keep is None
+    assert extract(fits).short is None
     instruction = "Summarize this in one sentence:"
     material = " ".join(["The council voted to build the park."] * 12)
     total = n_words(f"{instruction} {material}")
@@ -515,13 +515,22 @@ def test_short_block_holds_the_two_ends_of_a_long_request():
     (ids_a, vals_a), (ids_b, vals_b) = short_words(longer), short_words(f)
     np.testing.assert_array_equal(ids_a, ids_b)
     np.testing.assert_allclose(vals_a, vals_b, rtol=1e-6)
+    # words outside the vocabulary (read as WordPieces) too: the block of a request is the
+    # block of its two ends alone, read whole
+    ends = (" ".join(["zorbulate quixotic"] * (n // 2)), " ".join(["grommetize plinth"] * (n // 2)))
+    middle = " ".join(["flibbertigibbet snorkelwax"] * n)
+    assert n_words(ends[0]) == n_words(ends[1]) == n
+    ids_a, vals_a = short_words(extract(f"{ends[0]} {middle} {ends[1]}"))
+    ids_b, vals_b = short_words(extract(f"{ends[0]} {ends[1]}"))
+    np.testing.assert_array_equal(ids_a, ids_b)
+    np.testing.assert_allclose(vals_a, vals_b, rtol=1e-6)
     # an earlier turn (weight 0.5) keeps all its words; the last user turn only its ends
     chat = [{"role": "user", "content": "tell me about parks " * 10},
             {"role": "assistant", "content": "Parks are nice."},
             {"role": "user", "content": f"{instruction} {material}"}]
     one, many = extract(chat), extract_many([chat])[0]
     for a, b in ((one.ids, many.ids), (one.values, many.values),
-                 (one.short_keep, many.short_keep)):
+                 (one.short, many.short)):
         np.testing.assert_array_equal(a, b)
     assert one.short_scale == many.short_scale
     kept = 0.5 * (n_words(chat[0]["content"]) + n_words(chat[1]["content"])) + 2 * n
