@@ -538,9 +538,9 @@ def test_short_block_holds_the_two_ends_of_a_long_request():
 
 
 def test_table_scores_the_short_block_as_the_fit_does():
-    """model.onnx's third column, read with one scale per request, gives the fit's d: the
-    shipped table's columns put back into the fit's N_FEATURES weights, times to_csr's
-    expanded row, equal the scorer's difficulty."""
+    """model.onnx's third column, read with one scale per request (per-entry values in a long
+    one: feature version 16), gives the fit's d: the shipped table's columns put back into the
+    fit's N_FEATURES weights, times to_csr's expanded row, equal the scorer's difficulty."""
     import numpy as np
 
     from classifiers.features import DENSE_OFF, HASH_OFF, TABLE_ROWS, extract, to_csr
