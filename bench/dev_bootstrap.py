@@ -21,7 +21,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.commonsense import LENGTH_RATIO, run_scorer  # noqa: E402
+# mypy resolves bench.commonsense to the data directory bench/commonsense/ (a namespace
+# package); Python imports the module bench/commonsense.py (as bench/material_pairs.py notes)
+from bench.commonsense import length_matched, run_scorer  # type: ignore[attr-defined]  # noqa: E402
 from bench.hand_written import DIR, SETS  # noqa: E402
 
 BY_NAME = {file.removesuffix(".jsonl"): file for file in SETS}  # "requests" -> its file
@@ -33,10 +35,7 @@ def pair_tables(d: np.ndarray, hard: np.ndarray, length: np.ndarray
     the easy one, and whether the pair is length-matched (bench/commonsense.py's rule)."""
     de, dh = d[~hard], d[hard]
     cmp = (dh[None, :] > de[:, None]) + 0.5 * (dh[None, :] == de[:, None])
-    le, lh = length[~hard], length[hard]
-    matched = (np.maximum(lh[None, :], le[:, None])
-               / np.maximum(np.minimum(lh[None, :], le[:, None]), 1)) <= LENGTH_RATIO
-    return cmp.astype(np.float64), matched
+    return cmp.astype(np.float64), length_matched(length[~hard], length[hard])
 
 
 def bootstrap_sums(base: np.ndarray, new: np.ndarray, matched: np.ndarray,
@@ -81,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         (base, matched), (new, _) = tables
         n_easy, n_hard = base.shape
         full = [(np.arange(n_easy), np.arange(n_hard))]
-        draws = [(rng.integers(0, n_easy, n_easy), rng.integers(0, n_hard, n_hard))
-                 for _ in range(args.resamples)]
+        draws: list[tuple[np.ndarray, np.ndarray]] = [
+            (np.asarray(rng.integers(0, n_easy, n_easy)),
+             np.asarray(rng.integers(0, n_hard, n_hard)))
+            for _ in range(args.resamples)]
         here = float(bootstrap_sums(base, new, matched, full)[0])
         sums = bootstrap_sums(base, new, matched, draws)
         lo, hi = np.percentile(sums, [5, 95])

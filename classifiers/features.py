@@ -226,11 +226,13 @@ def _word_values(w: np.ndarray | None, out: np.ndarray) -> float:
     return total
 
 
-def _short_scale(total: float) -> float:
+def _short_scale(total: float, held: float | None = None) -> float:
     """The short-request block's value of a word entry over its main-block value: the mean's
     denominator with WORD_PRIOR over the one with SHORT_PRIOR, ``total`` the occurrence
-    weights' sum (float32, the precision the fit's design matrix has always used)."""
-    return float(np.float32((total + WORD_PRIOR) / (total + SHORT_PRIOR)))
+    weights' sum and ``held`` (default: ``total``) that of the occurrences the block holds
+    (float32, the precision the fit's design matrix has always used)."""
+    held = total if held is None else held
+    return float(np.float32((total + WORD_PRIOR) / (held + SHORT_PRIOR)))
 
 
 def _middle(begin: int, end: int) -> tuple[int, int] | None:
@@ -254,7 +256,7 @@ def _short_without(f: Features, total: float, w: np.ndarray | None, n: int,
         bounds = [0, *(x for c in cut for x in c), n]
         held = [w[bounds[i] : bounds[i + 1]] for i in range(0, len(bounds), 2)]
         kept = float(np.sum(np.concatenate(held), dtype=np.float64))
-    f.short_scale = float(np.float32((total + WORD_PRIOR) / (kept + SHORT_PRIOR)))
+    f.short_scale = _short_scale(total, kept)
     short = f.values * np.float32(f.short_scale)
     for start, stop in (*cut, out):
         short[start:stop] = 0.0
