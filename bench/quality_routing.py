@@ -190,7 +190,11 @@ def baseline_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndar
     return np.asarray(idx, np.int64), np.asarray(qs), np.asarray(qw)
 
 
-def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.ndarray) -> list[dict]:
+def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.ndarray,
+                keep: dict[str, np.ndarray] | None = None) -> list[dict]:
+    """APGR of ``scores`` and of prompt length on each strong/weak pair of fold ``name``;
+    ``keep`` (if given) receives each pair's item scores and outcomes, "fold|strong|weak|d"
+    (and "|qs", "|qw"), for bench/heldout_bootstrap.py."""
     out = []
     for key in (name, name + "_pairwise", name + "_baseline"):
         for strong, weak in PAIRS.get(key, []):
@@ -201,6 +205,9 @@ def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.nda
                 continue
             res = evaluate_pair(scores[idx], qs, qw)
             base = evaluate_pair(lengths[idx], qs, qw)
+            if keep is not None:
+                tag = f"{name}|{strong}|{weak}"
+                keep[f"{tag}|d"], keep[f"{tag}|qs"], keep[f"{tag}|qw"] = scores[idx], qs, qw
             out.append({"fold": name, "strong": strong, "weak": weak, "n": int(idx.size),
                         "apgr": res.apgr, "cpt50": res.cpt50, "auc": res.auc,
                         "length_apgr": base.apgr, "length_auc": base.auc})
@@ -295,6 +302,9 @@ def main() -> int:
     ap.add_argument("--split", default="dev", help="commonsense split to score")
     ap.add_argument("--out", default=None, help="write all results as JSON")
     ap.add_argument("--md", default=None, help="write the summary table as markdown")
+    ap.add_argument("--scores", default=None, metavar="OUT.npz",
+                    help="write every held-out pair's item scores and outcomes, per variant "
+                         "(for bench/heldout_bootstrap.py)")
     ap.add_argument("--word-prior", type=float, default=None, help="features.WORD_PRIOR")
     ap.add_argument("--short-prior", type=float, default=None,
                     help="features.SHORT_PRIOR (32: the anchors' head weighs words as the "
@@ -336,6 +346,7 @@ def main() -> int:
     emb = semantic_table(rows_all, X_all)
     print(f"features + table in {time.time() - t0:.0f}s", file=sys.stderr)
     results: dict[str, list] = {}
+    kept: dict[str, np.ndarray] = {}  # --scores: "variant|fold|strong|weak|d" -> array
     for vname in args.variants.split(","):
         params = {**DEFAULT_PARAMS, **VARIANTS[vname]}
         no_chat = params.pop("_no_chat", 0)
@@ -347,6 +358,7 @@ def main() -> int:
         pool = np.asarray([not (no_chat and len(bench) <= i < len(bench) + len(chat))
                            for i in range(len(rows_all))])
         res: list = []
+        keep: dict[str, np.ndarray] | None = {} if args.scores else None
         for fold in args.folds.split(","):
             t1 = time.time()
             test = np.asarray([fold != "all" and FOLDS[fold](r) for r in rows_all])
@@ -368,7 +380,7 @@ def main() -> int:
                 m.head_ = None
             if fold == "all":
                 d_gsm = predict(m, X_gsm, [row_messages(r) for r in gsm], dense)
-                res += score_pairs("gsm8k", gsm, d_gsm, length_baseline(X_gsm))
+                res += score_pairs("gsm8k", gsm, d_gsm, length_baseline(X_gsm), keep)
                 for fold_name, file in HAND_WRITTEN:
                     path = HAND_WRITTEN_DIR / file
                     cs = commonsense(m, path, args.split, dense) if path.is_file() else {}
@@ -376,7 +388,7 @@ def main() -> int:
             else:
                 te_rows = [r for r, k in zip(rows_all, test, strict=True) if k]
                 d_te = predict(m, X_all[test], [row_messages(r) for r in te_rows], dense)
-                res += score_pairs(fold, te_rows, d_te, length_baseline(X_all[test]))
+                res += score_pairs(fold, te_rows, d_te, length_baseline(X_all[test]), keep)
             print(f"{vname} {fold}: {time.time() - t1:.0f}s, {m.n_iter_} iterations",
                   file=sys.stderr)
             for r in res:
@@ -385,12 +397,15 @@ def main() -> int:
                     print(vname, json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                              for k, v in r.items()}), flush=True)
         results[vname] = res
+        kept.update({f"{vname}|{k}": v for k, v in (keep or {}).items()})
     if args.sentence and EMBED.vectors and not Path(args.sentence + ".npy").is_file():
         texts = sorted(EMBED.vectors)
         Path(args.sentence + ".json").write_text(json.dumps(texts))
         np.save(args.sentence + ".npy", np.vstack([EMBED.vectors[t] for t in texts]))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    if args.scores:
+        np.savez_compressed(args.scores, **kept)
     if args.md:
         Path(args.md).write_text(markdown(results, args))
     return 0
