@@ -384,6 +384,29 @@ def test_typographic_quotes_are_quotes():
         assert a.n_tokens == b.n_tokens
 
 
+def test_text_parts_read_as_the_text():
+    """Feature version 17: a message's text parts join with a space, so a text sent as parts
+    scores as the text; a line break between them counted as a line and moved 14% of real chat
+    requests a tier down. A line break inside a part is the client's and stays."""
+    import numpy as np
+
+    from classifiers.conversation import last_user_text
+    from classifiers.features import extract, extract_many
+
+    plain = "Prove that the square root of 2 is irrational. Then explain why it matters."
+    parts = [{"type": "text", "text": "Prove that the square root of 2 is irrational."},
+             {"type": "text", "text": "Then explain why it matters."}]
+    chat = [{"role": "user", "content": plain}]
+    sent = [{"role": "user", "content": parts}]
+    for a, b in ((extract(chat), extract(sent)), tuple(extract_many([chat, sent]))):
+        np.testing.assert_array_equal(a.ids, b.ids)
+        np.testing.assert_array_equal(a.values, b.values)
+        assert a.n_tokens == b.n_tokens
+    assert last_user_text(sent) == plain
+    broken = extract(plain.replace(". ", ".\n"))
+    assert broken.values.tolist() != extract(chat).values.tolist()
+
+
 def test_layout_is_not_content():
     """Feature version 14: a run of spaces or a tab inside a line reads as one space and
     markdown bold as its text; doubled spaces and a bold first line each moved 7-9% of real chat
