@@ -74,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
                              "rerun both on the same data")
         draws = rng.integers(0, qs.size, (args.resamples, qs.size))
         changes = bootstrap_changes(d0, d1, qs, qw, draws)
-        here = pair_apgr(d1, qs, qw) - pair_apgr(d0, qs, qw)
+        before, after = pair_apgr(d0, qs, qw), pair_apgr(d1, qs, qw)
+        here = after - before
         lo, hi = np.percentile(changes, [5, 95])
-        print(f"| {key.replace('|', ' / ')} | {qs.size} | {pair_apgr(d0, qs, qw):.4f} | "
-              f"{pair_apgr(d1, qs, qw):.4f} | {here:+.4f} | {lo:+.4f} .. {hi:+.4f} | "
+        print(f"| {key.replace('|', ' / ')} | {qs.size} | {before:.4f} | "
+              f"{after:.4f} | {here:+.4f} | {lo:+.4f} .. {hi:+.4f} | "
               f"{float((changes < 0).mean()):.2f} |")
         total += changes
         point += here

@@ -403,7 +403,8 @@ def test_text_parts_read_as_the_text():
         np.testing.assert_array_equal(a.values, b.values)
         assert a.n_tokens == b.n_tokens
     assert last_user_text(sent) == plain
-    broken = extract(plain.replace(". ", ".\n"))
+    broken = extract([{"role": "user", "content": [{"type": "text",
+                                                     "text": plain.replace(". ", ".\n")}]}])
     assert broken.values.tolist() != extract(chat).values.tolist()
 
 
