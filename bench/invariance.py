@@ -7,7 +7,8 @@ chat request of data/routing-chat.jsonl.gz is routed through the public path (ro
 embedded demo policy) as sent and transformed; the table says how many changed tier and by how
 much d moved. A router whose tier follows such things is routing on noise: feature version 11
 (the system prompt) and 12 (whitespace around a message) came from two of these rows, 13-15
-(Unicode spaces, layout, typographic quotes) from others.
+(Unicode spaces, layout, typographic quotes) from others, and the tool flags' variance (feature
+version 18) from the agent-step row.
 
     python bench/invariance.py > bench/INVARIANCE.md
     python bench/invariance.py --scorer accurate   (the sentence encoder too: ~10 minutes)
@@ -16,6 +17,7 @@ much d moved. A router whose tier follows such things is routing on noise: featu
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import re
 import sys
@@ -62,6 +64,19 @@ def _two_parts(text: str) -> list[dict[str, str]]:
     return [{"type": "text", "text": text[: cut + 1]}, {"type": "text", "text": text[cut + 2:]}]
 
 
+def after_tool_call(messages: Messages, result: str = '{"status": "ok", "results": 3}') -> Messages:
+    """``messages`` + a tool call an agent made for it + the tool's ``result``: the agent's next
+    step asks the same thing (also tests/test_routing_sense.py)."""
+    text = next((m["content"] for m in reversed(messages)
+                 if m.get("role") == "user" and isinstance(m.get("content"), str)), "")
+    query = " ".join(text.split()[:8])
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "lookup", "arguments": json.dumps({"query": query})}}
+    return [*messages, {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1",
+             "content": result}]
+
+
 def bold_first_line(text: str) -> str:
     """``text`` with its first line in markdown bold (also tests/test_routing_sense.py)."""
     first, newline, rest = text.partition("\n")
@@ -97,6 +112,10 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     '"Hi! " before it': lambda m: _last_user(m, lambda t: "Hi! " + t),
     '" Thanks!" after it': lambda m: _last_user(m, lambda t: t + " Thanks!"),
     "its first line in markdown bold": lambda m: _last_user(m, bold_first_line),
+    # the same request one agent step later: the call it made and the tool's answer follow it
+    "after a tool call and its result (an agent's next step)": after_tool_call,
+    "after a tool call and a long result (the README's first 6,000 characters)":
+        lambda m: after_tool_call(m, LONG_SYSTEM),
 }
 
 

@@ -104,14 +104,20 @@ LIMITATIONS = """## Limitations (read before trusting the numbers)
 - Abilities are on one scale only through models shared between sources; set abilities in the
   policy, or run `tierwise calibrate ability`, for models that matter.
 - Uncertainty is a coverage measure (diagonal Laplace), not calibrated item-level noise.
-  Structure the training data never carried (images, audio, tools, an empty request) adds the
-  prior's variance, 1 logit^2, and so often one tier more; a system prompt and a JSON response
-  format do not (`features.READ_FLAGS`).
+  Structure the training data never carried (images, audio, an empty request) adds the prior's
+  variance, 1 logit^2, and so often one tier more; a system prompt, a JSON response format and
+  an agent's tool exchange do not (`features.READ_FLAGS`).
 - The training data has no system prompts, so a system (or developer) prompt is not scored:
   it is flagged and counted in `n_tokens`, and d is that of the conversation without it
   (feature version 11). A system prompt that holds the task while the user turn holds only the
   material ("Translate everything into Latin" + a paragraph) is scored on the material; a
   request made only of a system prompt is scored on it.
+- Nor has it agent traces, so an agent's tool exchange (a tool call's name and arguments, a
+  tool message's text) is not scored either: flagged, counted in `n_tokens`, and an agent's
+  next step routes like the request it serves (feature version 18; scored as turns, one step
+  later 53% of real chat requests went a tier up, and after a long tool result 66% changed
+  tier, mostly down). A task whose difficulty only shows in a tool's result (a stack trace
+  after "fix the failing test") is scored on the request's words.
 - How a text was typed is not read by the fast scorer (feature versions 12-15): whitespace
   around a message, runs of spaces after a line's indentation, markdown bold, Unicode spaces and
   typographic quotes read as plain text (bench/INVARIANCE.md). Indentation, line breaks and
@@ -266,7 +272,7 @@ outside MiniLM's whole-word vocabulary is split into its WordPieces (MiniLM's to
 for those words, cached; `classifiers/wordpieces.py`), the word's value shared evenly by its
 pieces, so its embedding is their mean as in the static model. Each occurrence is weighted by
 its message (last user turn 1.0, other turns 0.5; a system prompt is not scored, feature
-version 11); the word block is a weighted
+version 11, nor a tool exchange, version 18); the word block is a weighted
 mean shrunk towards the typical request by `WORD_PRIOR` = {meta.get("word_prior", "?")} extra
 zero words (a three-word request's words weigh 3/(3 + prior) of a full mean). Each word's (or
 piece's) value is its static MiniLM embedding (all-MiniLM-L6-v2 distilled with model2vec, 128

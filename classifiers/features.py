@@ -81,9 +81,12 @@ _DENSE_IDS = np.arange(DENSE_OFF, SHORT_OFF, dtype=np.int64)
 # at the prior's 0 and it carries no variance either (classifiers/word_fold.py): the prior's
 # variance would only say that the fit has no data on it, which, added to every request with a
 # system prompt, moved 18% of real chat requests one tier up for "low confidence"
-# (bench/QUALITY_ROUTING.md, "A system prompt is not the request"). Images, audio, tool schemas
-# and an empty request keep theirs: what they hold is invisible to the scorer.
-READ_FLAGS: tuple[str, ...] = ("has_system", "wants_json")
+# (bench/QUALITY_ROUTING.md, "A system prompt is not the request"). An agent's tool exchange is
+# left out the same way (feature version 18: the agent's material, not the request), and its
+# flags' variance (1 + 1 logit^2: uncertainty 1.4 on every agent step) went the same way. (A
+# `tools` schema alone never sets has_tools in scoring: extract reads the messages only.)
+# Images, audio and an empty request keep theirs: what they hold is invisible to the scorer.
+READ_FLAGS: tuple[str, ...] = ("has_system", "wants_json", "has_tools", "has_tool_calls")
 SALT_WORD = 0
 SALT_BIGRAM = 2
 _BI_MULT = np.uint64(0x1F3)
@@ -176,10 +179,12 @@ def estimate_tokens(n_words: int, n_bytes: int, n_chars: int) -> int:
     return max(int(n_words * 1.1 + 0.5), (n_bytes + n_chars) // 8)
 
 
-def system_tokens(conv: Conversation) -> int:
-    """Estimated tokens of the system prompt(s): the features leave them out (conversation.py),
-    the request's token count keeps them, as a context window holds them too."""
-    return sum(estimate_tokens(len(t.split()), len(encode(t)), len(t)) for t in conv.system)
+def unscored_tokens(conv: Conversation) -> int:
+    """Estimated tokens of the system prompt(s) and the tool exchange: the features leave them
+    out (conversation.py), the request's token count keeps them, as a context window holds them
+    too."""
+    return sum(estimate_tokens(len(t.split()), len(encode(t)), len(t))
+               for t in (*conv.system, *conv.tool))
 
 
 # the budget of words outside the whole-word vocabulary split into WordPieces (_with_pieces)
@@ -322,7 +327,7 @@ def extract(messages: Any, bigrams: bool = False) -> Features:
     # np.nonzero saves more than the few extra gathered entries cost
     dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
     n_dense = len(DENSE_NAMES)
-    n_all = n_tok + system_tokens(conv)  # the context window holds the system prompt too
+    n_all = n_tok + unscored_tokens(conv)  # the context window holds those too
     if not hashes.size:
         return Features(ids=_DENSE_IDS, values=dense, n_tokens=n_all)
     mid = _middle(*span)
@@ -444,7 +449,7 @@ def extract_many(conversations: list[Any]) -> list[Features]:
             else 0
         )
         dense = np.array(_dense(conv, text, n_tok, n_last), dtype=np.float32)
-        n_all = n_tok + system_tokens(conv)  # the context window holds the system prompt too
+        n_all = n_tok + unscored_tokens(conv)  # the context window holds those too
         if b > a:
             vals = np.empty(b - a + len(DENSE_NAMES), np.float32)
             w = None if len(segs) == 1 else w_all[a:b]

@@ -384,6 +384,41 @@ def test_typographic_quotes_are_quotes():
         assert a.n_tokens == b.n_tokens
 
 
+def test_a_tool_exchange_is_flagged_and_counted_not_scored():
+    """Feature version 18: a tool message's text and an assistant message's tool calls set the
+    tool flags and add their tokens to n_tokens; every other feature is the conversation's
+    without them (an assistant message's own text stays a turn). With no other text, the tool
+    exchange is the request."""
+    import numpy as np
+
+    from classifiers.features import DENSE_NAMES, DENSE_OFF, extract, extract_many
+
+    flags = [DENSE_OFF + DENSE_NAMES.index(n) for n in ("has_tools", "has_tool_calls")]
+
+    def without_flags(f):
+        keep = ~np.isin(f.ids, flags)
+        return f.ids[keep], f.values[keep]
+
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "read_file", "arguments": '{"path": "src/parser.py"}'}}
+    chat = [{"role": "user", "content": "the parser test fails, fix it"}]
+    said = {"role": "assistant", "content": "Let me look at the parser."}
+    agent = [*chat, {**said, "tool_calls": [call]},
+             {"role": "tool", "tool_call_id": "c1",
+              "content": "def parse(s):\n    return s\n" * 40}]
+    for one, plain in ((extract(agent), extract([*chat, said])),
+                       (extract_many([agent])[0], extract_many([[*chat, said]])[0])):
+        for a, b in zip(without_flags(one), without_flags(plain), strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert one.values[np.isin(one.ids, flags)].tolist() == [1.0, 1.0]
+        assert one.n_tokens >= plain.n_tokens + 200
+    only = extract([{"role": "tool", "tool_call_id": "c1",
+                     "content": "Prove Fermat's little theorem."}])
+    asked = extract("Prove Fermat's little theorem.")
+    for a, b in zip(without_flags(only), without_flags(asked), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_text_parts_read_as_the_text():
     """Feature version 17: a message's text parts join with a space, so a text sent as parts
     scores as the text; a line break between them counted as a line and moved 14% of real chat

@@ -20,7 +20,7 @@ import pytest
 
 from bench.hand_written import DIR as HAND_WRITTEN_DIR
 from bench.hand_written import FRESH, NATURAL, REQUESTS
-from bench.invariance import LONG_SYSTEM, bold_first_line
+from bench.invariance import LONG_SYSTEM, after_tool_call, bold_first_line
 from classifiers.metrics import auc
 from policies.loader import load_policy
 from router import Router
@@ -177,6 +177,22 @@ def test_a_system_prompt_is_not_the_request(router):
         {"type": "text", "text": "What is in this picture?"},
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}])
     assert picture.uncertainty >= 0.9, picture
+
+
+def test_an_agent_step_routes_like_its_request(router):
+    """One agent step later (the request, the tool call the agent made for it, the tool's
+    result), the request asks the same thing: same tier, difficulty and uncertainty, more tokens
+    (feature version 18: the tool exchange is flagged and counted, not scored). Before, the
+    exchange scored as turns moved 53% of real chat requests a tier up with a short result and
+    66% (mostly down) with a long one, and its flags added 1.4 of uncertainty."""
+    items = _split(NATURAL, "dev") + _split(FRESH, "dev")
+    for i in items:
+        plain = router.route(i["messages"])
+        for result in ('{"status": "ok", "results": 3}', LONG_SYSTEM):
+            step = router.route(after_tool_call(i["messages"], result))
+            assert (step.tier, step.difficulty, step.uncertainty) == pytest.approx(
+                (plain.tier, plain.difficulty, plain.uncertainty)), (i["id"], plain, step)
+            assert step.n_tokens > plain.n_tokens  # the context window holds it all the same
 
 
 def test_a_trailing_newline_is_not_structure(router):
