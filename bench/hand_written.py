@@ -16,5 +16,9 @@ NATURAL = "natural.jsonl"  # phrased the way users write: length informative (NA
 FRESH = "fresh.jsonl"  # written later, apart from the other two and the anchors (FRESH.md)
 
 SETS = (REQUESTS, NATURAL, FRESH)  # in the order they were written
+# written blind on 2026-12-07 and read once (BLIND.md): a test split only, no choice is made on
+# it, so the scripts that read dev splits leave it out
+BLIND = "blind.jsonl"
+READ_ONCE = (BLIND,)
 # easy and hard instructions over the same pasted material (bench/material_pairs.py)
 MATERIAL_PAIRS = Path(__file__).resolve().parent / "material" / "pairs.jsonl"

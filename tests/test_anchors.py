@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.hand_written import DIR as HAND_WRITTEN_DIR
-from bench.hand_written import MATERIAL_PAIRS
+from bench.hand_written import MATERIAL_PAIRS, READ_ONCE
 from bench.hand_written import SETS as HAND_WRITTEN
 from classifiers.anchors import ANCHOR_SOURCE, HAND_LABEL_MODEL, anchor_head, is_anchor, is_hard
 from classifiers.data import load_rows, row_messages, sha256_file
@@ -47,7 +47,8 @@ def test_anchors_load_and_are_balanced_over_kinds():
 
 
 def test_no_anchor_overlaps_the_hand_written_evaluation_sets():
-    evals = [json.loads(line) for path in [HAND_WRITTEN_DIR / f for f in HAND_WRITTEN]
+    sets = HAND_WRITTEN + READ_ONCE
+    evals = [json.loads(line) for path in [HAND_WRITTEN_DIR / f for f in sets]
              + [MATERIAL_PAIRS] for line in path.read_text().splitlines()]
     eval_words = [_words({"messages": e["messages"]}) for e in evals]
     for row in load_rows(ANCHORS) + load_rows(THIRD_WRITER):
