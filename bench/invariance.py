@@ -8,7 +8,7 @@ embedded demo policy) as sent and transformed; the table says how many changed t
 much d moved. A router whose tier follows such things is routing on noise: feature version 11
 (the system prompt) and 12 (whitespace around a message) came from two of these rows, 13-15
 (Unicode spaces, layout, typographic quotes) from others, and the tool flags' variance (feature
-version 18) from the agent-step row.
+version 18) from the agent-step rows.
 
     python bench/invariance.py > bench/INVARIANCE.md
     python bench/invariance.py --scorer accurate   (the sentence encoder too: ~10 minutes)
@@ -77,6 +77,11 @@ def after_tool_call(messages: Messages, result: str = '{"status": "ok", "results
              "content": result}]
 
 
+def _after_first_sentence(text: str, sep: str) -> str:
+    cut = text.find(". ")
+    return text if cut < 0 else text[: cut + 1] + sep + text[cut + 2:]
+
+
 def bold_first_line(text: str) -> str:
     """``text`` with its first line in markdown bold (also tests/test_routing_sense.py)."""
     first, newline, rest = text.partition("\n")
@@ -102,6 +107,10 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "double spaces": lambda m: _each_turn(m, lambda t: t.replace(" ", "  ")),
     "two spaces after each sentence": lambda m: _each_turn(m, lambda t: t.replace(". ", ".  ")),
     "lines indented by four spaces": lambda m: _last_user(m, lambda t: t.replace("\n", "\n    ")),
+    "a line break after the first sentence":
+        lambda m: _last_user(m, lambda t: _after_first_sentence(t, "\n")),
+    "a blank line after the first sentence":
+        lambda m: _last_user(m, lambda t: _after_first_sentence(t, "\n\n")),
     "no-break spaces (U+00A0) for spaces":
         lambda m: _each_turn(m, lambda t: t.replace(" ", "\u00a0")),
     # what a request asks is the same, but its text is not: pleasantries and formatting
