@@ -82,6 +82,22 @@ def test_tools(client: openai.OpenAI, upstream: Any) -> None:
     assert calls and calls[0][0].function.name == "get_weather"
 
 
+def test_an_agent_step_goes_where_its_request_went(client: openai.OpenAI, upstream: Any) -> None:
+    """The step after a tool call is routed like the request it serves (feature version 18):
+    same tier and difficulty, over real HTTP, with the tool's result in the body sent on."""
+    first = client.chat.completions.with_raw_response.create(
+        model="auto", messages=ask("weather in Paris?"), tools=TOOLS)
+    call = first.parse().choices[0].message.tool_calls[0]
+    step = [*ask("weather in Paris?"),
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temp_c": 18})}]
+    second = client.chat.completions.with_raw_response.create(
+        model="auto", messages=step, tools=TOOLS)
+    for name in ("x-tierwise-tier", "x-tierwise-difficulty", "x-tierwise-escalated"):
+        assert second.headers[name] == first.headers[name], name
+    assert upstream.bodies[-1]["messages"][-1]["content"] == json.dumps({"temp_c": 18})
+
+
 def test_json_mode(client: openai.OpenAI, upstream: Any) -> None:
     completion = client.chat.completions.create(
         model="auto", messages=ask("json please"), response_format={"type": "json_object"})
