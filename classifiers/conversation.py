@@ -8,7 +8,8 @@ only shift them all alike or drown the user's words (a 1,500-token one sent 27 o
 requests to the smallest demo tier), and the training data has none (feature version 11). It
 still counts as structure (``has_system``) and in the request's token count; a request with no
 other text is scored on it. An agent's tool exchange is kept apart the same way
-(``Conversation.tool``: a tool call's name and JSON arguments, a tool message's text): it is
+(``Conversation.tool``: a tool call's name and JSON arguments, the legacy functions API's
+``function_call`` alike, a tool or function message's text): it is
 material the agent fetched for the request, not what the user asks, and scored as turns it moved
 53% of real chat requests a tier up one agent step later, 66% (mostly down) after a long result
 (feature version 18; bench/INVARIANCE.md). Non-text parts (images, audio, files) contribute no
@@ -164,6 +165,8 @@ def flatten(messages: Any, tools: Any = None, response_format: Any = None) -> Co
         role = msg.get("role")
         text = _content_text(msg.get("content"), conv)
         calls = msg.get("tool_calls")
+        if not calls and isinstance(msg.get("function_call"), dict):
+            calls = [{"function": msg["function_call"]}]  # the legacy functions API's one call
         if calls:
             conv.n_tool_calls += len(calls) if isinstance(calls, (list, tuple)) else 1
             called = _tool_calls_text(calls)

@@ -412,6 +412,16 @@ def test_a_tool_exchange_is_flagged_and_counted_not_scored():
             np.testing.assert_array_equal(a, b)
         assert one.values[np.isin(one.ids, flags)].tolist() == [1.0, 1.0]
         assert one.n_tokens >= plain.n_tokens + 200
+    # the legacy functions API: an assistant's function_call and a "function" message
+    legacy = [*chat, {**said, "function_call": call["function"]},
+              {"role": "function", "name": "read_file", "content": "def parse(s): return s"}]
+    for a, b in zip(without_flags(extract(legacy)), without_flags(extract([*chat, said])),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    bare = [*chat, {"role": "assistant", "content": None, "function_call": call["function"]},
+            {"role": "function", "name": "read_file", "content": "def parse(s): return s"}]
+    for a, b in zip(without_flags(extract(bare)), without_flags(extract(chat)), strict=True):
+        np.testing.assert_array_equal(a, b)
     only = extract([{"role": "tool", "tool_call_id": "c1",
                      "content": "Prove Fermat's little theorem."}])
     asked = extract("Prove Fermat's little theorem.")
