@@ -61,6 +61,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave out the static MiniLM embedding (data/minilm-static) of the words",
     )
     parser.add_argument("--no-validate", action="store_true", help="skip leave-one-source-out")
+    parser.add_argument(
+        "--loso-scores",
+        default=None,
+        metavar="FILE.npz",
+        help="also write each leave-one-source-out pair's item scores and outcomes, for "
+        "`python bench/heldout_bootstrap.py BASE.npz NEW.npz --variant loso`",
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -110,6 +117,11 @@ def run_train(args: argparse.Namespace) -> int:
     except DataError as exc:
         return _fail(str(exc))
     write_card(out)
+    if args.loso_scores:
+        from .validation import save_fold_scores
+
+        n = save_fold_scores(res.folds, args.loso_scores)
+        _log(f"{n} leave-one-source-out pairs' item scores written to {args.loso_scores}")
     for r in res.folds + res.extra:
         print(
             json.dumps(

@@ -7,7 +7,8 @@ Used by ``tierwise train`` (prints the numbers, writes them into the model card)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,8 @@ class PairEval:
     weak: str
     result: PairResult
     length: PairResult | None = None  # the same pair routed by prompt length alone
+    # (scores, strong outcomes, weak outcomes) of the pair's items: what a bootstrap resamples
+    items: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         out = {"source": self.source, "strong": self.strong, "weak": self.weak,
@@ -133,8 +136,25 @@ def evaluate_source(rows: list[dict], scores: np.ndarray, source: str,
         if idx.size < 20:
             continue
         base = None if lengths is None else evaluate_pair(lengths[idx], qs, qw)
-        out.append(PairEval(source, strong, weak, evaluate_pair(scores[idx], qs, qw), base))
+        out.append(PairEval(source, strong, weak, evaluate_pair(scores[idx], qs, qw), base,
+                            items=(np.asarray(scores[idx]), qs, qw)))
     return out
+
+
+def save_fold_scores(folds: list[PairEval], path: str | Path, variant: str = "loso") -> int:
+    """Write each pair's item scores and outcomes to ``path`` (.npz) under the keys
+    ``variant|source|strong|weak|d`` (``qs``, ``qw``), the layout bench/quality_routing.py's
+    --scores uses, so bench/heldout_bootstrap.py (``--variant loso``) compares two trainings'
+    leave-one-source-out folds item by item. Returns the number of pairs written."""
+    arrays: dict[str, np.ndarray] = {}
+    for f in folds:
+        if f.items is None:
+            continue
+        key = f"{variant}|{f.source}|{f.strong}|{f.weak}"
+        arrays[f"{key}|d"], arrays[f"{key}|qs"], arrays[f"{key}|qw"] = f.items
+    # numpy's stubs type **kwds as its allow_pickle flag
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+    return len(arrays) // 3
 
 
 def loso(

@@ -7,8 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from bench.heldout_bootstrap import bootstrap_changes, main, pair_apgr
+from bench.heldout_bootstrap import bootstrap_changes, load_pairs, main, pair_apgr
 from classifiers.metrics import evaluate_pair
+from classifiers.validation import evaluate_source, save_fold_scores
 
 
 def _pair(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,3 +73,25 @@ def test_main_refuses_runs_over_different_items(tmp_path) -> None:
         main([base, new, "--resamples", "10"])
     with pytest.raises(SystemExit, match="no pairs of variant 'accurate'"):
         main([base, new, "--variant", "accurate"])
+
+
+def test_leave_one_source_out_folds_round_trip_into_the_bootstrap(tmp_path, capsys) -> None:
+    """`tierwise train --loso-scores` writes what evaluate_source scored, item by item, in the
+    layout the bootstrap reads (``--variant loso``); a pair's APGR recomputed from the file is
+    the one the training printed."""
+    rng = np.random.default_rng(5)
+    strong, weak = "gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1"  # a routerbench pair
+    rows = [{"source": "routerbench", "prompt": f"q{i}",
+             "outcomes": {strong: float(rng.random() < 0.8), weak: float(rng.random() < 0.5)}}
+            for i in range(120)]
+    scores = rng.normal(size=120)
+    folds = evaluate_source(rows, scores, "routerbench")
+    assert folds and all(f.items is not None for f in folds)
+    path = tmp_path / "loso.npz"
+    assert save_fold_scores(folds, path) == len(folds)
+    pairs = load_pairs(str(path), "loso")
+    for f in folds:
+        d, qs, qw = pairs[f"routerbench|{f.strong}|{f.weak}"]
+        assert pair_apgr(d, qs, qw) == pytest.approx(f.result.apgr, abs=1e-12)
+    assert main([str(path), str(path), "--variant", "loso", "--resamples", "20"]) == 0
+    assert "+0.0000" in capsys.readouterr().out
