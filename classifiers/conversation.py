@@ -9,11 +9,11 @@ requests to the smallest demo tier), and the training data has none (feature ver
 still counts as structure (``has_system``) and in the request's token count; a request with no
 other text is scored on it. An agent's tool exchange is kept apart the same way
 (``Conversation.tool``: a tool call's name and JSON arguments, the legacy functions API's
-``function_call`` alike, a tool or function message's text): it is
-material the agent fetched for the request, not what the user asks, and scored as turns it moved
-53% of real chat requests a tier up one agent step later, 66% (mostly down) after a long result
-(feature version 18; bench/INVARIANCE.md). Non-text parts (images, audio, files) contribute no
-text but are counted as structure. Never raises on odd content.
+``function_call`` alike, a tool or function message's text): it is material the agent fetched
+for the request, not what the user asks, and scored as turns it moved 53% of real chat requests
+a tier up one agent step later, 66% (mostly down) after a long result (feature version 18;
+bench/INVARIANCE.md). Non-text parts (images, audio, files) contribute no text but are counted
+as structure. Never raises on odd content.
 """
 
 from __future__ import annotations
