@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 
-def open_session(path: str | Path, threads: int = 1) -> Any:
+def open_session(path: str | Path, threads: int = 1,
+                 disabled_optimizers: tuple[str, ...] = ()) -> Any:
     """An onnxruntime session of the graph at ``path`` on the CPU: ``threads`` intra-op threads,
-    one inter-op thread, sequential execution, every graph optimisation."""
+    one inter-op thread, sequential execution, every graph optimisation but
+    ``disabled_optimizers`` (onnxruntime's transformer names)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -21,4 +23,5 @@ def open_session(path: str | Path, threads: int = 1) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=list(disabled_optimizers))

@@ -84,3 +84,25 @@ def test_files_ship_inside_the_package() -> None:
     assert ENCODER_DIR.parent.name == "classifiers"
     assert (ENCODER_DIR / "model.onnx").stat().st_size > 10_000_000
     assert (ENCODER_DIR / "tokenizer.json").is_file() and (ENCODER_DIR / "LICENSE").is_file()
+
+
+def test_the_layer_norms_stay_split(encoder: SentenceEncoder) -> None:
+    """The shipped graph holds no SkipLayerNormalization (its onnxruntime kernel took 4x as long
+    as Add + LayerNormalization), and the encoder's session keeps it that way: a session with
+    onnxruntime's SkipLayerNormFusion on fuses the ops back and computes other int8 encodings,
+    the encoder's are those of a session with it off."""
+    import onnx
+
+    from classifiers.encoder import KEEP_SPLIT
+    from classifiers.onnx_session import open_session
+
+    path = ENCODER_DIR / "model.onnx"
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops
+    ids = np.asarray([encoder.token_ids("Why does my asyncio task never get cancelled? " * 8)])
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    split = open_session(path, 1, KEEP_SPLIT).run(["embedding"], feed)[0]
+    fused = open_session(path).run(["embedding"], feed)[0]
+    got = encoder.encode(["Why does my asyncio task never get cancelled? " * 8])
+    np.testing.assert_array_equal(got, split)
+    assert np.abs(fused - split).max() > 1e-6  # the fusion did apply there: the check can fail
