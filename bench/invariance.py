@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from classifiers import default_scorer  # noqa: E402
+from classifiers.conversation import last_user_text  # noqa: E402
 from classifiers.data import distinct_conversations, load_rows  # noqa: E402
 from router import Router  # noqa: E402
 from router.messages import as_messages  # noqa: E402
@@ -67,14 +68,11 @@ def _two_parts(text: str) -> list[dict[str, str]]:
 def after_tool_call(messages: Messages, result: str = '{"status": "ok", "results": 3}') -> Messages:
     """``messages`` + a tool call an agent made for it + the tool's ``result``: the agent's next
     step asks the same thing (also tests/test_routing_sense.py)."""
-    text = next((m["content"] for m in reversed(messages)
-                 if m.get("role") == "user" and isinstance(m.get("content"), str)), "")
-    query = " ".join(text.split()[:8])
+    query = " ".join(last_user_text(messages).split()[:8])
     call = {"id": "call_1", "type": "function",
             "function": {"name": "lookup", "arguments": json.dumps({"query": query})}}
     return [*messages, {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "call_1",
-             "content": result}]
+            {"role": "tool", "tool_call_id": "call_1", "content": result}]
 
 
 def _after_first_sentence(text: str, sep: str) -> str:

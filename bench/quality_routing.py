@@ -48,6 +48,7 @@ from classifiers.sentence_head import TextEmbeddings  # noqa: E402
 from classifiers.train import DEFAULT_PARAMS, fit, semantic_table  # noqa: E402
 from classifiers.validation import (  # noqa: E402
     length_baseline,
+    pair_arrays,
     pair_outcomes,
     pairwise_outcomes,
 )
@@ -206,8 +207,7 @@ def score_pairs(name: str, rows: list[dict], scores: np.ndarray, lengths: np.nda
             res = evaluate_pair(scores[idx], qs, qw)
             base = evaluate_pair(lengths[idx], qs, qw)
             if keep is not None:
-                tag = f"{name}|{strong}|{weak}"
-                keep[f"{tag}|d"], keep[f"{tag}|qs"], keep[f"{tag}|qw"] = scores[idx], qs, qw
+                keep.update(pair_arrays(f"{name}|{strong}|{weak}", scores[idx], qs, qw))
             out.append({"fold": name, "strong": strong, "weak": weak, "n": int(idx.size),
                         "apgr": res.apgr, "cpt50": res.cpt50, "auc": res.auc,
                         "length_apgr": base.apgr, "length_auc": base.auc})

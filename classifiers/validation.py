@@ -141,17 +141,21 @@ def evaluate_source(rows: list[dict], scores: np.ndarray, source: str,
     return out
 
 
+def pair_arrays(tag: str, d: np.ndarray, qs: np.ndarray, qw: np.ndarray) -> dict[str, np.ndarray]:
+    """One pair's item scores and outcomes under the keys ``tag|d``, ``tag|qs``, ``tag|qw``
+    (``tag``: "variant|source|strong|weak"), the .npz layout bench/heldout_bootstrap.py reads."""
+    return {f"{tag}|d": d, f"{tag}|qs": qs, f"{tag}|qw": qw}
+
+
 def save_fold_scores(folds: list[PairEval], path: str | Path, variant: str = "loso") -> int:
-    """Write each pair's item scores and outcomes to ``path`` (.npz) under the keys
-    ``variant|source|strong|weak|d`` (``qs``, ``qw``), the layout bench/quality_routing.py's
-    --scores uses, so bench/heldout_bootstrap.py (``--variant loso``) compares two trainings'
-    leave-one-source-out folds item by item. Returns the number of pairs written."""
+    """Write each pair's item scores and outcomes to ``path`` (.npz, :func:`pair_arrays`'s
+    layout, as bench/quality_routing.py's --scores), so bench/heldout_bootstrap.py
+    (``--variant loso``) compares two trainings' leave-one-source-out folds item by item.
+    Returns the number of pairs written."""
     arrays: dict[str, np.ndarray] = {}
     for f in folds:
-        if f.items is None:
-            continue
-        key = f"{variant}|{f.source}|{f.strong}|{f.weak}"
-        arrays[f"{key}|d"], arrays[f"{key}|qs"], arrays[f"{key}|qw"] = f.items
+        if f.items is not None:
+            arrays.update(pair_arrays(f"{variant}|{f.source}|{f.strong}|{f.weak}", *f.items))
     # numpy's stubs type **kwds as its allow_pickle flag
     np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
     return len(arrays) // 3

@@ -299,34 +299,38 @@ def test_extract_many_equals_extract():
     assert extract_many([]) == []
 
 
+def _assert_same_features_but(flags: tuple[str, ...], one, other) -> None:
+    """``one`` and ``other`` (Features) hold the same ids and values, the structure ``flags``
+    left out: a part of a request that is flagged and counted, not scored."""
+    import numpy as np
+
+    from classifiers.features import DENSE_NAMES, DENSE_OFF
+
+    drop = [DENSE_OFF + DENSE_NAMES.index(n) for n in flags]
+    masks = [~np.isin(f.ids, drop) for f in (one, other)]
+    np.testing.assert_array_equal(one.ids[masks[0]], other.ids[masks[1]])
+    np.testing.assert_array_equal(one.values[masks[0]], other.values[masks[1]])
+
+
 def test_a_system_prompt_is_flagged_and_counted_not_scored():
     """Feature version 11: a system (or developer) prompt sets `has_system` and adds its tokens
     to n_tokens; every other feature is the conversation's without it. With no other text, the
     system prompt is the request."""
-    import numpy as np
-
     from classifiers.features import DENSE_NAMES, DENSE_OFF, extract, extract_many
 
     flag = DENSE_OFF + DENSE_NAMES.index("has_system")
-
-    def without_flag(f):
-        keep = f.ids != flag
-        return f.ids[keep], f.values[keep]
-
     chat = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello"},
             {"role": "user", "content": "what is 2+2"}]
     for role in ("system", "developer"):
         framed = [{"role": role, "content": "You are a terse assistant. " * 50}, *chat]
         for one, plain in ((extract(framed), extract(chat)),
                            (extract_many([framed])[0], extract_many([chat])[0])):
-            for a, b in zip(without_flag(one), without_flag(plain), strict=True):
-                np.testing.assert_array_equal(a, b)
+            _assert_same_features_but(("has_system",), one, plain)
             assert one.values[one.ids == flag].tolist() == [1.0]
             assert one.n_tokens >= plain.n_tokens + 250
     alone, asked = extract([{"role": "system", "content": "Prove Fermat's little theorem."}]), \
         extract("Prove Fermat's little theorem.")
-    for a, b in zip(without_flag(alone), without_flag(asked), strict=True):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_features_but(("has_system",), alone, asked)
     assert alone.n_tokens == asked.n_tokens
 
 
@@ -393,12 +397,8 @@ def test_a_tool_exchange_is_flagged_and_counted_not_scored():
 
     from classifiers.features import DENSE_NAMES, DENSE_OFF, extract, extract_many
 
-    flags = [DENSE_OFF + DENSE_NAMES.index(n) for n in ("has_tools", "has_tool_calls")]
-
-    def without_flags(f):
-        keep = ~np.isin(f.ids, flags)
-        return f.ids[keep], f.values[keep]
-
+    tool_flags = ("has_tools", "has_tool_calls")
+    flags = [DENSE_OFF + DENSE_NAMES.index(n) for n in tool_flags]
     call = {"id": "c1", "type": "function",
             "function": {"name": "read_file", "arguments": '{"path": "src/parser.py"}'}}
     chat = [{"role": "user", "content": "the parser test fails, fix it"}]
@@ -408,25 +408,20 @@ def test_a_tool_exchange_is_flagged_and_counted_not_scored():
               "content": "def parse(s):\n    return s\n" * 40}]
     for one, plain in ((extract(agent), extract([*chat, said])),
                        (extract_many([agent])[0], extract_many([[*chat, said]])[0])):
-        for a, b in zip(without_flags(one), without_flags(plain), strict=True):
-            np.testing.assert_array_equal(a, b)
+        _assert_same_features_but(tool_flags, one, plain)
         assert one.values[np.isin(one.ids, flags)].tolist() == [1.0, 1.0]
         assert one.n_tokens >= plain.n_tokens + 200
     # the legacy functions API: an assistant's function_call and a "function" message
     legacy = [*chat, {**said, "function_call": call["function"]},
               {"role": "function", "name": "read_file", "content": "def parse(s): return s"}]
-    for a, b in zip(without_flags(extract(legacy)), without_flags(extract([*chat, said])),
-                    strict=True):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_features_but(tool_flags, extract(legacy), extract([*chat, said]))
     bare = [*chat, {"role": "assistant", "content": None, "function_call": call["function"]},
             {"role": "function", "name": "read_file", "content": "def parse(s): return s"}]
-    for a, b in zip(without_flags(extract(bare)), without_flags(extract(chat)), strict=True):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_features_but(tool_flags, extract(bare), extract(chat))
     only = extract([{"role": "tool", "tool_call_id": "c1",
                      "content": "Prove Fermat's little theorem."}])
     asked = extract("Prove Fermat's little theorem.")
-    for a, b in zip(without_flags(only), without_flags(asked), strict=True):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_features_but(tool_flags, only, asked)
 
 
 def test_text_parts_read_as_the_text():
