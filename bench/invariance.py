@@ -58,11 +58,15 @@ def _each_turn(messages: Messages, edit: Callable[[str], str]) -> Messages:
             for m in messages]
 
 
-def _two_parts(text: str) -> list[dict[str, str]]:
+def _cut_after_first_sentence(text: str) -> tuple[str, str] | None:
+    """``text`` cut at its first ". " (the period kept, the space dropped), or None."""
     cut = text.find(". ")
-    if cut < 0:
-        return [{"type": "text", "text": text}]
-    return [{"type": "text", "text": text[: cut + 1]}, {"type": "text", "text": text[cut + 2:]}]
+    return None if cut < 0 else (text[: cut + 1], text[cut + 2:])
+
+
+def _two_parts(text: str) -> list[dict[str, str]]:
+    parts = _cut_after_first_sentence(text) or (text,)
+    return [{"type": "text", "text": part} for part in parts]
 
 
 def after_tool_call(messages: Messages, result: str = '{"status": "ok", "results": 3}') -> Messages:
@@ -76,8 +80,7 @@ def after_tool_call(messages: Messages, result: str = '{"status": "ok", "results
 
 
 def _after_first_sentence(text: str, sep: str) -> str:
-    cut = text.find(". ")
-    return text if cut < 0 else text[: cut + 1] + sep + text[cut + 2:]
+    return sep.join(_cut_after_first_sentence(text) or (text,))
 
 
 def bold_first_line(text: str) -> str:
