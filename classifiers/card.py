@@ -135,8 +135,9 @@ def head_section(head: dict | None) -> str:
     return f"""## The "accurate" scorer (`classifiers/sentence_head.py`, `{head["file"]}`)
 
 `scorer = "accurate"` (policy key; `tierwise score --scorer accurate`) adds to the fast d above
-`weight * (logit - centre)`: a logistic regression (C = {head["C"]}) on the all-MiniLM-L6-v2
-sentence embedding (int8 ONNX, first 64 WordPieces, `classifiers/minilm_encoder/`) of the
+`weight * (logit - centre)`: a logistic regression (C = {head["C"]}) on the sentence embedding
+of a 3-layer student of all-MiniLM-L6-v2 (trained to give from the first 48 WordPieces MiniLM's
+vector of the first 64; int8 ONNX, `classifiers/minilm_encoder/`) of the
 {head["text"]}, trained on {head["label"]}: {head["n_selected"]} selected and
 {head["n_unselected"]} unselected distinct requests; 5-fold held-out AUC {head["cv_auc"]:.3f}.
 weight = {head["weight"]} (chosen on the common-sense set's dev split, bench/COMMONSENSE.md);

