@@ -7,8 +7,9 @@ layers, or at 32 or 48 pieces, lost the hand-written `requests` split the accura
 for (bench/QUALITY_ROUTING.md, twice). So the student is *trained*: MiniLM's first
 ``STUDENT_LAYERS`` layers, fine-tuned so that its sentence embedding of a text's first
 ``student_tokens`` pieces matches the full model's embedding of its first ``TEACHER_TOKENS`` pieces
-(cosine loss). The texts are the distinct last user turns of the training data, with no labels
-and nothing hand-written: the student learns to imitate MiniLM, not to route.
+(cosine loss). The texts are the distinct last user turns of the training data (the files
+``tierwise train`` reads, its hand-labeled anchors included; none of bench/commonsense's
+evaluation sets), without their labels: the student learns to imitate MiniLM, not to route.
 
 CPU torch is deterministic for a fixed seed and thread count (``threads``), so
 :func:`classifiers.encoder.export` rebuilds the shipped weights.
