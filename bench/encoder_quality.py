@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from classifiers.encoder import ENCODER_DIR, MAX_TOKENS, SentenceEncoder  # noqa: E402
-from classifiers.encoder_distill import TEACHER_TOKENS  # noqa: E402
+from classifiers.encoder_distill import TEACHER_TOKENS, teacher_tokenizer  # noqa: E402
 
 
 def texts_of(n_chat: int) -> list[str]:
@@ -51,7 +51,6 @@ def main() -> int:
     import importlib.util
 
     import torch
-    from tokenizers import Tokenizer
     from transformers import AutoModel
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -66,8 +65,7 @@ def main() -> int:
     ours = enc.encode(texts)
     ref = np.zeros_like(ours)
     lengths = []
-    teacher_tok = Tokenizer.from_str(enc.tokenizer.to_str())
-    teacher_tok.enable_truncation(max_length=TEACHER_TOKENS)
+    teacher_tok = teacher_tokenizer(enc.tokenizer)
     for i, t in enumerate(texts):
         ids = torch.tensor([teacher_tok.encode(t).ids])
         lengths.append(ids.shape[1])

