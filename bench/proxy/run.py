@@ -220,9 +220,11 @@ class Server:
 
 def tierwise_source(src: str) -> dict:
     """Environment that makes the tierwise servers import `src` code: HEAD is exported to /tmp
-    (the working tree is shared with engineers mid-edit) and put first on PYTHONPATH."""
+    (the working tree is shared with engineers mid-edit) and put first on PYTHONPATH; the
+    working tree is this script's checkout, put first too (else a venv's editable install of
+    another checkout, e.g. the main one when this runs from a `git worktree`, would be served)."""
     if src == "worktree":
-        return {}
+        return {"PYTHONPATH": str(REPO)}
     dest = Path("/tmp/tierwise-bench-src")
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
