@@ -48,7 +48,11 @@ def cmd_route(args: argparse.Namespace) -> int:
     # import, which spins ~100 ms of CPU on the other core for nothing.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-    decision = _decider(args).route(_prompt(args.text))
+    from router.messages import as_messages
+
+    decider = _decider(args)
+    messages = as_messages(_prompt(args.text))
+    decision = decider.route(messages)
     if args.json:
         print(json.dumps(decision.to_dict()))
     else:
@@ -59,7 +63,18 @@ def cmd_route(args: argparse.Namespace) -> int:
         print(f"confidence: {decision.confidence:.2f}")
         for reason in decision.reasons:
             print(f"  - {reason}")
+        _print_parts(decider.scorer.explain(messages), decision.difficulty)
     return 0
+
+
+def _print_parts(parts: dict[str, float], difficulty: float, shown: int = 6) -> None:
+    """The largest parts of d (classifiers.explain), then the rest summed: why this tier."""
+    print(f"why d = {difficulty:.2f} (the parts of the model that add most):")
+    for name, value in list(parts.items())[:shown]:
+        print(f"  {value:+.2f}  {name}")
+    rest = list(parts.values())[shown:]
+    if rest:
+        print(f"  {sum(rest):+.2f}  {len(rest)} smaller parts")
 
 
 def _prompt(text: str | None) -> str:

@@ -1,0 +1,61 @@
+"""Why a request got its difficulty: the parts of d (classifiers/explain.py), `tierwise route`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from classifiers import DifficultyScorer
+from classifiers.explain import ANCHORS_HEAD, LEVEL, SENTENCE_HEAD, WORDS
+
+CONVERSATIONS = [
+    "hi",
+    "",
+    "What is 2+2?",
+    "Design a geo-distributed, strongly consistent key-value store.",
+    # a long last user turn: the anchors' head holds only its two ends
+    "My grandfather loved maps. " * 40 + "What is the tallest mountain in Europe?",
+    [{"role": "system", "content": "Be brief."},
+     {"role": "user", "content": "Write a sort in Go."},
+     {"role": "assistant", "content": "func sort(xs []int) { ... }"},
+     {"role": "user", "content": "Now make it stable and explain why it is O(n log n)."}],
+    [{"role": "user", "content": [{"type": "text", "text": "What is in this picture?"},
+                                  {"type": "image_url",
+                                   "image_url": {"url": "data:image/png;base64,AAAA"}}]}],
+]
+
+
+@pytest.fixture(scope="module", params=["fast", "accurate"])
+def scorer(request: pytest.FixtureRequest) -> DifficultyScorer:
+    return DifficultyScorer(scorer=request.param)
+
+
+@pytest.mark.parametrize("messages", CONVERSATIONS)
+def test_the_parts_sum_to_the_difficulty(scorer: DifficultyScorer, messages: object) -> None:
+    parts = scorer.explain(messages)  # type: ignore[arg-type]
+    d = scorer.score(messages).difficulty  # type: ignore[arg-type]
+    assert sum(parts.values()) == pytest.approx(d, abs=1e-4)
+    sizes = [abs(v) for v in parts.values()]
+    assert sizes == sorted(sizes, reverse=True)
+    assert {WORDS, ANCHORS_HEAD} <= set(parts)
+    assert (SENTENCE_HEAD in parts) == (LEVEL in parts) == (scorer.kind == "accurate")
+
+
+def test_length_is_the_part_that_grows_with_a_longer_request() -> None:
+    scorer = DifficultyScorer()
+    short = scorer.explain("Explain recursion.")
+    long = scorer.explain("Explain recursion. " + "Use an example from real code. " * 30)
+    assert long["log_tokens_last_user"] > short["log_tokens_last_user"] > 0
+
+
+def test_route_says_why() -> None:
+    out = subprocess.run([sys.executable, "-m", "router", "route", "What is 2+2?"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    why = out.stdout.split("why d = ", 1)[1].splitlines()
+    d = float(why[0].split()[0])
+    values = [float(line.split()[0]) for line in why[1:] if line.strip()]
+    assert "log_tokens_last_user" in out.stdout
+    assert sum(values) == pytest.approx(d, abs=0.01 * len(values))
