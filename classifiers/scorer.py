@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -46,6 +46,9 @@ FEATURE_VERSION = 18  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: sh
 # the same weights as version 16's); 18: an agent's tool exchange (tool calls, tool messages) is
 # not scored, only flagged and counted in n_tokens, and its flags carry no prior variance (no
 # training row has one: the same weights as version 17's)
+if TYPE_CHECKING:
+    from .explain import Explanation
+
 Engine = Literal["auto", "onnxruntime"]
 
 
@@ -175,23 +178,24 @@ class DifficultyScorer:
             u0 = self._scale * u0
         return Score(difficulty=d0, uncertainty=u0, n_tokens=f.n_tokens)
 
-    def explain(self, messages: list[dict] | str) -> dict[str, float]:
-        """What each part of the model adds to this conversation's difficulty, largest first;
-        the values sum to ``score(messages).difficulty`` (:mod:`classifiers.explain`). With
-        the accurate scorer the fast parts are scaled as d is, and the sentence head and the
-        level's offset are two more parts."""
-        from .explain import LEVEL, SENTENCE_HEAD, largest_first, parts
+    def explain(self, messages: list[dict] | str) -> Explanation:
+        """What adds up to this conversation's difficulty: the parts of the model, largest first,
+        summing to ``score(messages).difficulty``, and each word's share of the word blocks
+        (:mod:`classifiers.explain`). With the accurate scorer every value is scaled as d is,
+        and the sentence head and the level's offset are two more parts."""
+        from .explain import LEVEL, SENTENCE_HEAD, Explanation, explain, largest_first
 
         table = self._table if self._table is not None else read_linear_table(self.onnx_path)
         if table is None:
             raise ValueError(f"{self.onnx_path}: not the linear model `tierwise train` builds, "
                              "so its difficulty cannot be split into parts")
-        out = parts(table, extract(messages, self._bigrams))
-        if self._head is not None:
-            out = {name: self._scale * value for name, value in out.items()}
-            out[SENTENCE_HEAD] = self._scale * float(self.sentence_shift([messages])[0])
-            out[LEVEL] = self._offset
-        return largest_first(out)
+        why = explain(table, extract(messages, self._bigrams), messages)
+        if self._head is None:
+            return why
+        why = why.scaled(self._scale)
+        shift = float(self.sentence_shift([messages])[0])
+        parts = {**why.parts, SENTENCE_HEAD: self._scale * shift, LEVEL: self._offset}
+        return Explanation(largest_first(parts), why.words)
 
     def score_batch(self, conversations: list[list[dict]] | list[Any]) -> list[Score]:
         """Difficulty of many conversations (one hashing pass, one model evaluation)."""

@@ -63,18 +63,21 @@ def cmd_route(args: argparse.Namespace) -> int:
         print(f"confidence: {decision.confidence:.2f}")
         for reason in decision.reasons:
             print(f"  - {reason}")
-        _print_parts(decider.scorer.explain(messages), decision.difficulty)
+        _print_why(decider.scorer.explain(messages), decision.difficulty)
     return 0
 
 
-def _print_parts(parts: dict[str, float], difficulty: float, shown: int = 6) -> None:
-    """The largest parts of d (classifiers.explain), then the rest summed: why this tier."""
+def _print_why(why: Any, difficulty: float, shown: int = 6) -> None:
+    """The largest parts of d and the words that add most (classifiers.explain): why this tier."""
     print(f"why d = {difficulty:.2f} (the parts of the model that add most):")
-    for name, value in list(parts.items())[:shown]:
+    values = list(why.parts.values())
+    for name, value in list(why.parts.items())[:shown]:
         print(f"  {value:+.2f}  {name}")
-    rest = list(parts.values())[shown:]
-    if rest:
-        print(f"  {sum(rest):+.2f}  {len(rest)} smaller parts")
+    if values[shown:]:
+        print(f"  {sum(values[shown:]):+.2f}  {len(values) - shown} smaller parts")
+    if why.words:
+        print("  words that add most: " + ", ".join(
+            f"{word!r} {value:+.2f}" for word, value in why.words[:shown]))
 
 
 def _prompt(text: str | None) -> str:

@@ -34,19 +34,33 @@ def scorer(request: pytest.FixtureRequest) -> DifficultyScorer:
 
 @pytest.mark.parametrize("messages", CONVERSATIONS)
 def test_the_parts_sum_to_the_difficulty(scorer: DifficultyScorer, messages: object) -> None:
-    parts = scorer.explain(messages)  # type: ignore[arg-type]
+    why = scorer.explain(messages)  # type: ignore[arg-type]
     d = scorer.score(messages).difficulty  # type: ignore[arg-type]
-    assert sum(parts.values()) == pytest.approx(d, abs=1e-4)
-    sizes = [abs(v) for v in parts.values()]
+    assert sum(why.parts.values()) == pytest.approx(d, abs=1e-4)
+    sizes = [abs(v) for v in why.parts.values()]
     assert sizes == sorted(sizes, reverse=True)
-    assert {WORDS, ANCHORS_HEAD} <= set(parts)
-    assert (SENTENCE_HEAD in parts) == (LEVEL in parts) == (scorer.kind == "accurate")
+    assert {WORDS, ANCHORS_HEAD} <= set(why.parts)
+    assert (SENTENCE_HEAD in why.parts) == (LEVEL in why.parts) == (scorer.kind == "accurate")
+    # the words' shares are the two word blocks, word by word
+    words = sum(v for _, v in why.words)
+    assert words == pytest.approx(why.parts[WORDS] + why.parts[ANCHORS_HEAD], abs=1e-4)
+
+
+def test_each_word_is_named_once_with_its_share() -> None:
+    scorer = DifficultyScorer()
+    # "goroutine" is outside MiniLM's whole-word vocabulary: read as its WordPieces
+    why = scorer.explain("Why does my goroutine deadlock when the channel is unbuffered? "
+                         "The goroutine never returns.")
+    names = [w for w, _ in why.words]
+    assert len(names) == len(set(names)) and "goroutine" in names and "deadlock" in names
+    alone = dict(scorer.explain("goroutine").words)["goroutine"]
+    assert alone != 0.0  # its pieces carry a value
 
 
 def test_length_is_the_part_that_grows_with_a_longer_request() -> None:
     scorer = DifficultyScorer()
-    short = scorer.explain("Explain recursion.")
-    long = scorer.explain("Explain recursion. " + "Use an example from real code. " * 30)
+    short = scorer.explain("Explain recursion.").parts
+    long = scorer.explain("Explain recursion. " + "Use an example from real code. " * 30).parts
     assert long["log_tokens_last_user"] > short["log_tokens_last_user"] > 0
 
 
@@ -56,6 +70,7 @@ def test_route_says_why() -> None:
     assert out.returncode == 0, out.stderr
     why = out.stdout.split("why d = ", 1)[1].splitlines()
     d = float(why[0].split()[0])
-    values = [float(line.split()[0]) for line in why[1:] if line.strip()]
-    assert "log_tokens_last_user" in out.stdout
+    values = [float(line.split()[0]) for line in why[1:] if line.strip()
+              and not line.strip().startswith("words that add most")]
+    assert "log_tokens_last_user" in out.stdout and "words that add most: " in out.stdout
     assert sum(values) == pytest.approx(d, abs=0.01 * len(values))
