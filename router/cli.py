@@ -149,13 +149,21 @@ def cmd_score(args: argparse.Namespace) -> int:
             continue
         score = next(scores)
         decision = decide(router.policy, score, RequestFacts())
-        out.write(json.dumps({
+        row: dict[str, Any] = {
             "line": number, "difficulty": round(score.difficulty, 5),
             "uncertainty": round(score.uncertainty, 5), "n_tokens": score.n_tokens,
             "tier": decision.tier,
             "p_sufficient": {k: round(v, 5) for k, v in decision.p_sufficient.items()},
-        }) + "\n")
+        }
+        if args.explain:
+            why = router.scorer.explain(messages)
+            row["parts"] = {k: round(v, 5) for k, v in why.parts.items()}
+            row["words"] = [[w, round(v, 5)] for w, v in why.words[:EXPLAINED_WORDS]]
+        out.write(json.dumps(row) + "\n")
     return 1 if failures else 0
+
+
+EXPLAINED_WORDS = 8  # `score --explain`: the words that add most, per line
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -308,6 +316,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser("score",
                            help="score a JSONL file of prompts (one JSON line out per line)")
         p.add_argument("file", help="JSONL with 'prompt' or 'messages' per line; - for stdin")
+        p.add_argument("--explain", action="store_true",
+                       help="add each line's 'parts' of its difficulty (they sum to it) and the "
+                            f"{EXPLAINED_WORDS} 'words' that add most")
         _policy_arg(p)
         _scorer_arg(p)
         p.set_defaults(func=cmd_score)

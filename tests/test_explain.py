@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +76,24 @@ def test_route_says_why() -> None:
               and not line.strip().startswith("words that add most")]
     assert "log_tokens_last_user" in out.stdout and "words that add most: " in out.stdout
     assert sum(values) == pytest.approx(d, abs=0.01 * len(values))
+
+
+def test_score_explains_each_line_on_request(tmp_path: Path) -> None:
+    data = tmp_path / "in.jsonl"
+    data.write_text('{"prompt": "What is 2+2?"}\n'
+                    '{"prompt": "Prove that the halting problem is undecidable."}\n')
+    plain = _score(str(data))
+    explained = _score("--explain", str(data))
+    assert all("parts" not in row and "words" not in row for row in plain)
+    for before, row in zip(plain, explained, strict=True):
+        assert row["difficulty"] == before["difficulty"]
+        assert sum(row["parts"].values()) == pytest.approx(row["difficulty"], abs=1e-3)
+        assert 0 < len(row["words"]) <= 8
+    assert "undecidable" in [w for w, _ in explained[1]["words"]]
+
+
+def _score(*args: str) -> list[dict]:
+    out = subprocess.run([sys.executable, "-m", "router", "score", *args],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
