@@ -63,7 +63,12 @@ def cmd_route(args: argparse.Namespace) -> int:
         print(f"confidence: {decision.confidence:.2f}")
         for reason in decision.reasons:
             print(f"  - {reason}")
-        _print_why(decider.scorer.explain(messages), decision.difficulty)
+        try:
+            why = decider.scorer.explain(messages)
+        except ValueError as exc:  # a model that is not the linear table: no parts to show
+            print(f"why: {exc}")
+        else:
+            _print_why(why, decision.difficulty)
     return 0
 
 
@@ -156,7 +161,10 @@ def cmd_score(args: argparse.Namespace) -> int:
             "p_sufficient": {k: round(v, 5) for k, v in decision.p_sufficient.items()},
         }
         if args.explain:
-            why = router.scorer.explain(messages)
+            try:
+                why = router.scorer.explain(messages)
+            except ValueError as exc:  # a model that is not the linear table
+                raise TierwiseError(f"--explain: {exc}") from None
             row["parts"] = {k: round(v, 5) for k, v in why.parts.items()}
             row["words"] = [[w, round(v, 5)] for w, v in why.words[:EXPLAINED_WORDS]]
         out.write(json.dumps(row) + "\n")
