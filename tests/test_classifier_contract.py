@@ -188,6 +188,8 @@ def test_other_graphs_run_on_onnxruntime(tmp_path):
     base = DifficultyScorer()
     conv = [{"role": "user", "content": HARD}]
     assert other.score(conv).difficulty == pytest.approx(2 * base.score(conv).difficulty, rel=1e-5)
+    with pytest.raises(ValueError, match="cannot be split into parts"):
+        other.explain(conv)  # no table, no parts: said, not guessed
 
 
 @pytest.mark.parametrize("key, name", [
