@@ -68,11 +68,33 @@ def dev_splits(scorer: DifficultyScorer) -> dict[str, tuple[list[dict], list]]:
     return out
 
 
-def choose_small(policy: Policy, scorer: DifficultyScorer, d: np.ndarray, large: float) -> float:
-    """The demo's rule for the small tier's share (see the module docstring); prints each step."""
+def upper_bound(k: int, n: int, level: float) -> float:
+    """One-sided Clopper-Pearson upper bound at ``level`` of a rate seen k times in n: the p at
+    which seeing k or fewer would happen with probability 1 - level (bisection on the
+    binomial CDF; stdlib only)."""
+    if k >= n:
+        return 1.0
+
+    def cdf(p: float) -> float:
+        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+    lo, hi = k / n, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) > 1 - level else (lo, mid)
+    return hi
+
+
+def choose_small(policy: Policy, scorer: DifficultyScorer, d: np.ndarray, large: float,
+                 bound: float | None = None) -> float:
+    """The demo's rule for the small tier's share (see the module docstring); prints each step.
+    With ``bound`` (e.g. 0.9) it also prints, per step, the pooled dev count's one-sided upper
+    bound at that level and the share a stricter rule would take: the largest whose bound is
+    within the bar too (a proposal, not the demo's rule: bench/COMMONSENSE.md)."""
     dev = {name: [s for item, s in zip(items, scores, strict=True) if item["label"] == "hard"]
            for name, (items, scores) in dev_splits(scorer).items()}
     chosen, chosen_ability = 0.0, float("nan")
+    strict, strict_ability = 0.0, float("nan")
     for step in range(1, 11):
         small = step / 20
         abilities = abilities_for(d, [small, 1.0 - small - large, large], policy.quality_target)
@@ -87,8 +109,18 @@ def choose_small(policy: Policy, scorer: DifficultyScorer, d: np.ndarray, large:
         print(f"small {small:.0%} (ability {abilities[0]:.2f}): hard dev requests on "
               f"{smallest}: " + ", ".join(f"{n} {c} of {len(dev[n])}" for n, c in counts.items())
               + ("" if ok else "  > 5%"))
+        if bound is not None:
+            k, n = sum(counts.values()), sum(len(v) for v in dev.values())
+            top = upper_bound(k, n, bound)
+            print(f"    pooled {k} of {n} ({k / n:.1%}); one-sided {bound:.0%} upper bound "
+                  f"{top:.1%}")
+            if ok and top <= MAX_HARD_ON_SMALL:
+                strict, strict_ability = small, abilities[0]
     print(f"the rule's share for {policy.tiers[0].name}: {chosen:.0%}, ability "
           f"{chosen_ability:.2f}")
+    if bound is not None:
+        print(f"with the pooled count's {bound:.0%} upper bound within the bar too: "
+              f"{strict:.0%}, ability {strict_ability:.2f}")
     return chosen
 
 
@@ -102,6 +134,9 @@ def main() -> int:
                     help="difficulty scorer (default: the policy's `scorer`)")
     ap.add_argument("--choose-small", action="store_true",
                     help="apply the demo's rule for the small tier's share and print it")
+    ap.add_argument("--bound", type=float, default=None, metavar="LEVEL",
+                    help="with --choose-small: also the share a stricter rule would take, the "
+                         "pooled dev count's one-sided upper bound at LEVEL (e.g. 0.9) <= 5%%")
     ap.add_argument("--apply", action="store_true",
                     help="route with the suggested abilities, not the policy's (what --shares "
                          "would do if the policy took them)")
@@ -115,7 +150,7 @@ def main() -> int:
     scores = scorer.score_batch(convs)
     d = np.array([s.difficulty for s in scores])
     if args.choose_small:
-        choose_small(policy, scorer, d, shares[-1])
+        choose_small(policy, scorer, d, shares[-1], args.bound)
         return 0
     abilities = abilities_for(d, shares, policy.quality_target)
     print(f"{len(d)} distinct chat requests; d quantiles 10/50/90%: "
