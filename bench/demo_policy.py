@@ -70,19 +70,10 @@ def dev_splits(scorer: DifficultyScorer) -> dict[str, tuple[list[dict], list]]:
 
 def upper_bound(k: int, n: int, level: float) -> float:
     """One-sided Clopper-Pearson upper bound at ``level`` of a rate seen k times in n: the p at
-    which seeing k or fewer would happen with probability 1 - level (bisection on the
-    binomial CDF; stdlib only)."""
-    if k >= n:
-        return 1.0
+    which seeing k or fewer would happen with probability 1 - level (the beta quantile)."""
+    from scipy.stats import beta
 
-    def cdf(p: float) -> float:
-        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
-
-    lo, hi = k / n, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) > 1 - level else (lo, mid)
-    return hi
+    return 1.0 if k >= n else float(beta.ppf(level, k + 1, n - k))
 
 
 def choose_small(policy: Policy, scorer: DifficultyScorer, d: np.ndarray, large: float,
