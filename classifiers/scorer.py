@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -185,7 +186,7 @@ class DifficultyScorer:
         and the sentence head and the level's offset are two more parts."""
         from .explain import LEVEL, SENTENCE_HEAD, Explanation, explain, largest_first
 
-        table = self._table if self._table is not None else read_linear_table(self.onnx_path)
+        table = self._table if self._table is not None else self._table_for_explain
         if table is None:
             raise ValueError(f"{self.onnx_path}: not the linear model `tierwise train` builds, "
                              "so its difficulty cannot be split into parts")
@@ -196,6 +197,12 @@ class DifficultyScorer:
         shift = float(self.sentence_shift([messages])[0])
         parts = {**why.parts, SENTENCE_HEAD: self._scale * shift, LEVEL: self._offset}
         return Explanation(largest_first(parts), why.words)
+
+    @cached_property
+    def _table_for_explain(self) -> np.ndarray | None:
+        """model.onnx's linear table when the scorer runs on onnxruntime (engine="onnxruntime"
+        on a linear graph), read once, not per explained request; None for another graph."""
+        return read_linear_table(self.onnx_path)
 
     def score_batch(self, conversations: list[list[dict]] | list[Any]) -> list[Score]:
         """Difficulty of many conversations (one hashing pass, one model evaluation)."""

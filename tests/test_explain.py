@@ -97,3 +97,11 @@ def _score(*args: str) -> list[dict]:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def test_the_onnxruntime_engine_explains_from_the_same_table() -> None:
+    text = "Design a geo-distributed, strongly consistent key-value store."
+    on_ort = DifficultyScorer(engine="onnxruntime")
+    assert on_ort.explain(text) == DifficultyScorer().explain(text)
+    assert sum(on_ort.explain(text).parts.values()) == pytest.approx(
+        on_ort.score(text).difficulty, abs=1e-4)
