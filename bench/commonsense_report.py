@@ -23,11 +23,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import commonsense  # noqa: E402
 from hand_written import DIR as HAND_WRITTEN_DIR  # noqa: E402
-from hand_written import FRESH, NATURAL, REQUESTS  # noqa: E402
+from hand_written import FIFTH, FRESH, NATURAL, REQUESTS  # noqa: E402
 
 SETS = (  # (file in bench/commonsense, named in bench/hand_written.py; label in the summary)
     (NATURAL, f"natural phrasing ({NATURAL})"),
     (FRESH, f"written apart ({FRESH})"),
+    (FIFTH, f"a fifth writer ({FIFTH})"),
     (REQUESTS, f"length uninformative ({REQUESTS})"),
 )
 SUMMARY = "## Summary (the ALL rows below)"

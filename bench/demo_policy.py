@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.hand_written import DIR as HAND_WRITTEN_DIR  # noqa: E402
-from bench.hand_written import FRESH, NATURAL, REQUESTS  # noqa: E402
+from bench.hand_written import FIFTH, FRESH, NATURAL, REQUESTS  # noqa: E402
 from classifiers import SCORERS  # noqa: E402
 from classifiers.data import (  # noqa: E402
     distinct_conversations,
@@ -48,7 +48,7 @@ from policies.decide import decide  # noqa: E402
 from policies.loader import load_policy  # noqa: E402
 from policies.schema import Policy  # noqa: E402
 
-DEV_SETS = (NATURAL, REQUESTS, FRESH)  # bench/hand_written.py, in this script's order
+DEV_SETS = (NATURAL, REQUESTS, FRESH, FIFTH)  # bench/hand_written.py, in this script's order
 MAX_MIS_TIER = 0.05  # issue 13's bars: easy requests on the largest tier, hard on the smallest
 BOUND_LEVEL = 0.9  # the pooled dev count's one-sided upper bound must be within the bar too
 SPEND_OUTPUT_TOKENS = (100, 500)  # answer lengths the spend line is printed for

@@ -8,7 +8,7 @@ bench/QUALITY_ROUTING.md use. The interval says how much of a dev-sum change a d
 of requests could have given: a rule's dev threshold inside it is a coin toss.
 
 Usage:  python bench/dev_bootstrap.py --base /tmp/wt-old [--new .] [--split dev]
-        [--sets requests,natural,fresh] [--resamples 2000] [--scorer fast]
+        [--sets requests,natural,fresh,fifth] [--resamples 2000] [--scorer fast]
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", required=True, help="checkout of the code before the change")
     ap.add_argument("--new", default=str(ROOT), help="checkout after it (default: this one)")
     ap.add_argument("--split", choices=["dev", "test", "all"], default="dev")
-    ap.add_argument("--sets", default="requests,natural,fresh")
+    ap.add_argument("--sets", default=",".join(BY_NAME))
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--scorer", choices=["fast", "accurate"], default=None)
     ap.add_argument("--seed", type=int, default=0)

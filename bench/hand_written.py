@@ -14,8 +14,9 @@ DIR = Path(__file__).resolve().parent / "commonsense"
 REQUESTS = "requests.jsonl"  # length deliberately uninformative (commonsense/README.md)
 NATURAL = "natural.jsonl"  # phrased the way users write: length informative (NATURAL.md)
 FRESH = "fresh.jsonl"  # written later, apart from the other two and the anchors (FRESH.md)
+FIFTH = "fifth.jsonl"  # a fifth writer, after the blind set, seeing none of the others (FIFTH.md)
 
-SETS = (REQUESTS, NATURAL, FRESH)  # in the order they were written
+SETS = (REQUESTS, NATURAL, FRESH, FIFTH)  # in the order they were written
 # written blind on 2026-12-07 and read once (BLIND.md): a test split only, no choice is made on
 # it, so the scripts that read dev splits leave it out
 BLIND = "blind.jsonl"

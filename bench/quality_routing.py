@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench.commonsense import auc as pair_auc  # type: ignore[attr-defined]  # noqa: E402
 from bench.commonsense import length_matched  # type: ignore[attr-defined]  # noqa: E402
 from bench.hand_written import DIR as HAND_WRITTEN_DIR  # noqa: E402
-from bench.hand_written import FRESH, NATURAL, REQUESTS  # noqa: E402
+from bench.hand_written import FIFTH, FRESH, NATURAL, REQUESTS  # noqa: E402
 from classifiers.conversation import last_user_text  # noqa: E402
 from classifiers.data import load_rows, prompt_key, read_jsonl, row_messages  # noqa: E402
 from classifiers.features import DENSE_OFF, HASH_OFF, extract_many, to_csr  # noqa: E402
@@ -171,7 +171,8 @@ PAIRS["arenahard_baseline"] = [("gpt-4-0613", "gpt-3.5-turbo-0125"),  # judge gp
 ARENA_BASELINE = "gpt-4-0314"
 
 # the hand-written sets scored in fold "all" (bench/hand_written.py): (fold name, file)
-HAND_WRITTEN = (("commonsense", REQUESTS), ("natural", NATURAL), ("fresh", FRESH))
+HAND_WRITTEN = (("commonsense", REQUESTS), ("natural", NATURAL), ("fresh", FRESH),
+                ("fifth", FIFTH))
 
 
 def baseline_outcomes(rows: list[dict], strong: str, weak: str) -> tuple[np.ndarray, ...]:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from bench.hand_written import DIR as HAND_WRITTEN_DIR
-from bench.hand_written import FRESH, NATURAL, REQUESTS
+from bench.hand_written import FIFTH, FRESH, NATURAL, REQUESTS
 from bench.invariance import LONG_SYSTEM, after_tool_call, bold_first_line
 from classifiers.metrics import auc
 from policies.loader import load_policy
@@ -110,9 +110,9 @@ def test_naturally_phrased_requests_rank_about_as_well_as_length_or_better(route
 def test_demo_tiers_keep_dev_mis_tier_rates_low(router):
     """The demo's tier shares were chosen so that 5% or fewer of the easy requests of every
     hand-written dev split go to `large` and 5% or fewer of the hard ones to `small`
-    (policies/demo.toml: natural 0 and 1 of 36, requests 1 and 1 of 48, fresh 0 and 0 of 35/34
-    when chosen)."""
-    for name in (NATURAL, REQUESTS, FRESH):
+    (policies/demo.toml: natural 0 and 1 of 36, requests 1 and 1 of 48, fresh 0 and 0 of 35/34,
+    fifth 1 and 1 of 36/34 when chosen)."""
+    for name in (NATURAL, REQUESTS, FRESH, FIFTH):
         dev = _split(name, "dev")
         tiers = [(i["label"], router.route(i["messages"]).tier) for i in dev]
         hard = [t for label, t in tiers if label == "hard"]
