@@ -122,7 +122,7 @@ def choose_shares(policy: Policy, scorer: DifficultyScorer, d: np.ndarray,
                                                     policy.quality_target))
 
     def largest_passing(which: str) -> float:
-        chosen = 0.05
+        chosen = None
         for step in range(1, 11):
             share = step / 20
             s, g = (small, share) if which == "large" else (share, large)
@@ -136,17 +136,21 @@ def choose_shares(policy: Policy, scorer: DifficultyScorer, d: np.ndarray,
                   + f"; pooled {level:.0%} upper bound {top:.1%}" + ("" if ok else "  > 5%"))
             if ok:
                 chosen = share
+        if chosen is None:  # the model cannot meet the bar at any share: say so, take the least
+            print(f"  no share of {which} passes; taking the smallest step, 5%")
+            return 0.05
         return chosen
 
     for round_ in range(1, 6):
         print(f"round {round_}:")
-        new_large = largest_passing("large")
-        large = new_large
+        large = largest_passing("large")
         new_small = largest_passing("small")
         moved = new_small != small
         small = new_small
         if not moved and round_ > 1:
             break
+    else:
+        print("the shares still moved after 5 rounds; the last round's are printed")
     shares = [small, round(1.0 - small - large, 2), large]
     abilities = abilities_for(d, shares, policy.quality_target)
     print("the rule's shares: " + ", ".join(
