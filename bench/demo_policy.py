@@ -47,6 +47,7 @@ from classifiers.scorer import DifficultyScorer  # noqa: E402
 from policies.decide import decide  # noqa: E402
 from policies.loader import load_policy  # noqa: E402
 from policies.schema import Policy  # noqa: E402
+from router.accounting.records import token_cost  # noqa: E402
 
 DEV_SETS = (NATURAL, REQUESTS, FRESH, FIFTH)  # bench/hand_written.py, in this script's order
 MAX_MIS_TIER = 0.05  # issue 13's bars: easy requests on the largest tier, hard on the smallest
@@ -160,15 +161,13 @@ def choose_shares(policy: Policy, scorer: DifficultyScorer, d: np.ndarray,
     return shares
 
 
-def spend_per_request(policy: Policy, scores: list, output_tokens: int) -> float:
-    """Mean price in USD of one request routed by ``policy`` (escalation included), at each
-    request's own input tokens and ``output_tokens`` out, at the tiers' list prices."""
+def spend_per_request(policy: Policy, scores: list, tiers: list[str], output_tokens: int) -> float:
+    """Mean price in USD of one request sent to ``tiers`` (one per score: where ``policy`` routed
+    it, escalation included), at each request's own input tokens and ``output_tokens`` out, at
+    the tiers' list prices (the ledger's formula, router.accounting.records.token_cost)."""
     prices = {t.name: (t.input_per_mtok, t.output_per_mtok) for t in policy.tiers}
-    total = 0.0
-    for s in scores:
-        inp, out = prices[decide(policy, s).tier]
-        total += (s.n_tokens * inp + output_tokens * out) / 1e6
-    return total / len(scores)
+    return sum(token_cost(s.n_tokens, output_tokens, *prices[tier])
+               for s, tier in zip(scores, tiers, strict=True)) / len(scores)
 
 
 def main() -> int:
@@ -205,12 +204,13 @@ def main() -> int:
         policy = with_abilities(policy, abilities)
     print("routing with the abilities", "suggested" if args.apply else f"in {args.policy}",
           ":", ", ".join(f"{tier.name} = {tier.ability:.2f}" for tier in policy.tiers))
-    split = Counter(decide(policy, s).tier for s in scores)
+    routed = [decide(policy, s).tier for s in scores]
+    split = Counter(routed)
     print("chat requests routed (escalation included):",
           {k: f"{v / len(scores):.0%}" for k, v in sorted(split.items())})
     print("mean list price per chat request, each at its own input tokens: "
-          + ", ".join(f"${spend_per_request(policy, scores, out) * 1000:.3f} per 1,000 with "
-                      f"{out} tokens out" for out in SPEND_OUTPUT_TOKENS))
+          + ", ".join(f"${spend_per_request(policy, scores, routed, out) * 1000:.3f} per 1,000 "
+                      f"with {out} tokens out" for out in SPEND_OUTPUT_TOKENS))
     tiers = [t.name for t in policy.tiers]
     for name, (items, dev_scores) in dev_splits(scorer).items():  # tier counts per label
         by: dict[str, Counter[str]] = {"easy": Counter(), "hard": Counter()}
