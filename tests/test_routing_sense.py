@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from bench.hand_written import DIR as HAND_WRITTEN_DIR
-from bench.hand_written import FIFTH, FRESH, NATURAL, REQUESTS
+from bench.hand_written import FRESH, NATURAL, REQUESTS
+from bench.hand_written import SETS as DEV_SETS
 from bench.invariance import LONG_SYSTEM, after_tool_call, bold_first_line
 from classifiers.metrics import auc
 from policies.loader import load_policy
@@ -112,7 +113,7 @@ def test_demo_tiers_keep_dev_mis_tier_rates_low(router):
     hand-written dev split go to `large` and 5% or fewer of the hard ones to `small`
     (policies/demo.toml: natural 0 and 1 of 36, requests 1 and 1 of 48, fresh 0 and 0 of 35/34,
     fifth 1 and 1 of 36/34 when chosen)."""
-    for name in (NATURAL, REQUESTS, FRESH, FIFTH):
+    for name in DEV_SETS:  # every hand-written set with a dev split (bench/hand_written.py)
         dev = _split(name, "dev")
         tiers = [(i["label"], router.route(i["messages"]).tier) for i in dev]
         hard = [t for label, t in tiers if label == "hard"]
