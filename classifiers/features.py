@@ -31,6 +31,7 @@ numpy only: this module is on the request path.
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,25 @@ def _byte_classes() -> np.ndarray:
 
 
 _CLASSES = _byte_classes()
+# log_lines counts runs of line breaks (a blank line is one run; feature version 19), the first
+# one free when it ends a sentence outside code and maths (_line_runs): one Enter or one blank
+# line after a request's first sentence is how it was typed, not material; it was the feature's
+# steepest step and moved 14-21% of real chat requests a tier down (bench/INVARIANCE.md). After
+# code or a formula, or a line that is not a sentence, the first break is structure.
+_BREAK_RUNS = re.compile(rb"\n(?:[ \t\r]*\n)*")
+_SENTENCE_ENDS = (b".", b"?", b"!", "\u3002".encode(), "\uff1f".encode(), "\uff01".encode())
+
+
+def _line_runs(raw: bytes, maths: bool) -> int:
+    """The runs of line breaks log_lines counts: all of them, less the first when the line
+    before it ends a sentence and the text holds no code fence and no math markup."""
+    runs = _BREAK_RUNS.findall(raw)
+    if runs and not maths and b"```" not in raw and \
+            raw[: raw.index(b"\n")].rstrip(b" \t\r").endswith(_SENTENCE_ENDS):
+        return len(runs) - 1
+    return len(runs)
+
+
 _DENSITY_PRIOR_BYTES = 32
 # Question marks of other scripts (full-width "？" of Chinese and Japanese, Arabic "؟") count
 # as "?" since feature version 10.
@@ -142,6 +162,7 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
     non_ascii = n_bytes - len(text) if len(raw) != len(text) else 0
     if non_ascii:
         questions += sum(text.count(mark) for mark in _OTHER_QUESTION_MARKS)
+    markup = has_math_markup(raw, text, int(dollars), int(backslashes), non_ascii > 0)
     return [
         math.log1p(n_tok) / 8.0,
         math.log1p(n_last) / 8.0,
@@ -154,10 +175,10 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
         float(conv.wants_json),
         float("```" in text),
         min(punct / smooth * 10.0, 1.0),
-        float(has_math_markup(raw, text, int(dollars), int(backslashes), non_ascii > 0)),
+        float(markup),
         min(maths / smooth * 10.0, 1.0),
         min(digits / smooth * 5.0, 1.0),
-        math.log1p(lines) / 5.0,
+        math.log1p(_line_runs(raw, markup)) / 5.0 if lines else 0.0,
         math.log1p(questions) / 3.0,
         min(non_ascii / smooth * 2.0, 1.0),
         min(upper / smooth * 5.0, 1.0),
