@@ -12,10 +12,20 @@ The tokenizer is the accurate scorer's (``minilm_encoder/tokenizer.json``, packa
 uncased BERT vocabulary, 30,522 entries), loaded once (~50 ms, ~20 MB) when a
 :class:`~classifiers.scorer.DifficultyScorer` is built (:func:`load_vocabulary`) or on first use;
 thread-safe.
+
+Splitting a word (cached, :func:`pieces`): a plain ``[0-9a-z]+`` word goes to WordPiece alone;
+a word of the characters :mod:`classifiers.bert_chars` lists (Korean, Cyrillic, accented Latin,
+kana, CJK, "shared_ptr": 99.5% of the other distinct words of the project's data) has
+BERT's normalizer and pre-tokenizer done in Python, then WordPiece; any other word goes through
+``tokenizer.encode``. All three give ``encode``'s ids (tests/test_wordpiece_fastpath.py checks
+every distinct word of the project's data). ``TIERWISE_WORDPIECE_ENCODE_ONLY=1`` in the
+environment when the vocabulary loads sends every word through ``encode`` (the reference: the
+tests compare features with it).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -25,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .bert_chars import Splitter, splitter
 from .hashing import buckets, word_hashes
 
 TOKENIZER = Path(__file__).resolve().parent / "minilm_encoder" / "tokenizer.json"
@@ -45,6 +56,8 @@ class _Vocab:
     # is split into its single piece, itself: the same vector either way
     fingerprint: np.ndarray  # int32 [2**HASH_BITS]
     specials: frozenset[int]  # [UNK], [CLS], ...: never a piece of a word
+    encode_only: bool  # TIERWISE_WORDPIECE_ENCODE_ONLY: no fast path, encode for every word
+    splitter: Splitter  # BERT's normalizer and pre-tokenizer in Python, where it can be exact
 
 
 def _fingerprint(hashes: np.ndarray) -> np.ndarray:
@@ -99,7 +112,8 @@ def _load() -> _Vocab:
             fingerprint[buckets(one, SALT_WORD, HASH_BITS)] = _fingerprint(one)
             specials = frozenset(i for t, i in vocab.items()
                                  if t.startswith("[") and t.endswith("]"))
-            _loaded.append(_Vocab(tok, fingerprint, specials))
+            encode_only = os.environ.get("TIERWISE_WORDPIECE_ENCODE_ONLY") == "1"
+            _loaded.append(_Vocab(tok, fingerprint, specials, encode_only, splitter()))
     return _loaded[0]
 
 
@@ -117,10 +131,32 @@ def pieces(word: bytes) -> tuple[int, ...]:
     [UNK] left out: a word with no known piece has none)."""
     v = _load()
     text = word.decode("utf-8", "replace")
+    if v.encode_only:
+        return _encoded(v, text)
     if _PLAIN.fullmatch(word):  # nothing for BERT's normalizer and pre-tokenizer to do
         return tuple(i for t in v.tokenizer.model.tokenize(text) if (i := t.id) not in v.specials)
+    # other words (Korean, Cyrillic, accented Latin, "shared_ptr"): the normalizer's and the
+    # pre-tokenizer's work done in Python when every character is one whose treatment Python
+    # reproduces (bert_chars), WordPiece on each part: ~1 us for what costs encode ~5-7 us of
+    # its pipeline's machinery (2026-12-07 23:04 UTC, the 12,571 such words of routing-chat,
+    # uncached: 5.5 against 10-12.5 us per word, WordPiece and its Token objects included)
+    parts = v.splitter.normalize_split(text)
+    if parts is None:
+        return _encoded(v, text)
+    model = v.tokenizer.model
+    return tuple(i for part in parts for t in model.tokenize(part) if (i := t.id) not in v.specials)
+
+
+def _encoded(v: _Vocab, text: str) -> tuple[int, ...]:
+    """The pieces of ``text`` through the tokenizer's whole pipeline (the reference)."""
     ids = v.tokenizer.encode(text, add_special_tokens=False).ids
     return tuple(i for i in ids if i not in v.specials)
+
+
+def encoded_pieces(word: bytes) -> tuple[int, ...]:
+    """:func:`pieces` of ``word`` through ``tokenizer.encode`` alone, never a fast path, never
+    the cache: the reference the tests hold the fast paths to."""
+    return _encoded(_load(), word.decode("utf-8", "replace"))
 
 
 def vocabulary() -> dict[str, int]:
