@@ -12,8 +12,9 @@ other text is scored on it. An agent's tool exchange is kept apart the same way
 ``function_call`` alike, a tool or function message's text): it is material the agent fetched
 for the request, not what the user asks, and scored as turns it moved 53% of real chat requests
 a tier up one agent step later, 66% (mostly down) after a long result (feature version 18;
-bench/INVARIANCE.md). Non-text parts (images, audio, files) contribute no text but are counted
-as structure. Never raises on odd content.
+bench/INVARIANCE.md). A user turn's opening greeting and closing thank-you are dropped when it
+says something else (feature version 20). Non-text parts (images, audio, files) contribute no
+text but are counted as structure. Never raises on odd content.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from .pleasantries import without_pleasantries
 
 W_LAST_USER = 1.0
 W_CONTEXT = 0.5
@@ -177,6 +180,9 @@ def flatten(messages: Any, tools: Any = None, response_format: Any = None) -> Co
         # version 12; 800 of 3,184 chat requests went one tier down for it)
         text = _without_layout((text if text.isascii() else text.translate(_PLAIN)).strip())
         if role == "user":
+            # a greeting or a thank-you around what a turn asks is not what it asks (feature
+            # version 20; classifiers/pleasantries.py)
+            text = without_pleasantries(text)
             conv.n_user += 1
             weight = W_LAST_USER if i == last_user else W_CONTEXT
         elif role in ("system", "developer"):

@@ -32,7 +32,7 @@ from .onnx_table import read_linear_table
 from .wordpieces import load_vocabulary
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-FEATURE_VERSION = 19  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
+FEATURE_VERSION = 20  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
 # 5: arithmetic_digits; 6: WordPieces for words outside the whole-word vocabulary; 7: the
 # short-request word block (features.SHORT_PRIOR); 8: that block as a third table column read
 # with one scale per request, not copied entries (the fit's features are version 7's); 9: a
@@ -47,7 +47,8 @@ FEATURE_VERSION = 19  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: sh
 # the same weights as version 16's); 18: an agent's tool exchange (tool calls, tool messages) is
 # not scored, only flagged and counted in n_tokens, and its flags carry no prior variance (no
 # training row has one: the same weights as version 17's); 19: log_lines counts runs of line
-# breaks, the first one free after a sentence outside code and maths (features._line_runs)
+# breaks, the first one free after a sentence outside code and maths (features._line_runs);
+# 20: a user turn's opening greeting and closing thank-you are dropped (classifiers/pleasantries.py)
 if TYPE_CHECKING:
     from .explain import Explanation
 
