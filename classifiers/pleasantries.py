@@ -28,6 +28,8 @@ _THANKS = re.compile(
     re.IGNORECASE,
 )
 
+_TAIL = 64  # characters: the longest thank-you with its spaces and marks fits well within
+
 
 def without_pleasantries(text: str) -> str:
     """``text`` without one leading greeting and one closing thank-you, if anything else is
@@ -40,7 +42,8 @@ def without_pleasantries(text: str) -> str:
         if m and m.end() < len(body):
             body = body[m.end():]
     if "hank" in body or "hx" in body or "HANK" in body:
-        m = _THANKS.search(body)
+        # only the turn's end can hold it: searching all of a 100 KB turn took ~5 ms
+        m = _THANKS.search(body, max(len(body) - _TAIL, 0))
         if m and m.start() > 0:
             body = body[: m.start()]
     body = body.strip()
