@@ -121,6 +121,15 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "lower-cased": lambda m: _last_user(m, str.lower),
     '"Hi! " before it': lambda m: _last_user(m, lambda t: "Hi! " + t),
     '" Thanks!" after it': lambda m: _last_user(m, lambda t: t + " Thanks!"),
+    # other pleasantries, added after feature version 20 was shipped on the two rows above:
+    # whether its pattern generalises, and what it leaves (a wish, a sign-off)
+    '"Good morning!" and a blank line before it':
+        lambda m: _last_user(m, lambda t: "Good morning!\n\n" + t),
+    '"Hey there, hope you\'re well! " before it':
+        lambda m: _last_user(m, lambda t: "Hey there, hope you're well! " + t),
+    '" Thank you in advance." after it':
+        lambda m: _last_user(m, lambda t: t + " Thank you in advance."),
+    '" Cheers!" after it': lambda m: _last_user(m, lambda t: t + " Cheers!"),
     "its first line in markdown bold": lambda m: _last_user(m, bold_first_line),
     # the same request one agent step later: the call it made and the tool's answer follow it
     "after a tool call and its result (an agent's next step)": after_tool_call,
