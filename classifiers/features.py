@@ -133,11 +133,12 @@ _BREAK_RUNS = re.compile(rb"\n(?:[ \t\r]*\n)*")
 _SENTENCE_ENDS = (b".", b"?", b"!", "\u3002".encode(), "\uff1f".encode(), "\uff01".encode())
 
 
-def _line_runs(raw: bytes, maths: bool) -> int:
+def _line_runs(raw: bytes, code_or_maths: bool) -> int:
     """The runs of line breaks log_lines counts: all of them, less the first when the line
-    before it ends a sentence and the text holds no code fence and no math markup."""
+    before it ends a sentence and the text holds no code fence and no math markup
+    (``code_or_maths``: the code_fence and math_markup features, computed once in _dense)."""
     runs = _BREAK_RUNS.findall(raw)
-    if runs and not maths and b"```" not in raw and \
+    if runs and not code_or_maths and \
             raw[: raw.index(b"\n")].rstrip(b" \t\r").endswith(_SENTENCE_ENDS):
         return len(runs) - 1
     return len(runs)
@@ -163,6 +164,7 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
     if non_ascii:
         questions += sum(text.count(mark) for mark in _OTHER_QUESTION_MARKS)
     markup = has_math_markup(raw, text, int(dollars), int(backslashes), non_ascii > 0)
+    fenced = "```" in text
     return [
         math.log1p(n_tok) / 8.0,
         math.log1p(n_last) / 8.0,
@@ -173,12 +175,12 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
         float(conv.n_images > 0),
         float(conv.n_audio > 0),
         float(conv.wants_json),
-        float("```" in text),
+        float(fenced),
         min(punct / smooth * 10.0, 1.0),
         float(markup),
         min(maths / smooth * 10.0, 1.0),
         min(digits / smooth * 5.0, 1.0),
-        math.log1p(_line_runs(raw, markup)) / 5.0 if lines else 0.0,
+        math.log1p(_line_runs(raw, markup or fenced)) / 5.0 if lines else 0.0,
         math.log1p(questions) / 3.0,
         min(non_ascii / smooth * 2.0, 1.0),
         min(upper / smooth * 5.0, 1.0),

@@ -133,14 +133,13 @@ def pieces(word: bytes) -> tuple[int, ...]:
     text = word.decode("utf-8", "replace")
     if v.encode_only:
         return _encoded(v, text)
-    if _PLAIN.fullmatch(word):  # nothing for BERT's normalizer and pre-tokenizer to do
-        return tuple(i for t in v.tokenizer.model.tokenize(text) if (i := t.id) not in v.specials)
-    # other words (Korean, Cyrillic, accented Latin, "shared_ptr"): the normalizer's and the
-    # pre-tokenizer's work done in Python when every character is one whose treatment Python
-    # reproduces (bert_chars), WordPiece on each part: ~1 us for what costs encode ~5-7 us of
-    # its pipeline's machinery (2026-12-07 23:04 UTC, the 12,571 such words of routing-chat,
+    # a plain word: nothing for BERT's normalizer and pre-tokenizer to do. Other words (Korean,
+    # Cyrillic, accented Latin, "shared_ptr"): the normalizer's and the pre-tokenizer's work
+    # done in Python when every character is one whose treatment Python reproduces
+    # (bert_chars), WordPiece on each part: ~1 us for what costs encode ~5-7 us of its
+    # pipeline's machinery (2026-12-07 23:04 UTC, the 12,571 such words of routing-chat,
     # uncached: 5.5 against 10-12.5 us per word, WordPiece and its Token objects included)
-    parts = v.splitter.normalize_split(text)
+    parts = [text] if _PLAIN.fullmatch(word) else v.splitter.normalize_split(text)
     if parts is None:
         return _encoded(v, text)
     model = v.tokenizer.model
