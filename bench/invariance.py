@@ -95,6 +95,12 @@ def _typographic(text: str) -> str:
     return re.sub(r'"([^"]*)"', "\u201c\\1\u201d", text)
 
 
+def _without_final_question_mark(text: str) -> str:
+    """``text`` without its final "?", as many type a question."""
+    stripped = text.rstrip()
+    return stripped[:-1] if stripped.endswith("?") else text
+
+
 TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "a trailing newline": lambda m: _last_user(m, lambda t: t + "\n"),
     "blank lines before and after": lambda m: _last_user(m, lambda t: f"\n\n{t}\n\n"),
@@ -131,6 +137,17 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
         lambda m: _last_user(m, lambda t: t + " Thank you in advance."),
     '" Cheers!" after it': lambda m: _last_user(m, lambda t: t + " Cheers!"),
     "its first line in markdown bold": lambda m: _last_user(m, bold_first_line),
+    # how people type the same ask, added 2026-12-08 (bench/QUALITY_ROUTING.md, "A question
+    # mark is punctuation"): its final "?" left off or doubled, a preface, an emphasis
+    'its final "?" left off': lambda m: _last_user(m, _without_final_question_mark),
+    'its final "?" doubled': lambda m: _last_user(
+        m, lambda t: t.rstrip() + "?" if t.rstrip().endswith("?") else t),
+    '"Can you help me? " before it': lambda m: _last_user(m, lambda t: "Can you help me? " + t),
+    '"Please " before it': lambda m: _last_user(m, lambda t: "Please " + t[:1].lower() + t[1:]),
+    '"Question: " before it': lambda m: _last_user(m, lambda t: "Question: " + t),
+    'a markdown heading ("## ") on its first line': lambda m: _last_user(m, lambda t: "## " + t),
+    '"!" after it': lambda m: _last_user(m, lambda t: t + "!"),
+    "upper-cased": lambda m: _last_user(m, str.upper),
     # the same request one agent step later: the call it made and the tool's answer follow it
     "after a tool call and its result (an agent's next step)": after_tool_call,
     "after a tool call and a long result (the README's first 6,000 characters)":
