@@ -126,8 +126,11 @@ LIMITATIONS = """## Limitations (read before trusting the numbers)
   14% of real chat requests a tier down, 1.1% since); a user turn's opening greeting and
   closing thank-you are dropped when it says something else (version 20: "Hi! " and " Thanks!"
   moved 3.7% and 3.9% of tiers, 0 since). Indentation, further line breaks and case are still
-  read. The accurate scorer's sentence encoder reads the last user turn raw, so
-  markdown bold moves 3.6% of tiers with it.
+  read, and so is a question mark: a request's final "?" left off moves 3.2% of tiers up
+  (`log_questions`; leaving it out of the fit lost 0.078 on the dev splits, so it stays). The
+  accurate scorer's sentence encoder reads the last user turn raw, so "Hi! " moves 3.5% and
+  markdown bold 3.0% of tiers with it (reading it as the fast scorer does failed its rule on
+  2026-12-08 by two requests of the bold row; bench/QUALITY_ROUTING.md).
 """
 
 
