@@ -180,6 +180,9 @@ def main() -> int:
                     help="difficulty scorer (default: the policy's `scorer`)")
     ap.add_argument("--choose", action="store_true",
                     help="apply the demo's rule for its small and large shares and print it")
+    ap.add_argument("--bound", type=float, default=BOUND_LEVEL,
+                    help=f"--choose's one-sided bound level (default {BOUND_LEVEL}, the adopted "
+                         "rule; another level shows what it would choose, it adopts nothing)")
     ap.add_argument("--apply", action="store_true",
                     help="route with the suggested abilities, not the policy's (what --shares "
                          "would do if the policy took them)")
@@ -193,7 +196,9 @@ def main() -> int:
     scores = scorer.score_batch(convs)
     d = np.array([s.difficulty for s in scores])
     if args.choose:
-        choose_shares(policy, scorer, d, shares)
+        if not 0.5 <= args.bound < 1.0:
+            ap.error(f"--bound {args.bound}: a level in [0.5, 1), e.g. 0.95")
+        choose_shares(policy, scorer, d, shares, args.bound)
         return 0
     abilities = abilities_for(d, shares, policy.quality_target)
     print(f"{len(d)} distinct chat requests; d quantiles 10/50/90%: "
