@@ -7,11 +7,20 @@ names the kernels, and the two environments' differences are printed), then by w
 the difficulty of every hand-written request (bench/commonsense) under both scorers within
 0.01, the abilities within 0.02 and every leave-one-source-out APGR within 0.005. Exit 1 with
 the differences otherwise.
+
+OpenBLAS picks its kernels by CPU, and on 2026-12-08 a SkylakeX machine's retrain of the
+Haswell-trained model moved an ability by 0.027. So on x86 the retrain runs with
+OPENBLAS_CORETYPE set to the kernel the shipped model names (unless the caller set it), which
+gives the shipped bytes on any CPU that has that kernel's instructions; ship models trained the
+same way (`OPENBLAS_CORETYPE=Haswell tierwise train`, the AVX2 kernel nearly every x86 CI machine
+runs).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -67,12 +76,26 @@ def _close(shipped: Path, trained: Path) -> list[str]:
     return problems
 
 
+def _train_env() -> dict[str, str]:
+    """This process's environment, with OpenBLAS pinned on x86 to the one kernel the shipped
+    model was trained with (model.json's `trained_with`), unless OPENBLAS_CORETYPE is set."""
+    env = dict(os.environ)
+    blas = json.loads((SHIPPED / "model.json").read_text()).get("trained_with", {}).get("blas", "")
+    kernels = {part.split()[-1] for part in blas.split(";") if part.split()}
+    if (len(kernels) == 1 and "OPENBLAS_CORETYPE" not in env
+            and platform.machine().lower() in ("x86_64", "amd64")):
+        env["OPENBLAS_CORETYPE"] = kernels.pop()
+        print(f"OpenBLAS kernel pinned to {env['OPENBLAS_CORETYPE']}, as the shipped model's")
+    return env
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out, log = Path(tmp) / "model", Path(tmp) / "train.log"
         with log.open("w") as f:
             done = subprocess.run([sys.executable, "-m", "router.cli", "train", "--out", str(out)],
-                                  cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=False)
+                                  cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=False,
+                                  env=_train_env())
         if done.returncode != 0:
             print(log.read_text()[-4000:])
             print(f"tierwise train failed (exit {done.returncode})")
