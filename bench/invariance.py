@@ -101,6 +101,11 @@ def _without_final_question_mark(text: str) -> str:
     return stripped[:-1] if stripped.endswith("?") else text
 
 
+def _without_code_fences(text: str) -> str:
+    """``text`` with its ``` fence lines removed: the same code pasted bare."""
+    return re.sub(r"(?m)^```[\w+-]*[ \t]*$\n?", "", text)
+
+
 TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "a trailing newline": lambda m: _last_user(m, lambda t: t + "\n"),
     "blank lines before and after": lambda m: _last_user(m, lambda t: f"\n\n{t}\n\n"),
@@ -148,6 +153,9 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     'a markdown heading ("## ") on its first line': lambda m: _last_user(m, lambda t: "## " + t),
     '"!" after it': lambda m: _last_user(m, lambda t: t + "!"),
     "upper-cased": lambda m: _last_user(m, str.upper),
+    # its code pasted without the ``` lines around it (25 of the requests hold some; feature
+    # version 21, bench/QUALITY_ROUTING.md, "A code fence is layout")
+    "its code fences removed": lambda m: _last_user(m, _without_code_fences),
     # the same request one agent step later: the call it made and the tool's answer follow it
     "after a tool call and its result (an agent's next step)": after_tool_call,
     "after a tool call and a long result (the README's first 6,000 characters)":

@@ -79,6 +79,23 @@ def _without_layout(text: str) -> str:
     return text
 
 
+# A code fence is layout (feature version 21): the same code pasted with or without ``` lines
+# around it is the same request, yet the fence lines counted as lines, as words at the request's
+# ends and as a structure flag learned from ~120 fenced chat rows, and 12 of the 25 real chat
+# requests that hold fences went a tier up without them (bench/INVARIANCE.md). A line that is
+# only a fence (optional indentation, ``` or ~~~, an info string such as "python") is not read;
+# the conversation is flagged (``has_code_fence``), as the line-run rule reads code apart.
+_FENCE_LINE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})[^`\n]*(?:\n|$)", re.MULTILINE)
+
+
+def _without_fences(text: str) -> tuple[str, bool]:
+    """``text`` without its code fence lines, and whether it had any."""
+    if "```" not in text and "~~~" not in text:
+        return text, False
+    kept = _FENCE_LINE.sub("", text)
+    return (kept.strip(), True) if kept != text else (text, False)
+
+
 @dataclass
 class Conversation:
     """Text segments (text, weight) plus structure counts of one conversation."""
@@ -94,6 +111,7 @@ class Conversation:
     n_tool_calls: int = 0
     n_tool_msgs: int = 0
     has_system: bool = False
+    has_code_fence: bool = False  # a user or assistant turn had a code fence line (not read)
     has_tools: bool = False
     wants_json: bool = False
 
@@ -179,6 +197,7 @@ def flatten(messages: Any, tools: Any = None, response_format: Any = None) -> Co
         # trailing newline counted as a line of structure and lowered d by ~0.25 (feature
         # version 12; 800 of 3,184 chat requests went one tier down for it)
         text = _without_layout((text if text.isascii() else text.translate(_PLAIN)).strip())
+        text, fenced = _without_fences(text)
         if role == "user":
             # a greeting or a thank-you around what a turn asks is not what it asks (feature
             # version 20; classifiers/pleasantries.py)
@@ -202,6 +221,7 @@ def flatten(messages: Any, tools: Any = None, response_format: Any = None) -> Co
         conv.n_messages += 1
         if text:
             conv.segments.append((text, weight))
+        conv.has_code_fence |= fenced
     # with nothing else to read, the instructions (else the tool exchange) are the request
     for apart in (conv.system, conv.tool):
         if apart and not conv.segments:

@@ -164,7 +164,7 @@ def _dense(conv: Conversation, text: str, n_tok: int, n_last: int) -> list[float
     if non_ascii:
         questions += sum(text.count(mark) for mark in _OTHER_QUESTION_MARKS)
     markup = has_math_markup(raw, text, int(dollars), int(backslashes), non_ascii > 0)
-    fenced = "```" in text
+    fenced = conv.has_code_fence or "```" in text  # fence lines are not in text (version 21)
     return [
         math.log1p(n_tok) / 8.0,
         math.log1p(n_last) / 8.0,

@@ -66,6 +66,10 @@ DEFAULT_PARAMS: dict[str, float] = {
     # Korean Arena-Hard and M-IFEval's weakest models, so a short Japanese question went to the
     # largest tier; without it held-out folds are level or better (bench/QUALITY_ROUTING.md)
     "non_ascii_feature": 0,
+    # 1: code_fence used. Off (feature version 21): a fence is how code was pasted, not what is
+    # asked; learned from ~120 fenced chat rows it read fenced code as easier (-0.19), and the
+    # same code without fences went a tier up (bench/INVARIANCE.md, bench/QUALITY_ROUTING.md)
+    "fence_feature": 0,
     "lean": 0,  # 1: only length and request-shape flags among the structure features
     # 1: the shipped embedding weights are learned from judged chat only (benchmark rows get a
     # head of their own); 2: a head shared by all rows plus a chat correction, the sum ships
