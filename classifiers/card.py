@@ -130,9 +130,9 @@ LIMITATIONS = """## Limitations (read before trusting the numbers)
   25 fenced real chat requests a tier up, 1 since). Indentation, further line breaks and case
   are still read, and so is a question mark: a request's final "?" left off moves 3.2% of tiers up
   (`log_questions`; leaving it out of the fit lost 0.078 on the dev splits, so it stays). The
-  accurate scorer's sentence encoder reads the last user turn raw, so "Hi! " moves 3.5% and
-  markdown bold 3.0% of tiers with it (reading it as the fast scorer does failed its rule on
-  2026-12-08 by two requests of the bold row; bench/QUALITY_ROUTING.md).
+  accurate scorer's sentence encoder reads the last user turn raw, so "Hi! " moves 3.2% and
+  markdown bold 2.8% of tiers with it on version 21 (reading it as the fast scorer does failed
+  its rule on 2026-12-08 by two requests of the bold row; bench/QUALITY_ROUTING.md).
 """
 
 
