@@ -80,8 +80,9 @@ def _train_env() -> dict[str, str]:
     """This process's environment, with OpenBLAS pinned on x86 to the one kernel the shipped
     model was trained with (model.json's `trained_with`), unless OPENBLAS_CORETYPE is set."""
     env = dict(os.environ)
-    blas = json.loads((SHIPPED / "model.json").read_text()).get("trained_with", {}).get("blas", "")
-    kernels = {part.split()[-1] for part in blas.split(";") if part.split()}
+    from classifiers.model_files import blas_kernels
+
+    kernels = blas_kernels(json.loads((SHIPPED / "model.json").read_text()).get("trained_with", {}))
     if (len(kernels) == 1 and "OPENBLAS_CORETYPE" not in env
             and platform.machine().lower() in ("x86_64", "amd64")):
         env["OPENBLAS_CORETYPE"] = kernels.pop()

@@ -105,6 +105,13 @@ def run_train(args: argparse.Namespace) -> int:
                 "from a checkout, rebuild it with `python -c 'from classifiers.embedding import "
                 "distill; distill()'`, or pass --no-semantic."
             )
+    if not args.data:  # a retrain of the shipped model: say if it cannot come out identical
+        from .model_files import kernel_note
+        from .scorer import MODEL_DIR
+
+        note = kernel_note(MODEL_DIR)
+        if note:
+            _log(note)
     try:
         res = train(
             data,

@@ -37,6 +37,32 @@ def trained_with() -> dict[str, str]:
     return out
 
 
+def blas_kernels(stack: dict[str, str]) -> set[str]:
+    """The BLAS kernel names of a ``trained_with`` record ("openblas 0.3.30 Haswell; ...")."""
+    return {part.split()[-1] for part in stack.get("blas", "").split(";") if part.split()}
+
+
+def kernel_note(model_dir: Path) -> str | None:
+    """Why a retrain here will not reproduce ``model_dir`` bit for bit, or None.
+
+    OpenBLAS picks its kernels by CPU, and a fit on other kernels differs in the last bits (an
+    ability the data barely identifies moved 0.027 between SkylakeX and Haswell, past
+    .ci/retrain_check.py's 0.02). Naming the kernel to pin is cheaper than finding that out."""
+    try:
+        stack = json.loads((model_dir / "model.json").read_text()).get("trained_with", {})
+    except (OSError, ValueError):
+        return None
+    theirs, ours = blas_kernels(stack), blas_kernels(trained_with())
+    if not theirs or not ours or theirs == ours:
+        return None
+    pin = next(iter(theirs)) if len(theirs) == 1 else None
+    how = (f"; to reproduce it, run with OPENBLAS_CORETYPE={pin}" if pin and "openblas" in
+           stack.get("blas", "") else "")
+    return (f"note: this machine's BLAS kernels ({', '.join(sorted(ours))}) are not those "
+            f"{model_dir} was trained with ({', '.join(sorted(theirs))}): the model written "
+            f"will differ from it in the last bits{how}")
+
+
 def save(result: TrainResult, out: Path, log: Callable[[str], None] = print) -> None:
     from .onnx_model import build
 
