@@ -32,7 +32,7 @@ from .onnx_table import read_linear_table
 from .wordpieces import load_vocabulary
 
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-FEATURE_VERSION = 21  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
+FEATURE_VERSION = 22  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: shrunk mean;
 # 5: arithmetic_digits; 6: WordPieces for words outside the whole-word vocabulary; 7: the
 # short-request word block (features.SHORT_PRIOR); 8: that block as a third table column read
 # with one scale per request, not copied entries (the fit's features are version 7's); 9: a
@@ -49,7 +49,8 @@ FEATURE_VERSION = 21  # 1: o200k ids; 2: hashed words; 3: bounded pooling; 4: sh
 # training row has one: the same weights as version 17's); 19: log_lines counts runs of line
 # breaks, the first one free after a sentence outside code and maths (features._line_runs);
 # 20: a user turn's opening greeting and closing thank-you are dropped (classifiers/pleasantries.py)
-# 21: a code fence line (``` or ~~~ and an info string) is not read, only flagged
+# 21: a code fence line (``` or ~~~ and an info string) is not read, only flagged; 22: a
+# heading's marks ("## " .. "###### " and a closing run of "#") are not read
 if TYPE_CHECKING:
     from .explain import Explanation
 
