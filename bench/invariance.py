@@ -106,6 +106,16 @@ def _without_code_fences(text: str) -> str:
     return re.sub(r"(?m)^```[\w+-]*[ \t]*$\n?", "", text)
 
 
+_BULLET = re.compile(r"(?m)^([ \t]*)- ")
+_NUMBERED = re.compile(r"(?m)^([ \t]*)(\d+)\. ")
+_INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+
+
+def _without_final_period(text: str) -> str:
+    stripped = text.rstrip()
+    return stripped[:-1] if stripped.endswith(".") and not stripped.endswith("..") else text
+
+
 TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     "a trailing newline": lambda m: _last_user(m, lambda t: t + "\n"),
     "blank lines before and after": lambda m: _last_user(m, lambda t: f"\n\n{t}\n\n"),
@@ -156,6 +166,12 @@ TRANSFORMS: dict[str, Callable[[Messages], Messages]] = {
     # its code pasted without the ``` lines around it (25 of the requests hold some; feature
     # version 21, bench/QUALITY_ROUTING.md, "A code fence is layout")
     "its code fences removed": lambda m: _last_user(m, _without_code_fences),
+    # markup typed another way, added 2026-12-08 after feature version 22 (a heading's marks):
+    # another bullet or number style, inline code without its backticks, a final "." left off
+    'its "- " bullets as "* "': lambda m: _last_user(m, lambda t: _BULLET.sub(r"\1* ", t)),
+    'its numbered lines as "1) "': lambda m: _last_user(m, lambda t: _NUMBERED.sub(r"\1\2) ", t)),
+    "its inline `code` without backticks": lambda m: _last_user(m, lambda t: _INLINE.sub(r"\1", t)),
+    'its final "." left off': lambda m: _last_user(m, _without_final_period),
     # the same request one agent step later: the call it made and the tool's answer follow it
     "after a tool call and its result (an agent's next step)": after_tool_call,
     "after a tool call and a long result (the README's first 6,000 characters)":
