@@ -27,6 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from invariance import _last_user  # noqa: E402  (bench/: the same edit of the last user turn)
+
 from classifiers.data import distinct_conversations, load_rows  # noqa: E402
 from router import Router  # noqa: E402
 from router.messages import as_messages  # noqa: E402
@@ -64,12 +66,7 @@ def _moved(router: Router, sent: list[Any], base: list[Any], prefix: str) -> tup
     moved: Counter[str] = Counter()
     shift = []
     for messages, before in zip(sent, base, strict=True):
-        edited = [dict(m) for m in messages]
-        for m in reversed(edited):
-            if m.get("role") == "user" and isinstance(m.get("content"), str):
-                m["content"] = prefix + m["content"]
-                break
-        after = router.route(edited)
+        after = router.route(_last_user(messages, lambda t: prefix + t))
         shift.append(after.difficulty - before.difficulty)
         if after.tier != before.tier:
             moved["up" if order.index(after.tier) > order.index(before.tier) else "down"] += 1
