@@ -10,10 +10,12 @@ the tiers it moves under the embedded demo policy and the mean d move. A list fo
 not a fix: a word can be both a template's and a real signal of difficulty ("prove").
 
     python bench/template_words.py > bench/TEMPLATE_WORDS.md
+    python bench/template_words.py --words eating,incorrect   (just these words)
 """
 
 from __future__ import annotations
 
+import argparse
 import platform
 import re
 import sys
@@ -73,7 +75,29 @@ def _moved(router: Router, sent: list[Any], base: list[Any], prefix: str) -> tup
     return moved, float(np.mean(shift))
 
 
+def measure(words: list[str]) -> int:
+    """The same measure for the given words, wherever they come from."""
+    router = Router()
+    sent = [as_messages(c) for c in distinct_conversations(
+        load_rows(ROOT / "data" / "routing-chat.jsonl.gz"))]
+    base = [router.route(m) for m in sent]
+    print("| word | tiers changed | down / up | mean d move |")
+    print("|---|---|---|---|")
+    for word in words:
+        moved, mean = _moved(router, sent, base, word.capitalize() + " ")
+        changed = sum(moved.values())
+        print(f"| {word} | {changed} ({changed / len(sent):.1%}) | {moved['down']} / "
+              f"{moved['up']} | {mean:+.3f} |")
+    return 0
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--words", default="",
+                        help="comma-separated words: measure these instead of finding them")
+    args = parser.parse_args()
+    if args.words:
+        return measure(args.words.split(","))
     bench = word_shares(load_rows(ROOT / "data" / "routing-train.jsonl.gz"))
     chat_rows = load_rows(ROOT / "data" / "routing-chat.jsonl.gz")
     chat = Counter[str]()
