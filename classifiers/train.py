@@ -70,6 +70,9 @@ DEFAULT_PARAMS: dict[str, float] = {
     # asked; learned from ~120 fenced chat rows it read fenced code as easier (-0.19), and the
     # same code without fences went a tier up (bench/INVARIANCE.md, bench/QUALITY_ROUTING.md)
     "fence_feature": 0,
+    # 1: upper_fraction used. Off: case is how a request is typed, yet upper-casing one moved
+    # 9.7% of real chat tiers (bench/INVARIANCE.md)
+    "case_feature": 0,
     "lean": 0,  # 1: only length and request-shape flags among the structure features
     # 1: the shipped embedding weights are learned from judged chat only (benchmark rows get a
     # head of their own); 2: a head shared by all rows plus a chat correction, the sum ships
