@@ -45,6 +45,7 @@ from classifiers.features import DENSE_OFF, HASH_OFF, extract_many, to_csr  # no
 from classifiers.metrics import evaluate_pair  # noqa: E402
 from classifiers.sentence_head import WEIGHT as HEAD_WEIGHT  # noqa: E402
 from classifiers.sentence_head import TextEmbeddings  # noqa: E402
+from classifiers.templates import fit_conversations  # noqa: E402
 from classifiers.train import DEFAULT_PARAMS, fit, semantic_table  # noqa: E402
 from classifiers.validation import (  # noqa: E402
     length_baseline,
@@ -342,9 +343,11 @@ def main() -> int:
                for row in load_rows(ROOT / path)]
     rows_all = bench + chat + anchors
     keys = [prompt_key(r) for r in rows_all]
-    X_all = to_csr(extract_many([row_messages(r) for r in rows_all]))
+    X_all = to_csr(extract_many([row_messages(r) for r in rows_all]))  # scored as sent
+    # what a fit learns from: without each source's template lines (train param "templates")
+    X_fit = to_csr(extract_many(fit_conversations(rows_all)))
     X_gsm = to_csr(extract_many([row_messages(r) for r in gsm]))
-    emb = semantic_table(rows_all, X_all)
+    emb_sent, emb_fit = semantic_table(rows_all, X_all), semantic_table(rows_all, X_fit)
     print(f"features + table in {time.time() - t0:.0f}s", file=sys.stderr)
     results: dict[str, list] = {}
     kept: dict[str, np.ndarray] = {}  # --scores: "variant|fold|strong|weak|d" -> array
@@ -356,6 +359,7 @@ def main() -> int:
         head_weight = params.pop("_head_weight", HEAD_WEIGHT)
         relu = int(params.pop("_relu", 0))
         short = float(params.pop("_short", 0.0))
+        X_learn, emb = (X_fit, emb_fit) if params.get("templates") else (X_all, emb_sent)
         pool = np.asarray([not (no_chat and len(bench) <= i < len(bench) + len(chat))
                            for i in range(len(rows_all))])
         res: list = []
@@ -367,12 +371,12 @@ def main() -> int:
             tr = pool & ~test & np.asarray([k not in held for k in keys])
             tr_rows = [r for r, k in zip(rows_all, tr, strict=True) if k]
             dense: ReluFeatures | ShortWords | None = (
-                ReluFeatures(relu, X_all[tr], emb) if relu else
+                ReluFeatures(relu, X_learn[tr], emb) if relu else
                 ShortWords(short, emb) if short else None)
             sent = sentence_embeddings([row_messages(r) for r in tr_rows]) if use_sentence else (
-                dense(X_all[tr]) if dense is not None else None)
+                dense(X_learn[tr]) if dense is not None else None)
             # the fold's own head (and its distillation into the words, unless "distill": 0)
-            m, _ = fit(X_all[tr], tr_rows, params, emb, sent, embed=EMBED)
+            m, _ = fit(X_learn[tr], tr_rows, params, emb, sent, embed=EMBED)
             if getattr(m, "head_", None) is None:
                 print(f"{vname} {fold}: no head (a selection pool is held out)", file=sys.stderr)
             elif use_head:  # the accurate scorer: the head's shift at run time too

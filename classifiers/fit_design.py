@@ -21,7 +21,8 @@ DIGIT_FEATURES = ("digit_fraction", "math_symbol_density")
 # one structure feature each that a train param (1: used, 0: left out) switches
 OPTIONAL_FEATURES = {"arithmetic_feature": "arithmetic_digits",
                      "non_ascii_feature": "non_ascii_fraction",
-                     "fence_feature": "code_fence"}
+                     "fence_feature": "code_fence",
+                     "case_feature": "upper_fraction"}
 # structure features that describe the text's surface (densities of characters, lines): they
 # learn which benchmark a prompt is from more than how hard it is, and swing short requests
 SURFACE_FEATURES = ("code_punct_density", "math_symbol_density", "digit_fraction", "log_lines",

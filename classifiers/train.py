@@ -70,6 +70,9 @@ DEFAULT_PARAMS: dict[str, float] = {
     # asked; learned from ~120 fenced chat rows it read fenced code as easier (-0.19), and the
     # same code without fences went a tier up (bench/INVARIANCE.md, bench/QUALITY_ROUTING.md)
     "fence_feature": 0,
+    # 1: upper_fraction used. Off: case is how a request is typed, yet upper-casing one moved
+    # 9.7% of real chat tiers (bench/INVARIANCE.md)
+    "case_feature": 0,
     "lean": 0,  # 1: only length and request-shape flags among the structure features
     # 1: the shipped embedding weights are learned from judged chat only (benchmark rows get a
     # head of their own); 2: a head shared by all rows plus a chat correction, the sum ships
@@ -82,6 +85,10 @@ DEFAULT_PARAMS: dict[str, float] = {
     "selection_label": 1,  # 1: Arena-Hard's selection of hard user requests as a label
     "selection_weight": 1.0,  # weight of each selection label relative to one outcome label
     "chat_weight": 1.0,  # factor on the weight of judged-chat rows against benchmark rows
+    # 1: a line many prompts of one source share (a template, a k-shot preamble) is not learned
+    # from: the fit's features are computed without it, scored rows are read as sent
+    # (classifiers/templates.py)
+    "templates": 1,
     "sentence_head": 1,  # 1: fit the "accurate" scorer's head (classifiers/sentence_head.py)
     # > 0: the head distilled into the word weights with this weight (the fast scorer would
     # carry part of it at no cost); off: +0.05 length-matched AUC on the common-sense dev
@@ -121,9 +128,11 @@ class TrainResult:
     head: Any = None  # the "accurate" scorer's SentenceHead (None: the data has no chat pools)
 
 
-def featurize(rows: list[dict], log: Callable[[str], None] = print, bigrams: bool = False) -> Any:
+def featurize(rows: list[dict], log: Callable[[str], None] = print, bigrams: bool = False,
+              conversations: list[Any] | None = None) -> Any:
+    """The rows' feature matrix (of ``conversations`` in their place, if given)."""
     t0 = time.perf_counter()
-    msgs = [row_messages(r) for r in rows]
+    msgs = conversations if conversations is not None else [row_messages(r) for r in rows]
     feats = [extract(m, True) for m in msgs] if bigrams else extract_many(msgs)
     log(f"featurized {len(rows)} prompts in {time.perf_counter() - t0:.1f}s")
     return to_csr(feats)
@@ -306,9 +315,14 @@ def _train(
         log(f"{path}: {len(all_rows)} rows, {len(kept)} kept")
     log(f"excluded: {dict(reasons)}")
     bigrams = bool(params.get("bigrams", 0))
-    X = featurize(rows, log, bigrams)
+    X = featurize(rows, log, bigrams)  # the rows as sent: what is scored
+    X_fit = X  # what the fit learns from: without each source's template lines
+    if params["templates"]:
+        from .templates import fit_conversations
+
+        X_fit = featurize(rows, log, bigrams, fit_conversations(rows))
     # the table's centring reuses the word features (not with bigrams: they share the buckets)
-    emb = semantic_table(rows, None if bigrams else X) if params["semantic"] else None
+    emb = semantic_table(rows, None if bigrams else X_fit) if params["semantic"] else None
     embed = None  # the sentence head's encodings, shared by the folds and the final fit
     if params["sentence_head"] and has_selection_pools(rows):
         from .sentence_head import TextEmbeddings
@@ -325,7 +339,7 @@ def _train(
 
         def fit_predict(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
             sub = [r for r, keep in zip(rows, tr, strict=True) if keep]
-            m, _ = fit(X[tr], sub, params, emb, embed=fold_embed)
+            m, _ = fit(X_fit[tr], sub, params, emb, embed=fold_embed)
             return m.predict(X[te])
 
         # the anchors have one (virtual) model: no pair to score when they are held out
@@ -333,7 +347,7 @@ def _train(
         folds = loso(rows, fit_predict, sources, log=log, lengths=length_baseline(X))
     log("fitting on all rows ...")
     t0 = time.perf_counter()
-    model, models = fit(X, rows, params, emb, embed=embed)
+    model, models = fit(X_fit, rows, params, emb, embed=embed)
     log(f"fit: {model.n_iter_} L-BFGS iterations, {time.perf_counter() - t0:.1f}s")
     head = getattr(model, "head_", None)
     if head is not None and embed is not None:
