@@ -129,13 +129,15 @@ LIMITATIONS = """## Limitations (read before trusting the numbers)
   `code_fence` is out of the fit (version 21: the same code without its fences moved 12 of the
   25 fenced real chat requests a tier up, 1 since); a markdown heading's marks ("## " to
   "###### ") are not read (version 22: a heading put on the first line moved 4.7% of tiers up,
-  0.1% since). Indentation, further line breaks and case are still read, and so is a question
-  mark: a request's final "?" left off moves 3.0% of tiers up
+  0.1% since). Case is not learned from (2026-12-08, R14: `upper_fraction` out of the fit;
+  upper-casing a request moved 9.7% of tiers, 0 since). Indentation and further line breaks
+  are still read, and so is a question mark: a request's final "?" left off moves 1.7% of tiers
+  up
   (`log_questions`; leaving it out of the fit lost 0.078 on the dev splits, so it stays). The
-  accurate scorer's sentence encoder reads the last user turn raw, so "Hi! " moves 3.1% and
-  markdown bold 2.8% of tiers with it on version 22 (reading it as the fast scorer does failed
-  its rule twice on 2026-12-08, by two requests of the bold row and then by one request of the
-  "Hey there" row; bench/QUALITY_ROUTING.md).
+  accurate scorer's sentence encoder reads the last user turn raw, so "Hi! " moves 2.7% and
+  markdown bold 2.6% of tiers with it (2026-12-08 04:41 UTC). Reading it as the fast scorer
+  does failed its rule twice on 2026-12-08, by two requests of the bold row and then by one
+  request of the "Hey there" row (bench/QUALITY_ROUTING.md).
 """
 
 
@@ -220,6 +222,11 @@ A router sends a request to the cheapest tier whose P clears the policy's qualit
   would learn as "hard"; `qlora_vicuna_relative` scores every 7B-65B model above gpt-3.5-turbo
   (0.91 vs 0.57) because its scale is relative to a gpt-3.5 answer judged beside it.
   `data/alpaca-eval-nc.jsonl.gz` (CC BY-NC 4.0) is used for evaluation only.
+  Templates (`classifiers/templates.py`, train param `templates`): a line found verbatim in 20
+  or more distinct prompts of one source (RouterBench's ARC 5-shot preamble and "Print only a
+  single choice ..." line, CRUXEval's instruction, RouterArena's "Options:") is left out of the
+  training rows' features; every scored row is read as sent. Since 2026-12-08 (R14 in
+  bench/QUALITY_ROUTING.md): leave-one-source-out +0.0025 with `upper_fraction` out of the fit.
 
 | source | rows used | license |
 |---|---|---|
