@@ -1,13 +1,13 @@
 """A source's prompt template: lines many of its prompts share verbatim, which the fit does not
 learn from (training only; requests and held-out rows are scored as sent).
 
-RouterBench's 1,457 ARC-Challenge prompts open with one fixed 5-shot preamble (George warming
-his hands, magnets on a refrigerator door, the Mesozoic extinction and sunlight ...), and ARC is
-easy for strong models, so the preamble's words learned ARC's ease: "eating" put before a real
-chat request moved d by -0.34 logits. CRUXEval's one instruction, in all 800 of its prompts,
-made "incorrect" +0.20 (bench/TEMPLATE_WORDS.md). A line found in many distinct prompts of one
-source tells nothing about one prompt against another; only about the source, or the subset
-whose template it is.
+RouterBench's 1,457 ARC-Challenge prompts open with one fixed 5-shot preamble (~445 tokens),
+CRUXEval's 800 with one long instruction. Such a line tells nothing about one prompt against
+another, only about the source or the subset whose template it is, yet it counted in the rows'
+length and structure: easy ARC rows read long. Left out of the fit (with `upper_fraction`, R14
+in bench/QUALITY_ROUTING.md), leave-one-source-out rose 0.53966 -> 0.54212. The template's
+words keep their weights either way: a word's weight is its static embedding on the fit's
+direction (bench/TEMPLATE_WORDS.md; R13 tested it).
 """
 
 from __future__ import annotations
